@@ -1,0 +1,486 @@
+"""One typed, frozen settings object, parsed once from the process environment and an env file.
+
+Values come from the process environment first (how GitHub Actions passes variables and
+secrets), then from the `--env-file` (python-dotenv). Every structural problem (unknown
+cloud, a missing required value, a malformed one) is collected and raised together, each
+naming its variable and the fix. Security rules on the values live in `tools.rules`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tools.errors import ToolError
+
+CLOUDS = ("aws", "gcp", "local")
+ENVIRONMENTS = ("production", "staging", "dev")
+AUTH_PROVIDERS = ("auto", "google", "cognito")
+JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
+IMAGES = ("backend", "frontend", "user-env")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ToolError):
+    """All problems found while reading the configuration, one line each."""
+
+    def __init__(self, problems: list[str], exit_code: int = 1) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems), exit_code=exit_code)
+
+
+@dataclass(frozen=True)
+class Var:
+    """One configuration variable: how to read it and where it is needed."""
+
+    name: str
+    help: str
+    default: str | Callable[[dict[str, str]], str] | None = None
+    clouds: tuple[str, ...] = CLOUDS  # where the variable means something
+    required: bool = False  # required on the clouds above
+    secret: bool = False
+    kind: str = "str"  # str | bool | int | enum | email | url | path
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None
+    pattern_help: str = ""
+
+
+def _cluster_default(values: dict[str, str]) -> str:
+    return values.get("EKS_CLUSTER_NAME") or "cmbcluster"
+
+
+VARS: tuple[Var, ...] = (
+    # -- where -------------------------------------------------------------------------
+    Var("CLOUD_PROVIDER", "aws, gcp or local (or give --cloud)", kind="enum", choices=CLOUDS),
+    Var("ENVIRONMENT", "production, staging or dev", default="production", kind="enum", choices=ENVIRONMENTS),
+    Var(
+        "CLUSTER_NAME",
+        "Kubernetes cluster name; names buckets and images",
+        default=_cluster_default,
+        pattern=r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$",
+        pattern_help="2-40 lowercase letters, digits and hyphens, starting with a letter",
+    ),
+    Var("EKS_CLUSTER_NAME", "EKS cluster name (same as CLUSTER_NAME; either may be set)", clouds=("aws",)),
+    Var(
+        "NAMESPACE",
+        "Kubernetes namespace of the release",
+        default="cmbcluster",
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        pattern_help="a DNS label (lowercase, digits, hyphens)",
+    ),
+    Var(
+        "RELEASE_NAME",
+        "Helm release name",
+        default="cmbcluster",
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?$",
+        pattern_help="lowercase letters, digits, hyphens, max 53",
+    ),
+    Var(
+        "BASE_DOMAIN",
+        "the frontend's host; the API is api.BASE_DOMAIN",
+        required=True,
+        pattern=r"^(?=.{4,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+        pattern_help="a lowercase DNS name such as cmb.example.org, without https://",
+    ),
+    Var("API_URL", "public API URL", default=lambda v: f"https://api.{v.get('BASE_DOMAIN', '')}", kind="url"),
+    Var(
+        "FRONTEND_URL",
+        "public frontend URL",
+        default=lambda v: f"https://{v.get('BASE_DOMAIN', '')}",
+        kind="url",
+    ),
+    Var(
+        "LETSENCRYPT_EMAIL",
+        "ACME account e-mail for cert-manager (required on gcp)",
+        kind="email",
+        clouds=("gcp", "local"),
+    ),
+    Var(
+        "INGRESS_CLASS",
+        "ingress class: nginx or gce on gcp, nginx on local (aws always uses alb)",
+        default=lambda v: "nginx",
+        clouds=("gcp", "local"),
+        kind="enum",
+        choices=("nginx", "gce"),
+    ),
+    # -- GCP -----------------------------------------------------------------------------
+    Var(
+        "PROJECT_ID",
+        "GCP project id",
+        clouds=("gcp",),
+        required=True,
+        pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$",
+        pattern_help="6-30 lowercase letters, digits, hyphens",
+    ),
+    Var(
+        "REGION",
+        "GCP region, e.g. us-central1",
+        clouds=("gcp",),
+        required=True,
+        pattern=r"^[a-z]+-[a-z]+[0-9]$",
+        pattern_help="a GCP region such as us-central1",
+    ),
+    Var(
+        "GKE_LOCATION",
+        "GKE cluster location (region or zone); defaults to REGION",
+        clouds=("gcp",),
+        default=lambda v: v.get("REGION", ""),
+        pattern=r"^[a-z]+-[a-z]+[0-9](-[a-z])?$",
+        pattern_help="a GCP region or zone such as us-central1 or us-central1-a",
+    ),
+    Var(
+        "GCP_SERVICE_ACCOUNT_EMAIL",
+        "Google service account bound by Workload Identity to the backend",
+        clouds=("gcp",),
+        default=lambda v: f"{v.get('CLUSTER_NAME', '')}-sa@{v.get('PROJECT_ID', '')}.iam.gserviceaccount.com",
+        kind="email",
+    ),
+    Var(
+        "GCP_USER_SERVICE_ACCOUNT_EMAIL",
+        "Google service account for user pods (default: the backend's)",
+        clouds=("gcp",),
+        default=lambda v: v.get("GCP_SERVICE_ACCOUNT_EMAIL", ""),
+        kind="email",
+    ),
+    Var(
+        "ARTIFACT_REGISTRY_REPOSITORY",
+        "Artifact Registry repository holding the images",
+        clouds=("gcp",),
+        default="cmbcluster",
+        pattern=r"^[a-z][a-z0-9-]{0,62}$",
+        pattern_help="lowercase letters, digits, hyphens",
+    ),
+    # -- AWS -----------------------------------------------------------------------------
+    Var(
+        "AWS_ACCOUNT_ID",
+        "12-digit AWS account id",
+        clouds=("aws",),
+        required=True,
+        pattern=r"^[0-9]{12}$",
+        pattern_help="exactly 12 digits, e.g. 123456789012",
+    ),
+    Var(
+        "AWS_REGION",
+        "AWS region, e.g. us-east-1",
+        clouds=("aws",),
+        required=True,
+        pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$",
+        pattern_help="an AWS region such as us-east-1",
+    ),
+    Var(
+        "AWS_IRSA_ROLE_ARN",
+        "IAM role assumed by the backend through IRSA",
+        clouds=("aws",),
+        default=lambda v: f"arn:aws:iam::{v.get('AWS_ACCOUNT_ID', '')}:role/{v.get('CLUSTER_NAME', '')}-backend-irsa",
+        pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$",
+        pattern_help="an IAM role ARN such as arn:aws:iam::123456789012:role/NAME",
+    ),
+    Var(
+        "AWS_USER_IRSA_ROLE_ARN",
+        "IAM role for user pods through IRSA (default: the backend's)",
+        clouds=("aws",),
+        default=lambda v: v.get("AWS_IRSA_ROLE_ARN", ""),
+        pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$",
+        pattern_help="an IAM role ARN such as arn:aws:iam::123456789012:role/NAME",
+    ),
+    Var(
+        "AWS_CERTIFICATE_ARN",
+        "ACM certificate for the ALB (empty: the controller discovers it by host)",
+        clouds=("aws",),
+        pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]+$",
+        pattern_help="an ACM certificate ARN",
+    ),
+    # -- local ---------------------------------------------------------------------------
+    Var(
+        "KUBE_CONTEXT",
+        "kubeconfig context of the local cluster (default: current context)",
+        clouds=("local",),
+    ),
+    # -- images --------------------------------------------------------------------------
+    Var(
+        "REGISTRY_URL",
+        "image registry (default: ECR / Artifact Registry of the account; local: 127.0.0.1:5000)",
+        default=lambda v: "127.0.0.1:5000" if v.get("CLOUD_PROVIDER") == "local" else "",
+        pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?$",
+        pattern_help="host[:port][/path], no scheme",
+    ),
+    Var(
+        "IMAGE_TAG",
+        "release tag added to the content tags (e.g. v1.2.3)",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
+        pattern_help="a Docker tag: letters, digits, _ . -",
+    ),
+    Var("BACKEND_CONTEXT", "build context of the backend image", default="../cmbcluster/backend", kind="path"),
+    Var("BACKEND_DOCKERFILE", "Dockerfile of the backend (default: CONTEXT/Dockerfile)", kind="path"),
+    Var(
+        "FRONTEND_CONTEXT",
+        "build context of the frontend image",
+        default="../cmbcluster/nextjs-frontend",
+        kind="path",
+    ),
+    Var("FRONTEND_DOCKERFILE", "Dockerfile of the frontend (default: CONTEXT/Dockerfile)", kind="path"),
+    Var(
+        "USER_ENV_CONTEXT",
+        "build context of the user environment image",
+        default="../cmbcluster/user-environment",
+        kind="path",
+    ),
+    Var("USER_ENV_DOCKERFILE", "Dockerfile of the user environment (default: CONTEXT/Dockerfile)", kind="path"),
+    # -- auth ----------------------------------------------------------------------------
+    Var("AUTH_PROVIDER", "auto, google or cognito", default="auto", kind="enum", choices=AUTH_PROVIDERS),
+    Var(
+        "GOOGLE_CLIENT_ID",
+        "Google OAuth client id",
+        pattern=r"^[0-9A-Za-z-]+\.apps\.googleusercontent\.com$",
+        pattern_help="NNN-xxx.apps.googleusercontent.com",
+    ),
+    Var("GOOGLE_CLIENT_SECRET", "Google OAuth client secret", secret=True),
+    Var(
+        "COGNITO_USER_POOL_ID",
+        "Cognito user pool id",
+        pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]_[0-9A-Za-z]+$",
+        pattern_help="REGION_ID such as us-east-1_AbCdEf123",
+    ),
+    Var(
+        "COGNITO_CLIENT_ID",
+        "Cognito app client id",
+        pattern=r"^[0-9a-z]{20,128}$",
+        pattern_help="the app client id (lowercase letters and digits)",
+    ),
+    Var("COGNITO_CLIENT_SECRET", "Cognito app client secret", secret=True),
+    Var("COGNITO_ISSUER", "https://cognito-idp.REGION.amazonaws.com/POOL_ID", kind="url"),
+    # -- application secrets (generated once by make_secrets when unset) -------------------
+    Var("SECRET_KEY", "backend signing key, at least 32 random characters", secret=True),
+    Var("NEXTAUTH_SECRET", "NextAuth session secret, at least 32 random characters", secret=True),
+    Var("FILE_ENCRYPTION_KEY", "Fernet key for users' files; NEVER change it once data exists", secret=True),
+    # -- security switches and limits --------------------------------------------------
+    Var("DEV_MODE", "true only for development", default="false", kind="bool"),
+    Var("DEBUG", "true only for development", default="false", kind="bool"),
+    Var("TLS_ENABLED", "must be true", default="true", kind="bool"),
+    Var("RATE_LIMIT_ENABLED", "API rate limiting", default="true", kind="bool"),
+    Var("ENABLE_SECURITY_HEADERS", "security headers on responses", default="true", kind="bool"),
+    Var("CSP_ENABLED", "Content-Security-Policy header", default="true", kind="bool"),
+    Var("JWT_ALGORITHM", "HS256, HS384 or HS512", default="HS256", kind="enum", choices=JWT_ALGORITHMS),
+    Var("TOKEN_EXPIRE_HOURS", "session token lifetime in hours", default="8", kind="int"),
+    Var("MAX_INACTIVE_HOURS", "hours before an idle user environment is stopped", default="4", kind="int"),
+    Var("MAX_USER_PODS", "most user environments at once", default="50", kind="int"),
+)
+VARS_BY_NAME = {v.name: v for v in VARS}
+SECRET_VARS = tuple(v.name for v in VARS if v.secret)
+RENAMED = {"DOMAIN": "BASE_DOMAIN", "PROJECT": "PROJECT_ID", "GCP_PROJECT_ID": "PROJECT_ID"}
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
+_URL = re.compile(r"^(https?)://([a-z0-9.-]+)(:[0-9]{1,5})?(/\S*)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the steps need, typed. `values` keeps every variable as its final string."""
+
+    cloud: str
+    values: Mapping[str, str] = field(repr=False)
+    env_file: str | None = None
+
+    def __getitem__(self, name: str) -> str:
+        return self.values.get(name, "")
+
+    def flag(self, name: str) -> bool:
+        return self.values.get(name) == "true"
+
+    def number(self, name: str) -> int:
+        return int(self.values[name])
+
+    @property
+    def environment(self) -> str:
+        return self["ENVIRONMENT"]
+
+    @property
+    def cluster_name(self) -> str:
+        return self["CLUSTER_NAME"]
+
+    @property
+    def namespace(self) -> str:
+        return self["NAMESPACE"]
+
+    @property
+    def release(self) -> str:
+        return self["RELEASE_NAME"]
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        """The secret values that are set (unset ones are generated later by make_secrets)."""
+        return {name: self.values[name] for name in SECRET_VARS if self.values.get(name)}
+
+    def auth_providers(self) -> tuple[str, ...]:
+        """The providers the frontend offers: what AUTH_PROVIDER asks for, or under auto every complete one."""
+        choice = self["AUTH_PROVIDER"]
+        if choice != "auto":
+            return (choice,)
+        return tuple(p for p in ("google", "cognito") if not self.missing_auth(p))
+
+    def missing_auth(self, provider: str) -> list[str]:
+        return [name for name in AUTH_SETTINGS[provider] if not self.values.get(name)]
+
+    def dockerfile(self, image: str) -> str:
+        key = image.upper().replace("-", "_")
+        return self[f"{key}_DOCKERFILE"] or str(Path(self[f"{key}_CONTEXT"]) / "Dockerfile")
+
+    def context(self, image: str) -> str:
+        return self[f"{image.upper().replace('-', '_')}_CONTEXT"]
+
+
+AUTH_SETTINGS = {
+    "google": ("GOOGLE_CLIENT_ID", "GOOGLE_CLIENT_SECRET"),
+    "cognito": ("COGNITO_USER_POOL_ID", "COGNITO_CLIENT_ID", "COGNITO_CLIENT_SECRET", "COGNITO_ISSUER"),
+}
+
+
+def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read a dotenv file with python-dotenv; a line it cannot parse is an error, not a silent skip."""
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError([f"env file {p} does not exist: copy env/<cloud>.env.example to it and fill it in"], 2)
+    if p.is_dir():
+        raise ConfigError([f"env file {p} is a directory: give the path of a file"], 2)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except PermissionError:
+        raise ConfigError([f"env file {p} is not readable: fix its permissions (chmod 600 {p})"], 2) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"env file {p} is not UTF-8 text: save it as UTF-8"], 2) from None
+    import io
+
+    bad = [b.original.line for b in parse_stream(io.StringIO(text)) if b.error]
+    if bad:
+        raise ConfigError([f"{p}:{n}: not a KEY=VALUE line: fix or comment it out with #" for n in bad], 2)
+    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    missing = [k for k, v in values.items() if v is None]
+    if missing:
+        raise ConfigError([f"{p}: {k} has no '=': write {k}=VALUE (or {k}= for empty)" for k in missing], 2)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def load_settings(
+    cloud: str | None = None,
+    env_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge process environment over the env file, fill defaults, check every variable."""
+    from tools.report import REPORTER
+
+    environ = os.environ if environ is None else environ
+    from_file = read_env_file(env_file) if env_file else {}
+    raw: dict[str, str] = {}
+    for name in VARS_BY_NAME.keys() | from_file.keys():
+        value = environ.get(name) or from_file.get(name)
+        if value is not None and value.strip() != "":
+            raw[name] = value.strip() if not VARS_BY_NAME.get(name, Var(name, "")).secret else value
+    # Secrets are registered before anything can be printed, so no line can carry one.
+    REPORTER.register_secrets(raw.get(n) for n in SECRET_VARS)
+    problems: list[str] = []
+    cloud = _resolve_cloud(cloud, raw, problems)
+    if cloud is None:
+        raise ConfigError(problems, 2)
+    raw["CLOUD_PROVIDER"] = cloud
+    _check_renamed(from_file, environ, problems)
+    _resolve_cluster_name(cloud, raw, problems)
+    values = dict(raw)
+    for var in VARS:  # defaults in table order: later defaults may use earlier values
+        if var.name not in values and var.default is not None and cloud in var.clouds:
+            default = var.default(values) if callable(var.default) else var.default
+            if default:
+                values[var.name] = default
+    for var in VARS:
+        _check_var(var, cloud, values, problems)
+    if problems:
+        raise ConfigError(problems)
+    return Settings(cloud=cloud, values=values, env_file=str(env_file) if env_file else None)
+
+
+def _resolve_cloud(flag: str | None, raw: dict[str, str], problems: list[str]) -> str | None:
+    from_config = raw.get("CLOUD_PROVIDER")
+    for source, value in (("--cloud", flag), ("CLOUD_PROVIDER", from_config)):
+        if value is not None and value not in CLOUDS:
+            problems.append(f"{source}: unknown cloud {value!r}: use one of {', '.join(CLOUDS)}")
+            return None
+    if flag and from_config and flag != from_config:
+        problems.append(
+            f"CLOUD_PROVIDER: the env file says {from_config!r} but --cloud says {flag!r}: "
+            "use the env file made for that cloud, or fix CLOUD_PROVIDER"
+        )
+        return None
+    if not (flag or from_config):
+        problems.append("CLOUD_PROVIDER: no cloud given: pass --cloud aws|gcp|local or set CLOUD_PROVIDER")
+        return None
+    return flag or from_config
+
+
+def _resolve_cluster_name(cloud: str, raw: dict[str, str], problems: list[str]) -> None:
+    eks, name = raw.get("EKS_CLUSTER_NAME"), raw.get("CLUSTER_NAME")
+    if cloud == "aws" and eks and name and eks != name:
+        problems.append(
+            f"EKS_CLUSTER_NAME: {eks!r} conflicts with CLUSTER_NAME {name!r}: set only one, or make them equal"
+        )
+    if cloud == "aws" and eks and not name:
+        raw["CLUSTER_NAME"] = eks
+
+
+def _check_renamed(from_file: Mapping[str, str], environ: Mapping[str, str], problems: list[str]) -> None:
+    for old, new in RENAMED.items():
+        if old in from_file and new not in from_file and not environ.get(new):
+            problems.append(f"{old}: this toolkit reads {new}: rename {old} to {new}")
+
+
+def _check_var(var: Var, cloud: str, values: dict[str, str], problems: list[str]) -> None:
+    value = values.get(var.name)
+    if cloud not in var.clouds:
+        if value and var.name not in ("EKS_CLUSTER_NAME",):
+            values.pop(var.name)  # another cloud's setting: ignored, as in the seed's tables
+        return
+    if value is None:
+        if var.required:
+            problems.append(f"{var.name}: required for {cloud} but not set: set {var.name} ({var.help})")
+        return
+    error = _check_value(var, value)
+    if error:
+        problems.append(f"{var.name}: {error}")
+    elif var.kind == "bool":
+        values[var.name] = value.lower()
+
+
+def _check_value(var: Var, value: str) -> str | None:
+    if var.kind == "enum" and value not in var.choices:
+        return f"{value!r} is not allowed: use one of {', '.join(var.choices)}"
+    if var.kind == "bool" and value.lower() not in ("true", "false"):
+        return f"{value!r} is not a boolean: use true or false"
+    if var.kind == "int" and (not value.isdigit() or int(value) < 1):
+        return f"{value!r} is not a positive whole number: use e.g. {var.default}"
+    if var.kind == "email" and not _EMAIL.match(value):
+        return f"{value!r} is not an e-mail address: use name@example.org"
+    if var.kind == "url" and not _URL.match(value):
+        return f"{value!r} is not a URL: use https://host/path"
+    if var.pattern and not re.match(var.pattern, value):
+        shown = "(value hidden)" if var.secret else repr(value)
+        return f"{shown} is malformed: use {var.pattern_help}"
+    return None
+
+
+def example_values() -> dict[str, dict[str, str]]:
+    """The example files' values per cloud (validate_secrets refuses secrets copied from them)."""
+    out: dict[str, dict[str, str]] = {}
+    for cloud in CLOUDS:
+        path = REPO_ROOT / "env" / f"{cloud}.env.example"
+        if path.exists():
+            out[cloud] = read_env_file(path)
+    return out
+
+
+def replace(settings: Settings, **changes: str) -> Settings:
+    """A copy with some values changed (e.g. generated secrets), still frozen."""
+    return dataclasses.replace(settings, values={**settings.values, **changes})
