@@ -8,6 +8,8 @@ talk to a cloud, so `--help` and `plan` never import them.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -107,6 +109,12 @@ class Cloud:
     def ensure_repositories(self) -> list[str]:
         """Make sure every image has a repository; return the ones created."""
         return []
+
+    @contextmanager
+    def cluster_access(self) -> Iterator[str]:
+        """Yield the path of a kubeconfig for the target cluster; nothing it wrote stays on disk."""
+        raise NotImplementedError
+        yield ""
 
     # -- chart ---------------------------------------------------------------------------
     def chart_values(self, images: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -295,6 +303,31 @@ class LocalCloud(Cloud):
 
     def storage_values(self) -> dict[str, Any]:
         return {"local": {"size": "1Gi"}}
+
+    @contextmanager
+    def cluster_access(self) -> Iterator[str]:
+        """The user's own kubeconfig (KUBECONFIG or ~/.kube/config), pinned to KUBE_CONTEXT if given."""
+        import os
+        import tempfile
+
+        import yaml
+
+        path = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or os.path.expanduser("~/.kube/config")
+        if not os.path.exists(path):
+            raise ToolError(f"no kubeconfig at {path}: set KUBECONFIG or create a cluster (kind, k3s, minikube)")
+        context = self.settings["KUBE_CONTEXT"]
+        if not context:
+            yield path
+            return
+        config = yaml.safe_load(open(path, encoding="utf-8")) or {}
+        if context not in [c.get("name") for c in config.get("contexts") or []]:
+            raise ToolError(f"KUBE_CONTEXT: context {context!r} is not in {path}: use `kubectl config get-contexts`")
+        config["current-context"] = context
+        with tempfile.NamedTemporaryFile("w", suffix=".kubeconfig", delete=True) as handle:
+            os.chmod(handle.name, 0o600)
+            yaml.safe_dump(config, handle)
+            handle.flush()
+            yield handle.name
 
     def ingress_values(self) -> dict[str, Any]:
         return {"className": self.ingress_class, "certManager": {"email": self.settings["LETSENCRYPT_EMAIL"]}}
