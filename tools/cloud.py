@@ -319,7 +319,8 @@ class LocalCloud(Cloud):
         if not context:
             yield path
             return
-        config = yaml.safe_load(open(path, encoding="utf-8")) or {}
+        with open(path, encoding="utf-8") as source:
+            config = yaml.safe_load(source) or {}
         if context not in [c.get("name") for c in config.get("contexts") or []]:
             raise ToolError(f"KUBE_CONTEXT: context {context!r} is not in {path}: use `kubectl config get-contexts`")
         config["current-context"] = context
