@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.testbed import PartUnavailable, TestBed
+from tools.report import REPORTER
 
 
 @pytest.fixture(scope="session")
@@ -83,4 +84,5 @@ def _no_ambient_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
         ):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    REPORTER.forget_secrets()
     monkeypatch.setenv("NO_COLOR", "1")

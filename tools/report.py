@@ -23,9 +23,16 @@ class Reporter:
     """Prints action lines; knows the secret values so none of them ever reaches a stream."""
 
     def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
-        self.out = out or sys.stdout
-        self.err = err or sys.stderr
+        self._out, self._err = out, err
         self._secrets: set[str] = set()
+
+    @property
+    def out(self) -> TextIO:  # resolved late: tests and wrappers replace sys.stdout
+        return self._out or sys.stdout
+
+    @property
+    def err(self) -> TextIO:
+        return self._err or sys.stderr
 
     # -- secrets -------------------------------------------------------------------------
     @property
@@ -43,6 +50,10 @@ class Reporter:
                         if line.strip():
                             self.out.write(f"::add-mask::{line}\n")
         self.out.flush()
+
+    def forget_secrets(self) -> None:
+        """Start over, as a new process would (tests run many tools in one process)."""
+        self._secrets.clear()
 
     def redact(self, text: str) -> str:
         for value in sorted(self._secrets, key=len, reverse=True):

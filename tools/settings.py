@@ -396,8 +396,8 @@ def load_settings(
             default = var.default(values) if callable(var.default) else var.default
             if default:
                 values[var.name] = default
-    for var in VARS:
-        _check_var(var, cloud, values, problems)
+    for var in VARS:  # defaults are built from checked values: only what the user gave is checked
+        _check_var(var, cloud, values, problems, given=var.name in raw)
     if problems:
         raise ConfigError(problems)
     return Settings(cloud=cloud, values=values, env_file=str(env_file) if env_file else None)
@@ -437,7 +437,7 @@ def _check_renamed(from_file: Mapping[str, str], environ: Mapping[str, str], pro
             problems.append(f"{old}: this toolkit reads {new}: rename {old} to {new}")
 
 
-def _check_var(var: Var, cloud: str, values: dict[str, str], problems: list[str]) -> None:
+def _check_var(var: Var, cloud: str, values: dict[str, str], problems: list[str], given: bool) -> None:
     value = values.get(var.name)
     if cloud not in var.clouds:
         if value and var.name not in ("EKS_CLUSTER_NAME",):
@@ -447,7 +447,7 @@ def _check_var(var: Var, cloud: str, values: dict[str, str], problems: list[str]
         if var.required:
             problems.append(f"{var.name}: required for {cloud} but not set: set {var.name} ({var.help})")
         return
-    error = _check_value(var, value)
+    error = _check_value(var, value) if given else None
     if error:
         problems.append(f"{var.name}: {error}")
     elif var.kind == "bool":

@@ -1,0 +1,83 @@
+# cmbcluster-deploy: every target a person runs is the one CI runs.
+# Usage: make <target> CLOUD=aws|gcp|local [ENV_FILE=env/aws.env]
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CLOUD ?= local
+# Your env/<cloud>.env when it exists, else the example (fine for `plan`, refused by deploys)
+ENV_FILE ?= $(if $(wildcard env/$(CLOUD).env),env/$(CLOUD).env,env/$(CLOUD).env.example)
+VENV := .venv
+PY := $(VENV)/bin/python
+IMAGES_FILE ?= out/images.json
+ARGS ?=
+STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
+
+.PHONY: help setup plan validate build secrets helm-deploy smoke deploy deploy-aws deploy-gcp deploy-local \
+        test lint bench bench-build bench-smoke testbed-up testbed-down setup-checkov clean
+
+help: ## List every target with one line each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST) \
+	  | if [ -t 1 ]; then cat; else sed 's/\x1b\[[0-9;]*m//g'; fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m tools.install_helm --with-helm3
+	@touch $@
+
+setup: $(VENV)/.installed ## Create .venv, install the toolkit and a real helm (the one on PATH, else a pinned one)
+
+plan: setup ## Validate, compute image tags, render the chart to out/plan/CLOUD (no cloud access)
+	@echo "plan for $(CLOUD) with $(ENV_FILE)"
+	$(PY) -m tools.plan $(STEP_ARGS) $(ARGS)
+
+validate: setup ## Check configuration and secrets (exit 1 on any error)
+	$(PY) -m tools.validate_secrets $(STEP_ARGS) $(ARGS)
+
+build: setup ## Build and push the three images (skips unchanged ones), write out/images.json
+	$(PY) -m tools.build_push $(STEP_ARGS) --output $(IMAGES_FILE) $(ARGS)
+
+secrets: setup ## Create or update the Kubernetes Secrets (generated keys are kept, never rotated silently)
+	$(PY) -m tools.make_secrets $(STEP_ARGS) $(ARGS)
+
+helm-deploy: setup ## Preflight, database bucket, install or upgrade the release (images pinned by digest)
+	$(PY) -m tools.helm_deploy $(STEP_ARGS) --images $(IMAGES_FILE) $(ARGS)
+
+smoke: setup ## Watch the rollout, check the endpoints and user storage; roll back on failure
+	$(PY) -m tools.smoke_test $(STEP_ARGS) --images $(IMAGES_FILE) $(ARGS)
+
+deploy: validate build secrets helm-deploy smoke ## The whole chain for CLOUD
+
+deploy-aws: ## The whole chain on EKS (validate, build, secrets, deploy, smoke)
+	$(MAKE) deploy CLOUD=aws
+
+deploy-gcp: ## The whole chain on GKE
+	$(MAKE) deploy CLOUD=gcp
+
+deploy-local: ## The whole chain on a local cluster (kind, k3s, minikube)
+	$(MAKE) deploy CLOUD=local
+
+test: setup ## Run the test suite (starts its own Docker engine, registry, moto, GCS and Kubernetes emulators)
+	$(PY) -m pytest $(ARGS)
+
+lint: setup ## ruff on the Python code
+	$(VENV)/bin/ruff check tools tests
+	$(VENV)/bin/ruff format --check tools tests
+
+bench: bench-build bench-smoke ## Every benchmark
+
+bench-build: setup ## Cold, warm and one-changed build_push runs against a local registry
+	$(PY) -m tools.bench_build
+
+bench-smoke: setup ## Detection latency of smoke_test for failing pods (min/median/max)
+	$(PY) -m tools.bench_smoke
+
+testbed-up: setup ## Start the test bed under .testbed/ (source .testbed/env to use it)
+	$(PY) -m tests.testbed up .testbed
+
+testbed-down: ## Stop the test bed under .testbed/
+	$(PY) -m tests.testbed down .testbed
+
+clean: ## Remove build outputs (out/)
+	rm -rf out

@@ -1,0 +1,68 @@
+"""Which helm the tools use, and a pyhelm3 client for it.
+
+A `helm` on PATH is what the user has; `make setup` puts a pinned one in the virtualenv when
+there is none. HELM_BIN overrides both (e.g. `helm3` to hold the chart to Helm 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tools.errors import ToolError
+from tools.settings import REPO_ROOT
+
+CHART_DIR = REPO_ROOT / "helm"
+T = TypeVar("T")
+
+
+def helm_binary() -> str:
+    chosen = os.environ.get("HELM_BIN")
+    if chosen:
+        found = shutil.which(chosen)
+        if not found:
+            raise ToolError(f"HELM_BIN={chosen} is not an executable: fix HELM_BIN or unset it")
+        return found
+    beside = Path(sys.executable).parent / "helm"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("helm")
+    if not found:
+        raise ToolError("helm is not installed: run `make setup` (it installs a pinned helm into .venv)")
+    return found
+
+
+def client(**kwargs: Any) -> Any:
+    """A pyhelm3 Client on our helm binary."""
+    from pyhelm3 import Client
+
+    return Client(executable=helm_binary(), **kwargs)
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run one pyhelm3 coroutine, turning its errors into one clear line."""
+    from pyhelm3 import errors
+
+    try:
+        return asyncio.run(coroutine)
+    except errors.Error as exc:
+        text = str(exc).strip().splitlines()
+        raise ToolError(f"helm: {text[-1] if text else type(exc).__name__}") from None
+
+
+def render(release: str, namespace: str, values: dict[str, Any], chart: Path = CHART_DIR) -> list[dict[str, Any]]:
+    """`helm template` through pyhelm3: the manifests, parsed."""
+    if not (chart / "Chart.yaml").exists():
+        raise ToolError(f"no chart at {chart}: expected {chart}/Chart.yaml")
+    helm = client()
+
+    async def _render() -> list[dict[str, Any]]:
+        loaded = await helm.get_chart(chart)
+        return list(await helm.template_resources(loaded, release, values, namespace=namespace))
+
+    return run_async(_render())

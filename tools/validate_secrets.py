@@ -1,0 +1,55 @@
+"""Refuse a configuration early: every structural problem and security rule, reported at once.
+
+Exit 0: no errors (warnings may be printed); 1: errors; 2: usage (no cloud, unreadable file).
+Secret values are never printed, not even a prefix; under GitHub Actions they are masked
+with `::add-mask::` before any other line, and each finding is also an annotation.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from tools import cli, rules
+from tools.report import REPORTER
+from tools.settings import ConfigError, Settings
+
+
+def report(settings: Settings, findings: list[rules.Finding], verbose: bool = True) -> None:
+    for finding in findings:
+        if finding.level == "error":
+            REPORTER.error(str(finding), title="validate_secrets")
+        elif finding.level == "warning":
+            REPORTER.warning(str(finding), title="validate_secrets")
+        elif verbose:
+            REPORTER.info(str(finding))
+
+
+@cli.main_boundary
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = cli.parser(__doc__.splitlines()[0], dry_run=False)
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+    args = parser.parse_args(argv)
+    try:
+        settings = cli.settings_from(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            REPORTER.error(problem, title="configuration")
+        REPORTER.line("error", f"{len(exc.problems)} configuration problem(s): fix them and run again")
+        return exc.exit_code
+    findings = rules.check(settings)
+    report(settings, findings, verbose=not args.quiet)
+    errors = rules.errors(findings)
+    warnings = [f for f in findings if f.level == "warning"]
+    source = settings.env_file or "the environment"
+    if errors:
+        REPORTER.line("error", f"{len(errors)} error(s), {len(warnings)} warning(s) in {source} for {settings.cloud}")
+        return 1
+    REPORTER.ok(
+        f"{source} is valid for {settings.cloud} ({len(warnings)} warning(s); {rules.chosen_providers_note(settings)})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
