@@ -44,6 +44,8 @@ def _venv_bin(name: str) -> str:
 class TestBed:
     """Starts parts on demand; `stop()` ends every process it started."""
 
+    __test__ = False  # not a pytest test class
+
     def __init__(self, root: str | None = None) -> None:
         self.root = Path(root or tempfile.mkdtemp(prefix="cmb-testbed-"))
         self.root.mkdir(parents=True, exist_ok=True)

@@ -42,13 +42,13 @@ class Reporter:
     def register_secrets(self, values: Iterable[str | None]) -> None:
         """Remember secret values; under GitHub Actions ask the runner to mask them too."""
         for value in values:
-            if value and len(value) >= _MIN_SECRET_LEN and value not in self._secrets:
-                self._secrets.add(value)
-                if self.github:
-                    # The mask command itself is the only place a value is written, as GitHub requires.
-                    for line in value.splitlines():
-                        if line.strip():
-                            self.out.write(f"::add-mask::{line}\n")
+            # A multi-line value (a key file) is masked line by line, as GitHub masks.
+            for part in dict.fromkeys([value, *value.splitlines()]) if value else ():
+                if len(part.strip()) >= _MIN_SECRET_LEN and part not in self._secrets:
+                    self._secrets.add(part)
+                    if self.github and "\n" not in part:
+                        # The mask command is the only place a value is written, as GitHub requires.
+                        self.out.write(f"::add-mask::{part}\n")
         self.out.flush()
 
     def forget_secrets(self) -> None:

@@ -1,0 +1,92 @@
+"""The reporter (redaction, annotations, colour) and the one subprocess runner."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools.errors import ToolError
+from tools.report import REPORTER, Reporter, markdown_table
+from tools.runner import run
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_registered_secrets_are_redacted_everywhere() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    rep = Reporter(out, err)
+    rep.register_secrets(["s3cr3t-value-xyz", None, "ab"])  # too short values are not redacted
+    rep.info("token s3cr3t-value-xyz here")
+    rep.error("failed with s3cr3t-value-xyz")
+    assert "s3cr3t" not in out.getvalue() + err.getvalue()
+    assert "token *** here" in out.getvalue()
+
+
+def test_colour_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    tty, plain = Tty(), io.StringIO()
+    Reporter(tty, tty).ok("done", 1.5)
+    Reporter(plain, plain).ok("done", 1.5)
+    assert "\033[32m" in tty.getvalue()
+    assert plain.getvalue() == "ok      done (1.50s)\n"
+
+
+def test_github_annotations_and_masks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    out, err = io.StringIO(), io.StringIO()
+    rep = Reporter(out, err)
+    rep.register_secrets(["line-one-secret\nline-two-secret"])
+    rep.error("bad: 100% broken, line-one-secret", title="step: one")
+    rep.summary("| a | line-two-secret |")
+    text = out.getvalue()
+    assert "::add-mask::line-one-secret\n::add-mask::line-two-secret\n" in text
+    assert "::error title=step%3A one::bad: 100%25 broken, ***" in text
+    assert summary.read_text() == "| a | *** |\n\n"
+
+
+def test_action_lines_carry_result_and_time() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    rep = Reporter(out, err)
+    with rep.action("push image") as result:
+        result.set("skip", "already in the registry")
+    with pytest.raises(RuntimeError), rep.action("build image"):
+        raise RuntimeError("boom")
+    assert out.getvalue().startswith("skipped push image: already in the registry (")
+    assert err.getvalue().startswith("error   build image: failed (")
+
+
+def test_markdown_table_escapes_pipes() -> None:
+    assert markdown_table(["a", "b"], [["x|y", 1]]) == "| a | b |\n|---|---|\n| x\\|y | 1 |"
+
+
+def test_run_dry_run_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "created"
+    proc = run(["touch", str(target)], dry_run=True)
+    assert proc.returncode == 0 and not target.exists()
+    assert f"would run: touch {target}" in capsys.readouterr().out
+
+
+def test_run_passes_secrets_on_stdin_not_argv() -> None:
+    proc = run([sys.executable, "-c", "import sys; print(sys.stdin.read()[::-1])"], input="abc")
+    assert proc.stdout.strip() == "cba"
+
+
+def test_run_failure_is_one_clear_error_with_secrets_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    REPORTER.register_secrets(["hunter2-very-secret"])
+    with pytest.raises(ToolError) as err:
+        run([sys.executable, "-c", "import sys; sys.exit('denied for hunter2-very-secret')"], what="login")
+    assert str(err.value).startswith("login failed after ")
+    assert "hunter2" not in str(err.value) + capsys.readouterr().err
+
+
+def test_run_missing_binary() -> None:
+    with pytest.raises(ToolError, match="no-such-binary-xyz is not installed"):
+        run(["no-such-binary-xyz"])
