@@ -64,6 +64,7 @@ class Cloud:
     csi_driver: ClassVar[str]
     mount_options: ClassVar[list[str]]
     ingress_class: ClassVar[str]
+    immutable_tags: ClassVar[bool] = False  # True: a pushed tag can never be pushed again (ECR)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -174,6 +175,7 @@ class AwsCloud(Cloud):
     # Mountpoint for S3 options; uid/gid match the app's user so it can write.
     mount_options: ClassVar[list[str]] = ["allow-delete", "allow-other", "uid=1000", "gid=1000"]
     ingress_class = "alb"
+    immutable_tags = True  # ensure_repositories creates them with imageTagMutability=IMMUTABLE
 
     def default_registry(self) -> str:
         s = self.settings

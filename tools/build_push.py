@@ -1,0 +1,549 @@
+"""Build the CMBCluster images (backend, frontend, user-env) and push them; skip what the registry has.
+
+Tags
+  content tag   `c-` + the first 12 hex digits of a SHA-256 over the image's Dockerfile and
+                build context: every file and folder Docker would send (`.dockerignore`
+                honoured with Docker's rules: `*`, `?`, `**`, `!` exceptions, parent folders),
+                by relative path, kind, permission bits and content (not times or owners).
+                An unchanged image keeps its tag, so a run with nothing changed builds nothing.
+  release tag   `--tag`, else IMAGE_TAG, else under GitHub Actions a pushed git tag vX.Y.Z.
+                Added to the content-tagged image, whether it was built now or before.
+
+Before building, the registry is asked (HTTP API v2, HEAD manifest) whether the content tag
+is there; if so nothing is built and the release tag is added by copying the manifest.
+`--force-rebuild` builds anyway; `--skip-build` builds nothing and fails unless the images
+exist (the release tag when given, else the content tag).
+
+Login goes through the cloud shim (ECR token from boto3, Artifact Registry token from
+google-auth, none for the local registry); Docker gets it through stdin into a temporary
+DOCKER_CONFIG folder that is deleted afterwards.
+
+Output: `out/images.json` (`--output`), written atomically and only when every image
+succeeded: {"registry": R, "images": {NAME: {"repository": REPO, "tags": [CONTENT, RELEASE?],
+"digest": "sha256:..."}}}. Images not built in this run keep their entry from the previous
+file (same registry). `load_images()` reads it for helm_deploy. Under GitHub Actions also the
+step output `images` (the same JSON) and a row per image in the job summary.
+
+Environment: DOCKER (the docker client, default `docker`), DOCKER_BUILDKIT (default: BuildKit
+when buildx is installed, else the legacy builder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import posixpath
+import re
+import stat
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools.cli import main_boundary, parser, settings_from
+from tools.cloud import Cloud, RegistryAuth, cloud_for
+from tools.errors import ToolError, UsageError
+from tools.registry import DIGEST, Registry
+from tools.report import REPORTER, markdown_table
+from tools.settings import IMAGES, ConfigError, Settings
+
+DEFAULT_OUTPUT = "out/images.json"
+CONTENT_PREFIX = "c-"
+CONTENT_TAG = re.compile(r"^c-[0-9a-f]{12}$")
+DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+GIT_RELEASE = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$")
+_HASH_VERSION = b"cmbcluster-content-tag-v1\0"
+
+
+# -- .dockerignore ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IgnorePattern:
+    text: str  # cleaned, without the leading "!"
+    exclusion: bool  # a "!" line: re-include what earlier lines excluded
+    regex: re.Pattern[str]
+
+
+def parse_dockerignore(text: str) -> list[IgnorePattern]:
+    """Docker's reading of .dockerignore: comments, trimming, Clean(), a leading "/" dropped."""
+    patterns = []
+    for number, raw in enumerate(text.lstrip("\ufeff").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        exclusion = line.startswith("!")
+        if exclusion:
+            line = line[1:].strip()
+            if not line:
+                raise ToolError(f".dockerignore line {number}: a lone '!' is not a pattern: remove it")
+        cleaned = posixpath.normpath(line)
+        if cleaned.startswith("//"):
+            cleaned = cleaned[1:]
+        if len(cleaned) > 1 and cleaned.startswith("/"):
+            cleaned = cleaned[1:]
+        try:
+            regex = re.compile(_pattern_regex(cleaned))
+        except re.error:
+            raise ToolError(f".dockerignore line {number}: bad pattern {line!r}: fix its [ ] brackets") from None
+        patterns.append(IgnorePattern(cleaned, exclusion, regex))
+    return patterns
+
+
+def _pattern_regex(pattern: str) -> str:
+    """The regular expression Docker's patternmatcher builds for one pattern."""
+    out, i = "^", 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            if pattern[i + 1 : i + 2] == "*":
+                i += 1
+                if pattern[i + 1 : i + 2] == "/":  # "**/" is "**"
+                    i += 1
+                out += ".*" if i + 1 >= len(pattern) else "(.*/)?"
+            else:
+                out += "[^/]*"
+        elif ch == "?":
+            out += "[^/]"
+        elif ch in ".+()|{}$":
+            out += "\\" + ch
+        elif ch == "\\":
+            if i + 1 < len(pattern):
+                i += 1
+                out += "\\" + pattern[i]
+            else:
+                out += "\\\\"
+        else:
+            out += ch  # including [ ] character classes
+        i += 1
+    return out + "$"
+
+
+def is_ignored(path: str, patterns: Sequence[IgnorePattern]) -> bool:
+    """Docker's MatchesOrParentMatches: the last pattern matching the path or a parent folder wins."""
+    parents = path.split("/")[:-1]
+    matched = False
+    for pattern in patterns:
+        if pattern.exclusion != matched:
+            continue
+        hit = bool(pattern.regex.match(path)) or any(
+            pattern.regex.match("/".join(parents[: i + 1])) for i in range(len(parents))
+        )
+        if hit:
+            matched = not pattern.exclusion
+    return matched
+
+
+def context_entries(context: Path, patterns: Sequence[IgnorePattern]) -> Iterator[tuple[str, os.stat_result]]:
+    """The (relative path, lstat) of every entry Docker puts in the build context, sorted.
+
+    An ignored folder is skipped whole unless a `!` pattern starts with its path (Docker's
+    own shortcut: `!**/keep` does not reach into an ignored folder, `!dir/keep` does).
+    """
+    exceptions = [p.text + "/" for p in patterns if p.exclusion]
+
+    def walk(folder: Path, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+        for entry in entries:
+            rel = prefix + entry.name
+            st = entry.stat(follow_symlinks=False)
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if patterns and is_ignored(rel, patterns):
+                if is_dir and any(e.startswith(rel + "/") for e in exceptions):
+                    yield from walk(Path(entry.path), rel + "/")
+                continue
+            yield rel, st
+            if is_dir:
+                yield from walk(Path(entry.path), rel + "/")
+
+    yield from walk(context, "")
+
+
+def content_tag(context: Path, dockerfile: Path) -> str:
+    """`c-` + 12 hex digits of the hash of the Dockerfile and the context Docker would send."""
+    digest = hashlib.sha256(_HASH_VERSION)
+    _feed(digest, b"Dockerfile", dockerfile.read_bytes())
+    ignore_file = context / ".dockerignore"
+    ignore_text = ignore_file.read_text(encoding="utf-8") if ignore_file.is_file() else ""
+    _feed(digest, b".dockerignore", ignore_text.encode())  # Docker always sends it
+    for rel, st in context_entries(context, parse_dockerignore(ignore_text)):
+        mode = stat.S_IMODE(st.st_mode)
+        path = context / rel
+        if stat.S_ISREG(st.st_mode):
+            with open(path, "rb") as handle:
+                body = hashlib.file_digest(handle, "sha256").digest()
+            _feed(digest, f"F {rel} {mode:o}".encode(), body)
+        elif stat.S_ISDIR(st.st_mode):
+            _feed(digest, f"D {rel} {mode:o}".encode(), b"")
+        elif stat.S_ISLNK(st.st_mode):
+            _feed(digest, f"L {rel}".encode(), os.readlink(path).encode())
+    return CONTENT_PREFIX + digest.hexdigest()[:12]
+
+
+def _feed(digest: Any, head: bytes, body: bytes) -> None:
+    digest.update(b"%d:%s%d:%s" % (len(head), head, len(body), body))
+
+
+# -- what to build ---------------------------------------------------------------------------
+@dataclass
+class Job:
+    """One image: where it comes from, where it goes, and (after the run) what it became."""
+
+    name: str
+    repository: str
+    context: Path | None = None
+    dockerfile: Path | None = None
+    content_tag: str | None = None
+    tags: list[str] = field(default_factory=list)
+    digest: str = ""
+    status: str = ""  # built | cached | existing
+    seconds: float = 0.0
+
+    def record(self) -> dict[str, Any]:
+        return {"repository": self.repository, "tags": self.tags, "digest": self.digest}
+
+
+def select_images(value: str | None) -> list[str]:
+    """`--images backend,frontend` (default: all), in the canonical order."""
+    if not value:
+        return list(IMAGES)
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in IMAGES]
+    if unknown or not names:
+        shown = ", ".join(repr(n) for n in unknown) or "none"
+        raise UsageError(f"--images: unknown image {shown}: use one or more of {','.join(IMAGES)}")
+    return [n for n in IMAGES if n in names]
+
+
+def release_tag(flag: str | None, settings: Settings) -> str | None:
+    """--tag, else IMAGE_TAG, else a pushed git tag vX.Y.Z under GitHub Actions."""
+    tag = flag or settings["IMAGE_TAG"] or None
+    if tag is None and os.environ.get("GITHUB_REF_TYPE") == "tag":
+        ref = os.environ.get("GITHUB_REF_NAME", "")
+        tag = ref if GIT_RELEASE.match(ref) else None
+    if tag is not None:
+        if not DOCKER_TAG.match(tag):
+            raise UsageError(f"release tag {tag!r} is not a Docker tag: use letters, digits, _ . - (e.g. v1.2.3)")
+        if CONTENT_TAG.match(tag):
+            raise UsageError(f"release tag {tag!r} looks like a content tag (c-...): choose another, e.g. v1.2.3")
+    return tag
+
+
+def plan(settings: Settings, cloud: Cloud, names: Sequence[str], need_source: bool = True) -> list[Job]:
+    """A job per image, with its content tag; every missing context or Dockerfile reported together."""
+    repositories = {image.name: image.repository for image in cloud.images()}
+    jobs, problems = [], []
+    for name in names:
+        job = Job(name, repositories[name])
+        key = name.upper().replace("-", "_")
+        context = Path(settings.context(name)).expanduser().resolve()
+        dockerfile = Path(settings.dockerfile(name)).expanduser().resolve()
+        if not context.is_dir():
+            if need_source:
+                problems.append(
+                    f"{name}: build context {context} is not a folder: set {key}_CONTEXT to the "
+                    f"image's source folder (a checkout of the CMBCluster application)"
+                )
+        elif not dockerfile.is_file():
+            if need_source:
+                problems.append(f"{name}: Dockerfile {dockerfile} does not exist: set {key}_DOCKERFILE")
+        else:
+            job.context, job.dockerfile = context, dockerfile
+            try:
+                job.content_tag = content_tag(context, dockerfile)
+            except OSError as exc:
+                problems.append(f"{name}: cannot read the build context: {exc}: fix its permissions")
+            except ToolError as exc:
+                problems.append(f"{name}: {context}/{exc}")
+        jobs.append(job)
+    if problems:
+        raise ConfigError(problems)
+    return jobs
+
+
+# -- docker -------------------------------------------------------------------------------------
+class Docker:
+    """The docker client, prepared on first use: engine reachable, builder chosen, logged in."""
+
+    def __init__(self, auth: RegistryAuth | None, stream: bool) -> None:
+        self.binary = os.environ.get("DOCKER", "docker")
+        self.auth = auth
+        self.stream = stream
+        self.env: dict[str, str] | None = None
+        self._config_dir: str | None = None
+
+    def prepare(self) -> None:
+        import tempfile
+
+        from tools.runner import run
+
+        if self.env is not None:
+            return
+        env = dict(os.environ)
+        version = run([self.binary, "version", "--format", "{{.Server.Version}}"], check=False, env=env)
+        if version.returncode != 0:
+            reason = (version.stderr or version.stdout).strip().splitlines()[-1:] or ["no answer"]
+            where = env.get("DOCKER_HOST") or "the default socket"
+            raise ToolError(f"cannot reach the Docker engine at {where} ({reason[0]}): start Docker or set DOCKER_HOST")
+        if "DOCKER_BUILDKIT" not in env:
+            buildx = run([self.binary, "buildx", "version"], check=False, env=env)
+            env["DOCKER_BUILDKIT"] = "1" if buildx.returncode == 0 else "0"
+        if self.auth:
+            self._config_dir = tempfile.mkdtemp(prefix="cmb-docker-")
+            env["DOCKER_CONFIG"] = self._config_dir
+            host = self.auth.registry.split("/")[0]
+            run(
+                [self.binary, "login", "--username", self.auth.username, "--password-stdin", host],
+                input=self.auth.password,
+                env=env,
+                what=f"docker login {host}",
+            )
+        self.env = env
+
+    def build(self, job: Job, tags: Sequence[str]) -> None:
+        assert job.context and job.dockerfile and job.content_tag
+        cmd = [self.binary, "build", "--file", str(job.dockerfile)]
+        for tag in tags:
+            cmd += ["--tag", f"{job.repository}:{tag}"]
+        cmd += ["--label", f"org.cmbcluster.content-tag={job.content_tag}", str(job.context)]
+        from tools.runner import run
+
+        run(cmd, env=self.env, stream=self.stream, what=f"{job.name}: docker build")
+
+    def push(self, job: Job, tag: str) -> None:
+        from tools.runner import run
+
+        run([self.binary, "push", f"{job.repository}:{tag}"], env=self.env, what=f"{job.name}: docker push {tag}")
+
+    def close(self) -> None:
+        if self._config_dir:
+            import shutil
+
+            shutil.rmtree(self._config_dir, ignore_errors=True)
+            self._config_dir = None
+
+
+# -- the run ---------------------------------------------------------------------------------------
+class Publisher:
+    """Makes sure every job's image is in the registry with its tags; fills in tags and digest."""
+
+    def __init__(
+        self, cloud: Cloud, release: str | None, *, force: bool = False, skip_build: bool = False, stream: bool = False
+    ) -> None:
+        self.cloud = cloud
+        self.release = release
+        self.force = force
+        self.skip_build = skip_build
+        self.stream = stream
+        self.immutable = cloud.immutable_tags
+
+    def run(self, jobs: Sequence[Job]) -> None:
+        registry = self.cloud.registry()
+        if not self.skip_build:
+            for name in self.cloud.ensure_repositories():
+                REPORTER.ok(f"created repository {name}")
+        auth = self.cloud.registry_login()
+        self.registry = Registry(registry, auth)
+        try:
+            self.registry.ping()
+        except ToolError as exc:
+            raise ToolError(f"{exc} (needed for {', '.join(j.name for j in jobs)})") from None
+        docker = Docker(auth, self.stream)
+        try:
+            for job in jobs:
+                start = time.monotonic()
+                with REPORTER.action(job.name) as result:
+                    try:
+                        self._one(job, docker)
+                    except ToolError as exc:
+                        if not str(exc).startswith(f"{job.name}:"):
+                            exc.args = (f"{job.name}: {exc}",)
+                        raise
+                    job.seconds = time.monotonic() - start
+                    shown = f"{job.repository}:{','.join(job.tags)} {job.digest[:19]}"
+                    if job.status == "built":
+                        result.set("ok", f"built and pushed {shown}")
+                    else:
+                        result.set("skip", f"{job.status}, not built: {shown}")
+        finally:
+            docker.close()
+
+    def _one(self, job: Job, docker: Docker) -> None:
+        have = self.registry.digest(job.repository, job.content_tag) if job.content_tag else None
+        if self.skip_build:
+            self._existing(job, have)
+        elif have and not self.force:
+            job.status, job.digest, job.tags = "cached", have, [job.content_tag or ""]
+            if self.release:
+                self._add_release(job)
+        else:
+            self._build(job, docker, have)
+
+    def _existing(self, job: Job, have: str | None) -> None:
+        """--skip-build: the release tag when given (else the content tag) must be in the registry."""
+        tag = self.release or job.content_tag
+        if not tag:
+            raise ToolError("--skip-build needs a release tag (--tag) or the build context to know the image")
+        digest = have if tag == job.content_tag else self.registry.digest(job.repository, tag)
+        if not digest:
+            raise ToolError(
+                f"{job.repository}:{tag} is not in the registry and --skip-build forbids building it: "
+                "run without --skip-build, or give the --tag of an image that was pushed"
+            )
+        job.status, job.digest = "existing", digest
+        job.tags = [job.content_tag, tag] if have == digest and tag != job.content_tag else [tag]  # type: ignore[list-item]
+
+    def _add_release(self, job: Job) -> None:
+        """Point the release tag at the content-tagged image through the registry API (no Docker)."""
+        assert self.release and job.content_tag
+        current = self.registry.digest(job.repository, self.release)
+        if current != job.digest:
+            if current:
+                self._may_move(job, self.release, current)
+            self.registry.copy_tag(job.repository, job.content_tag, self.release)
+        job.tags.append(self.release)
+
+    def _may_move(self, job: Job, tag: str, current: str) -> None:
+        if self.immutable:
+            raise ToolError(
+                f"{job.repository}:{tag} already names another image ({current[:19]}) and this registry's tags "
+                "are immutable: give a new release tag"
+            )
+        REPORTER.warning(f"{job.name}: moving {job.repository}:{tag} away from {current[:19]}")
+
+    def _build(self, job: Job, docker: Docker, have: str | None) -> None:
+        assert job.content_tag
+        push = [job.content_tag]
+        if have and self.immutable:
+            # --force-rebuild on ECR: the content tag cannot be pushed again; only a new release tag can.
+            if not self.release:
+                raise ToolError(
+                    f"--force-rebuild cannot replace {job.repository}:{job.content_tag}: this registry's tags "
+                    "are immutable: give a new release tag (--tag) or drop --force-rebuild"
+                )
+            push = []
+        if self.release:
+            current = self.registry.digest(job.repository, self.release)
+            if current:
+                self._may_move(job, self.release, current)
+            push.append(self.release)
+        docker.prepare()
+        REPORTER.info(f"{job.name}: building {job.repository}:{job.content_tag} from {job.context}")
+        docker.build(job, [job.content_tag, *([self.release] if self.release else [])])
+        for tag in push:
+            docker.push(job, tag)
+        digest = self.registry.digest(job.repository, push[0])
+        if not digest:
+            raise ToolError(f"pushed {job.repository}:{push[0]} but the registry does not list it: retry")
+        job.status, job.digest, job.tags = "built", digest, push
+
+
+# -- images.json ---------------------------------------------------------------------------------
+def write_images(path: Path, registry: str, jobs: Sequence[Job]) -> dict[str, Any]:
+    """Write the image list atomically; images not in `jobs` keep their previous entry."""
+    images: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8"))
+            if previous.get("registry") == registry:
+                images = {k: v for k, v in (previous.get("images") or {}).items() if k in IMAGES}
+        except (ValueError, AttributeError, OSError):
+            images = {}
+    images.update({job.name: job.record() for job in jobs})
+    data = {"registry": registry, "images": {name: images[name] for name in IMAGES if name in images}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: the rename is atomic
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with open(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, indent=2) + "\n")
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise ToolError(f"cannot write {path} ({exc.strerror or exc}): choose another --output") from None
+    return data
+
+
+def load_images(path: str | os.PathLike[str] = DEFAULT_OUTPUT) -> dict[str, dict[str, str]]:
+    """Read build_push's output for the chart: {name: {"repository", "tag", "digest"}}.
+
+    `tag` is the release tag when one was given, else the content tag (the last of `tags`).
+    """
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ToolError(f"{p} does not exist: run `python -m tools.build_push` (make build) first") from None
+    except (OSError, ValueError) as exc:
+        raise ToolError(f"{p} is not a readable image list ({exc}): run tools.build_push again") from None
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, dict):
+        raise ToolError(f"{p} has no 'images' object: run tools.build_push again")
+    out = {}
+    for name, entry in images.items():
+        ok = (
+            name in IMAGES
+            and isinstance(entry, dict)
+            and isinstance(entry.get("repository"), str)
+            and isinstance(entry.get("tags"), list)
+            and entry["tags"]
+            and isinstance(entry.get("digest"), str)
+            and DIGEST.match(entry["digest"])
+        )
+        if not ok:
+            raise ToolError(f"{p}: entry {name!r} is malformed (needs repository, tags, digest): run build_push again")
+        out[name] = {"repository": entry["repository"], "tag": entry["tags"][-1], "digest": entry["digest"]}
+    return out
+
+
+def report_github(data: dict[str, Any], jobs: Sequence[Job]) -> None:
+    """Step output `images` and a job-summary row per image (no-ops outside GitHub Actions)."""
+    REPORTER.output("images", json.dumps(data, separators=(",", ":")))
+    rows = [
+        (f"`{j.name}`", j.status, f"`{j.repository}`", ", ".join(f"`{t}`" for t in j.tags), f"`{j.digest}`")
+        for j in jobs
+    ]
+    REPORTER.summary("### Images\n\n" + markdown_table(["image", "result", "repository", "tags", "digest"], rows))
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = parser("Build the backend, frontend and user-env images and push them; skip what the registry has.")
+    p.add_argument("--images", metavar="LIST", help=f"comma-separated subset of {','.join(IMAGES)} (default: all)")
+    p.add_argument("--tag", metavar="TAG", help="release tag to add, e.g. v1.2.3 (default: IMAGE_TAG)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--force-rebuild", action="store_true", help="build even when the content tag exists")
+    mode.add_argument("--skip-build", action="store_true", help="build nothing; fail unless the images exist")
+    p.add_argument("--output", metavar="PATH", default=DEFAULT_OUTPUT, help=f"image list (default: {DEFAULT_OUTPUT})")
+    p.add_argument("--verbose", "-v", action="store_true", help="stream build logs (default: shown on failure)")
+    p.epilog = "Content tags are c-<12 hex> hashes of context + Dockerfile; see the module docstring."
+    return p
+
+
+@main_boundary
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    names = select_images(args.images)
+    settings = settings_from(args)
+    cloud = cloud_for(settings)
+    release = release_tag(args.tag, settings)
+    jobs = plan(settings, cloud, names, need_source=not (args.skip_build and release))
+    if args.dry_run:
+        for job in jobs:
+            tags = ", ".join(t for t in (job.content_tag, release) if t)
+            REPORTER.info(f"{job.name}: would make sure {job.repository} has {tags} (build if missing)")
+        REPORTER.info(f"would write {args.output}")
+        return 0
+    stream = args.verbose or REPORTER.github
+    Publisher(cloud, release, force=args.force_rebuild, skip_build=args.skip_build, stream=stream).run(jobs)
+    data = write_images(Path(args.output), cloud.registry(), jobs)
+    report_github(data, jobs)
+    built = sum(j.status == "built" for j in jobs)
+    REPORTER.ok(f"{len(jobs)} image(s) ready, {built} built; wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
