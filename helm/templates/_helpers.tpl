@@ -314,8 +314,9 @@ a message naming the value to fix.
 {{- if and (eq $cloud "gcp") (not (semverCompare ">=1.29.0-0" .Capabilities.KubeVersion.Version)) }}
 {{- fail (printf "GKE %s is too old: user environments mount their bucket with GCS FUSE in an init container, which needs GKE 1.29 or later" .Capabilities.KubeVersion.Version) }}
 {{- end }}
-{{- if and (eq $cloud "local") (eq (include "cmbcluster.ingressClass" .) "gce") }}
-{{- fail "ingress.className gce needs GKE: use nginx (or your cluster's class) on a local cluster" }}
+{{- $class := include "cmbcluster.ingressClass" . }}
+{{- if and (eq $cloud "local") (has $class (list "gce" "alb")) }}
+{{- fail (printf "ingress.className %s needs %s: use nginx (or your cluster's own class) on a local cluster" $class (ternary "GKE" "EKS" (eq $class "gce"))) }}
 {{- end }}
 {{- end }}
 
