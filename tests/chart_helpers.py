@@ -90,14 +90,17 @@ class Render:
 
 
 def write_values(values: dict[str, Any]) -> str:
-    """A values file for `values` (kept for the session: renders are cached by content)."""
-    text = yaml.safe_dump(values, sort_keys=True)
-    return _values_file(text)
+    """A values file for `values` (kept for the session: renders are cached by content).
+
+    Written as JSON (valid YAML): yaml.safe_dump leaves a string such as 092634716137 unquoted
+    and Helm then reads a number, so an AWS account id starting with 0 would break.
+    """
+    return _values_file(json.dumps(values, sort_keys=True, indent=1))
 
 
 @functools.cache
 def _values_file(text: str) -> str:
-    fd, path = tempfile.mkstemp(prefix="chart-values-", suffix=".yaml")
+    fd, path = tempfile.mkstemp(prefix="chart-values-", suffix=".json")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     return path
