@@ -44,9 +44,13 @@ def is_loopback(host: str) -> bool:
 class Registry:
     """One registry host. `repository` arguments are full image names (`host[/path]/name`)."""
 
-    def __init__(self, registry: str, auth: RegistryAuth | None = None, timeout: float = 15.0) -> None:
+    def __init__(
+        self, registry: str, auth: RegistryAuth | None = None, timeout: float = 15.0, secure: bool | None = None
+    ) -> None:
+        """`secure`: HTTPS or not; default HTTP for loopback hosts (as Docker), else HTTPS."""
         self.host = registry.split("/")[0]
-        self.base = f"{'http' if is_loopback(self.host) else 'https'}://{self.host}"
+        secure = not is_loopback(self.host) if secure is None else secure
+        self.base = f"{'https' if secure else 'http'}://{self.host}"
         self.auth = auth
         self.timeout = timeout
         self._tokens: dict[str, str] = {}  # scope -> bearer token
