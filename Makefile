@@ -10,7 +10,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 IMAGES_FILE ?= out/images.json
 ARGS ?=
-# DRY_RUN=true: build, secrets, helm-deploy and smoke say what they would change and change nothing
+# DRY_RUN=true: build, secrets and helm-deploy say what they would change and change nothing;
+# smoke only checks (no rollback on failure)
 DRY_RUN ?=
 DRY_FLAG = $(if $(filter true 1 yes,$(DRY_RUN)),--dry-run)
 STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
@@ -50,7 +51,7 @@ helm-deploy: setup ## Preflight, database bucket, install or upgrade the release
 	$(PY) -m tools.helm_deploy $(STEP_ARGS) --images $(IMAGES_FILE) $(DRY_FLAG) $(ARGS)
 
 smoke: setup ## Watch the rollout, check the endpoints and user storage; roll back on failure
-	$(PY) -m tools.smoke_test $(STEP_ARGS) --images $(IMAGES_FILE) $(DRY_FLAG) $(ARGS)
+	$(PY) -m tools.smoke_test $(STEP_ARGS) --images $(IMAGES_FILE) $(if $(DRY_FLAG),--no-rollback) $(ARGS)
 
 deploy: validate build secrets helm-deploy smoke ## The whole chain for CLOUD
 

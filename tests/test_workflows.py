@@ -266,7 +266,7 @@ def test_make_help_lists_the_targets_of_the_issue() -> None:
     assert "\033" not in result.stdout  # no colour when not on a terminal
 
 
-def test_make_deploy_runs_the_steps_in_order_with_dry_run_passed_on() -> None:
+def test_make_deploy_runs_the_steps_in_order_and_passes_dry_run_on() -> None:
     result = subprocess.run(
         ["make", "-n", "-W", "pyproject.toml", "deploy-aws", "DRY_RUN=true", "ENV_FILE=env/aws.env.example"],
         cwd=REPO_ROOT,
@@ -280,7 +280,7 @@ def test_make_deploy_runs_the_steps_in_order_with_dry_run_passed_on() -> None:
     assert "--dry-run" not in lines["validate_secrets"]
     for tool in tools[1:]:
         assert "--cloud aws --env-file env/aws.env.example" in lines[tool]
-        assert "--dry-run" in lines[tool], tool
+        assert ("--no-rollback" if tool == "smoke_test" else "--dry-run") in lines[tool], tool
 
 
 # -- security ------------------------------------------------------------------------------------
@@ -348,11 +348,27 @@ def test_checkouts_do_not_keep_credentials() -> None:
 
 
 def test_secrets_reach_only_the_steps_that_use_them() -> None:
-    """build, helm-deploy and smoke get no application secret; validate and secrets get all of them."""
+    """validate and secrets check and write them, helm-deploy renders the auth providers whose client
+    secrets are set (and checks the rules again); build and smoke get none."""
     for step, filename in STEP_WORKFLOWS.items():
         text = (WORKFLOWS / filename).read_text()
         used = {s for s in APP_SECRETS if f"secrets.{s}" in text}
-        assert used == (set(APP_SECRETS) if step in ("validate", "secrets") else set()), filename
+        assert used == (set(APP_SECRETS) if step in ("validate", "secrets", "helm-deploy") else set()), filename
+
+
+def test_a_dry_run_changes_nothing() -> None:
+    """build pushes nothing, secrets and helm-deploy change nothing, smoke rolls nothing back."""
+    build = load(WORKFLOWS / "build.yml")["jobs"]["build"]
+    script = next(s for s in build["steps"] if s.get("id") == "build")["run"]
+    skip, build_only = script.split("else")
+    assert "--skip-build" in skip and "DRY_RUN" not in skip  # --skip-build is read-only
+    assert 'DRY_RUN="$DRY_RUN"' in build_only
+    for step in ("secrets", "helm-deploy", "smoke"):
+        (job,) = load(WORKFLOWS / STEP_WORKFLOWS[step])["jobs"].values()
+        run = next(s for s in job["steps"] if f"make {step}" in s.get("run", ""))
+        assert run["env"]["DRY_RUN"] == "${{ inputs.dry_run }}" and 'DRY_RUN="$DRY_RUN"' in run["run"]
+    chain = load(WORKFLOWS / "deploy.yml")["jobs"]
+    assert chain["helm-deploy"]["if"] == "${{ !inputs.dry_run || inputs.skip_build }}"
 
 
 # -- configuration from variables ------------------------------------------------------------------
