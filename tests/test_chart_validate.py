@@ -70,11 +70,16 @@ def variants() -> list[tuple[str, Render]]:
 
 def test_rendered_manifests_validate_against_kubernetes_schemas() -> None:
     kinds: set[str] = set()
+    seen: set[str] = set()  # many variants render identical objects: validate each once
     checked = 0
     for name, r in variants():
         assert r.rc == 0, (name, r.err)
         for doc in r.docs:
             kinds.add(doc["kind"])
+            key = json.dumps(doc, sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
             if doc["apiVersion"].startswith("cert-manager.io/"):
                 jsonschema.validate(doc, ISSUER_SCHEMA)
                 continue
@@ -84,7 +89,7 @@ def test_rendered_manifests_validate_against_kubernetes_schemas() -> None:
                 except kubernetes_validate.ValidationError as exc:
                     pytest.fail(f"{name}: {doc['kind']}/{doc['metadata']['name']} invalid for {version}: {exc}")
                 checked += 1
-    assert checked > 300
+    assert checked > 100
     assert {"Deployment", "Service", "Ingress", "PersistentVolume", "Issuer", "NetworkPolicy", "Role"} <= kinds
 
 
