@@ -346,17 +346,14 @@ class Publisher:
                 REPORTER.ok(f"created repository {name}")
         auth = self.cloud.registry_login()
         self.registry = Registry(registry, auth)
-        try:
-            self.registry.ping()
-        except ToolError as exc:
-            raise ToolError(f"{exc} (needed for {', '.join(j.name for j in jobs)})") from None
+        have = self._lookup(jobs, registry, auth)
         docker = Docker(auth, self.stream)
         try:
             for job in jobs:
                 start = time.monotonic()
                 with REPORTER.action(job.name) as result:
                     try:
-                        self._one(job, docker)
+                        self._one(job, docker, have.get(job.name))
                     except ToolError as exc:
                         if not str(exc).startswith(f"{job.name}:"):
                             exc.args = (f"{job.name}: {exc}",)
@@ -369,9 +366,47 @@ class Publisher:
                         result.set("skip", f"{job.status}, not built: {shown}")
         finally:
             docker.close()
+            self.registry.close()
 
-    def _one(self, job: Job, docker: Docker) -> None:
-        have = self.registry.digest(job.repository, job.content_tag) if job.content_tag else None
+    def _lookup(self, jobs: Sequence[Job], registry: str, auth: RegistryAuth | None) -> dict[str, str | None]:
+        """Ask the registry for every content tag at once: {name: digest or None}.
+
+        One client (connection, token) per image, in parallel: a cloud registry answers in
+        ~100 ms per request and Artifact Registry wants a token per repository.
+        """
+        asked = [job for job in jobs if job.content_tag]
+        answers: dict[str, str | ToolError | None] = {}
+
+        def ask(job: Job) -> None:
+            client = Registry(registry, auth) if len(asked) > 1 else self.registry
+            try:
+                answers[job.name] = client.digest(job.repository, job.content_tag or "")
+            except ToolError as exc:
+                answers[job.name] = exc
+            finally:
+                if client is not self.registry:
+                    client.close()
+
+        if len(asked) > 1:
+            import threading
+
+            threads = [threading.Thread(target=ask, args=(job,), daemon=True) for job in asked]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        else:
+            for job in asked:
+                ask(job)
+        failed = [(job.name, answers[job.name]) for job in asked if isinstance(answers[job.name], ToolError)]
+        if failed:
+            name, error = failed[0]
+            if len(failed) == len(asked) and "cannot reach" in str(error):
+                raise ToolError(f"{error} (needed for {', '.join(j.name for j in jobs)})")
+            raise ToolError(f"{name}: {error}")
+        return {name: answer for name, answer in answers.items() if not isinstance(answer, ToolError)}
+
+    def _one(self, job: Job, docker: Docker, have: str | None) -> None:
         if self.skip_build:
             self._existing(job, have)
         elif have and not self.force:

@@ -1,0 +1,119 @@
+"""Benchmark of build_push on the three stand-in images and a local registry (`make bench-build`).
+
+Starts its own Docker engine and registry (tests/testbed.py), stages the stand-in apps
+(tests/fixtures/apps), then times `python -m tools.build_push` as a person runs it:
+  cold       fresh engine and empty registry: build and push all three
+  unchanged  nothing changed: every image found in the registry, nothing built (median of 5)
+  one        one file of the frontend changed: only the frontend rebuilt
+  floor      `python -c "import tools.cli, tools.cloud"`: start-up every tool pays
+and prints seconds and the ratio to the cold run. Target: unchanged < 5% of cold.
+Runs `--rounds` times (default 3), each on a fresh engine and registry, and reports medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET = 0.05
+WARM_RUNS = 5  # the unchanged run is short: its median over a few runs
+
+
+def _run_build(env: dict[str, str], env_file: Path, output: Path) -> tuple[float, dict]:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.build_push", "--env-file", str(env_file), "--output", str(output)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"build_push failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
+    return seconds, json.loads(output.read_text())
+
+
+def _floor() -> float:
+    """What any tool pays before its own work: the interpreter and the shared modules (cli, settings, shim)."""
+    times = []
+    for _ in range(WARM_RUNS):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import tools.cli, tools.cloud"], cwd=REPO, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def one_round(workdir: Path) -> dict[str, float]:
+    sys.path.insert(0, str(REPO))
+    from tests.fixtures.apps import env_lines, stage_apps
+    from tests.testbed import TestBed
+
+    bed = TestBed(str(workdir / "bed"))
+    try:
+        bed.docker()
+        registry = bed.registry()
+        contexts = stage_apps(workdir / "apps")
+        env_file = workdir / "bench.env"
+        env_file.write_text(
+            "CLOUD_PROVIDER=local\nCLUSTER_NAME=bench\nBASE_DOMAIN=bench.example.org\n"
+            f"REGISTRY_URL={registry}\n" + env_lines(contexts)
+        )
+        env = {**os.environ, **bed.env, "NO_COLOR": "1"}
+        env.pop("GITHUB_ACTIONS", None)
+        output = workdir / "images.json"
+        cold, first = _run_build(env, env_file, output)
+        warm = []
+        for _ in range(WARM_RUNS):
+            seconds, second = _run_build(env, env_file, output)
+            if second != first:
+                raise SystemExit("the unchanged run changed the image list")
+            warm.append(seconds)
+        unchanged = statistics.median(warm)
+        (contexts["frontend"] / "www" / "index.html").write_text("<p>changed for the benchmark</p>\n")
+        one, third = _run_build(env, env_file, output)
+        changed = [n for n in first["images"] if first["images"][n] != third["images"][n]]
+        if changed != ["frontend"]:
+            raise SystemExit(f"expected only frontend to change, got {changed}")
+        return {"cold": cold, "unchanged": unchanged, "one": one, "floor": _floor()}
+    finally:
+        bed.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3, help="fresh engine + registry per round (default 3)")
+    args = p.parse_args(argv)
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        with tempfile.TemporaryDirectory(prefix="cmb-bench-") as tmp:
+            rounds.append(one_round(Path(tmp)))
+        shown = ", ".join(f"{k} {v:.3f}s" for k, v in rounds[-1].items())
+        print(f"round {number}: {shown}", flush=True)
+    median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    labels = {
+        "cold": "cold (build + push, 3 images)",
+        "unchanged": "unchanged (nothing built)",
+        "one": "one image changed (frontend)",
+        "floor": "of which python + shared imports",
+    }
+    print(f"\nbuild_push on the stand-in images, median of {args.rounds} round(s):")
+    for key, label in labels.items():
+        print(f"  {label:<34} {median[key]:7.3f}s  {median[key] / median['cold']:6.1%} of cold")
+    ratio = median["unchanged"] / median["cold"]
+    verdict = "met" if ratio < TARGET else "NOT met"
+    print(f"target: unchanged < {TARGET:.0%} of cold: {verdict} ({ratio:.1%})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
