@@ -317,3 +317,24 @@ def test_write_images_is_atomic_and_keeps_other_images(tmp_path: Path) -> None:
         path, "elsewhere:5000", [Job("frontend", "elsewhere:5000/c-frontend", ["c-2"], digest=DIGEST_B)]
     )
     assert list(other["images"]) == ["frontend"], "entries of another registry are not carried over"
+
+
+def test_release_tag_comes_from_flag_image_tag_or_a_pushed_git_tag(monkeypatch, capfd) -> None:
+    from tools.build_push import release_tag
+    from tools.settings import load_settings
+
+    plain = load_settings(cloud="local", environ={"BASE_DOMAIN": "cmb.example.org"})
+    pinned = load_settings(cloud="local", environ={"BASE_DOMAIN": "cmb.example.org", "IMAGE_TAG": "v5.0.0"})
+    assert release_tag(None, plain) is None
+    assert release_tag("v1.0.0", pinned) == "v1.0.0"
+    monkeypatch.setenv("GITHUB_REF_TYPE", "tag")
+    monkeypatch.setenv("GITHUB_REF_NAME", "v2.3.4-rc.1")
+    assert release_tag(None, plain) == "v2.3.4-rc.1"
+    assert release_tag(None, pinned) == "v5.0.0"
+    monkeypatch.setenv("GITHUB_REF_NAME", "nightly")
+    capfd.readouterr()
+    assert release_tag(None, plain) is None
+    assert "git tag 'nightly' is not vX.Y.Z" in capfd.readouterr().out
+    monkeypatch.setenv("GITHUB_REF_TYPE", "branch")
+    monkeypatch.setenv("GITHUB_REF_NAME", "v9.9.9")
+    assert release_tag(None, plain) is None, "a branch named like a version is no release"

@@ -225,6 +225,8 @@ def test_basic_auth_like_ecr(fake: FakeRegistry) -> None:
     assert [scheme for _, _, scheme in fake.requests] == ["", "Basic", "Basic"], "Basic is sent once it was asked for"
     with pytest.raises(RegistryError, match=r"unauthorized.*credentials were refused"):
         client(fake, RegistryAuth("x", "AWS", "wrong")).digest(repository, "c-000000000001")
+    with pytest.raises(RegistryError, match=r"unauthorized.*this cloud gives none"):
+        client(fake, None).digest(repository, "c-000000000001")
 
 
 def test_untrusted_certificate_is_refused(fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:

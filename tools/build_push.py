@@ -223,6 +223,8 @@ def release_tag(flag: str | None, settings: Settings) -> str | None:
     if tag is None and os.environ.get("GITHUB_REF_TYPE") == "tag":
         ref = os.environ.get("GITHUB_REF_NAME", "")
         tag = ref if GIT_RELEASE.match(ref) else None
+        if tag is None:
+            REPORTER.warning(f"git tag {ref!r} is not vX.Y.Z: the images get no release tag (give --tag)")
     if tag is not None:
         if not DOCKER_TAG.match(tag):
             raise UsageError(f"release tag {tag!r} is not a Docker tag: use letters, digits, _ . - (e.g. v1.2.3)")

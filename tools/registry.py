@@ -219,7 +219,11 @@ class Registry:
     def _explain(self, method: str, path: str, status: int, data: bytes) -> str:
         what = f"registry {self.host}: {method} {path} answered {status}"
         if status == 401:
-            hint = "log in first" if not self.auth else "the credentials were refused: check the account's permissions"
+            hint = (
+                "the credentials were refused: check the account's permissions"
+                if self.auth
+                else "it wants credentials and this cloud gives none: use a registry without authentication"
+            )
             return f"{what} (unauthorized): {hint}"
         if status == 403:
             return f"{what} (forbidden): the account may not use this repository"
