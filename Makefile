@@ -64,7 +64,15 @@ deploy-gcp: ## The whole chain on GKE
 deploy-local: ## The whole chain on a local cluster (kind, k3s, minikube)
 	$(MAKE) deploy CLOUD=local
 
-test: setup ## Run the test suite (starts its own Docker engine, registry, moto, GCS and Kubernetes emulators)
+# checkov pins many packages of its own: it gets a virtualenv of its own
+.venv-checkov/.installed:
+	python3 -m venv .venv-checkov
+	.venv-checkov/bin/pip install -q checkov
+	@touch $@
+
+setup-checkov: .venv-checkov/.installed ## Install checkov (chart security scan) in its own virtualenv
+
+test: setup setup-checkov ## Run the test suite (starts its own Docker engine, registry, moto, GCS and Kubernetes emulators)
 	$(PY) -m pytest $(ARGS)
 
 lint: setup ## ruff on the Python code

@@ -7,6 +7,7 @@ cannot read the configuration or render the chart.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -44,7 +45,10 @@ def content_tag_or_none(settings: Settings, image: str) -> str | None:
 
 def write_plan(out_dir: Path, values: dict[str, Any], manifests: list[dict[str, Any]]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "values.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    # JSON is YAML that keeps strings quoted: an account id like 012345678901 must not become a number.
+    (out_dir / "values.yaml").write_text(
+        "# chart values computed by tools.plan\n" + json.dumps(values, indent=2) + "\n"
+    )
     path = out_dir / "manifests.yaml"
     path.write_text(yaml.safe_dump_all(manifests, sort_keys=False))
     return path
@@ -81,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with REPORTER.action("image tags") as result:
         images = image_tags(cloud)
         result.detail = ", ".join(f"{n}={i['tag']}" for n, i in images.items())
+        missing = [n for n in images if not Path(settings.context(n)).is_dir()]
+        if missing:
+            result.set("warn", result.detail + f" (no build context for {', '.join(missing)}: see *_CONTEXT)")
 
     with REPORTER.action("render chart") as result:
         values = cloud.chart_values(images)
