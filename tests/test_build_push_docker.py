@@ -399,3 +399,27 @@ def test_gcp_without_credentials_fails_before_building(project: Project, monkeyp
     assert code == 1
     assert "no Google credentials" in err and "GOOGLE_APPLICATION_CREDENTIALS" in err
     assert builds(project) == [] and not project.output.exists()
+
+
+def test_failed_push_names_the_image_and_records_nothing(project: Project, monkeypatch, tmp_path: Path) -> None:
+    # The registry refusing a push is hard to provoke for real: a docker wrapper refuses it instead.
+    refusing = tmp_path / "docker-refusing-push"
+    refusing.write_text(
+        '#!/bin/sh\nif [ "$1" = push ]; then echo "denied: requested access to the resource is denied" >&2; '
+        'exit 1; fi\nexec docker "$@"\n'
+    )
+    refusing.chmod(0o755)
+    monkeypatch.setenv("DOCKER", str(refusing))
+    code, _, err = project.run()
+    assert code == 1
+    assert f"backend: docker push {project.tag('backend')} failed" in err and "denied" in err
+    assert not project.output.exists()
+
+
+def test_unreachable_docker_engine_is_one_clear_error(project: Project, monkeypatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{project.root}/no-docker.sock")
+    code, _, err = project.run("--images", "user-env")
+    assert code == 1
+    assert f"user-env: cannot reach the Docker engine at unix://{project.root}/no-docker.sock" in err
+    assert "start Docker or set DOCKER_HOST" in err
+    assert not project.output.exists()
