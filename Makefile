@@ -28,7 +28,7 @@ help: ## List every target with one line each
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	$(PY) -m tools.install_helm --with-helm3
 	@touch $@
 

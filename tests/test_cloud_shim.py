@@ -115,3 +115,24 @@ def test_images_from_build_output_are_pinned() -> None:
     values = cloud("local").chart_values(built)
     assert values["backend"]["image"] == {"repository": "r/b", "tag": "c-abc", "digest": "sha256:" + "a" * 64}
     assert values["frontend"]["image"]["digest"] == ""
+
+
+def test_ecr_without_credentials_is_one_clear_error(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from tools.errors import ToolError
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(ToolError, match="ECR describe cmbtest-backend: no AWS credentials"):
+        cloud("aws").ensure_repositories()
+
+
+def test_ecr_repositories_are_created_once(bed_env: dict[str, str], moto_url: str) -> None:
+    import boto3
+
+    aws = cloud("aws", CLUSTER_NAME="ecrshim")
+    assert aws.ensure_repositories() == ["ecrshim-backend", "ecrshim-frontend", "ecrshim-user-env"]
+    assert aws.ensure_repositories() == []  # a second run converges
+    repo = boto3.client("ecr").describe_repositories(repositoryNames=["ecrshim-user-env"])["repositories"][0]
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}

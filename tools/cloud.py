@@ -259,8 +259,10 @@ class AwsCloud(Cloud):
         for image in IMAGES:
             name = self.repository_name(image)
             try:
-                ecr.describe_repositories(repositoryNames=[name])
-            except ecr.exceptions.RepositoryNotFoundException:
+                _aws_call(lambda n=name: ecr.describe_repositories(repositoryNames=[n]), f"ECR describe {name}")
+            except ToolError as missing:
+                if missing.code != "RepositoryNotFoundException":
+                    raise
                 _aws_call(
                     lambda n=name: ecr.create_repository(
                         repositoryName=n,
@@ -768,4 +770,5 @@ def _aws_call(call: Any, what: str) -> Any:
         raise ToolError(f"{what}: cannot reach AWS at {exc.kwargs.get('endpoint_url')}: check network/region") from None
     except botocore.exceptions.ClientError as exc:
         err = exc.response.get("Error", {})
-        raise ToolError(f"{what}: {err.get('Code', 'error')}: {err.get('Message', '')}") from None
+        code = err.get("Code", "error")
+        raise ToolError(f"{what}: {code}: {err.get('Message', '')}", code=code) from None

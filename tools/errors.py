@@ -4,9 +4,10 @@
 class ToolError(Exception):
     """A failure the user can act on: the message says what is wrong and how to fix it."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1, code: str = "") -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.code = code  # the service's error code, when a cloud API refused (e.g. RepositoryNotFoundException)
 
 
 class UsageError(ToolError):
