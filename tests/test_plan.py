@@ -100,3 +100,18 @@ def test_make_plan_needs_no_cloud_credentials(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "render chart:" in proc.stdout
     assert json.loads((REPO_ROOT / "out/plan/aws/values.yaml").read_text().split("\n", 1)[1])["global"]["aws"]
+
+
+def test_plan_tags_images_by_content_like_build_push(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from tests.fixtures.apps import stage_apps
+    from tools.build_push import content_tag
+
+    contexts = stage_apps(tmp_path / "apps")
+    overrides = {f"{n.upper().replace('-', '_')}_CONTEXT": str(c) for n, c in contexts.items()}
+    env_file = write_env(tmp_path / "e.env", good_env("local", **overrides))
+    code, out, err = run_plan(capfd, "--env-file", str(env_file), "--out", str(tmp_path / "p"))
+    assert code == 0, err
+    expected = content_tag(contexts["backend"], contexts["backend"] / "Dockerfile")
+    assert expected.startswith("c-")
+    assert f"127.0.0.1:5000/cmbtest-backend:{expected}" in out
+    assert yaml.safe_load((tmp_path / "p" / "values.yaml").read_text())["backend"]["image"]["tag"] == expected
