@@ -1,0 +1,145 @@
+"""helm_deploy's preflight behind the shim: the CSI driver and ingress class in the cluster (kmock),
+and on AWS the IRSA roles' trust for this namespace (moto's EKS and IAM; the seed's trust named
+namespace `default`, defect 6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pytest
+
+from tests.envfiles import good_env
+from tools.cloud import AwsCloud, GcpCloud, trust_admits
+from tools.settings import load_settings
+
+ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/ABCDEF"
+SUB = "system:serviceaccount:cmbcluster:cmbcluster-ksa"
+
+
+def statement(issuer: str = ISSUER, operator: str = "StringEquals", sub: object = SUB, **extra: object) -> dict:
+    return {
+        "Effect": "Allow",
+        "Principal": {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{issuer}"},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {operator: {f"{issuer}:sub": sub, f"{issuer}:aud": "sts.amazonaws.com"}},
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("document", "admitted"),
+    [
+        ({"Statement": [statement()]}, True),
+        ({"Statement": [statement(sub=["system:serviceaccount:other:x", SUB])]}, True),
+        ({"Statement": [statement(operator="StringLike", sub="system:serviceaccount:cmbcluster:*")]}, True),
+        ({"Statement": [statement(sub="system:serviceaccount:default:cmbcluster-ksa")]}, False),  # defect 6
+        ({"Statement": [statement(issuer="oidc.eks.us-east-1.amazonaws.com/id/OTHER")]}, False),
+        ({"Statement": [statement(Effect="Deny")]}, False),
+        ({"Statement": [{**statement(), "Action": "sts:AssumeRole"}]}, False),
+        ({"Statement": statement()}, True),  # a single statement need not be a list
+    ],
+)
+def test_trust_admits(document, admitted):
+    assert trust_admits(document, ISSUER, SUB) is admitted
+
+
+# -- CSI driver and ingress class (kmock) --------------------------------------------------------
+@pytest.mark.testbed
+def test_csi_driver_and_ingress_class_are_required(kubeconfig, bed_env):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    from tools import kube
+
+    api = kube.api_client(os.environ["KUBECONFIG"])
+    storage, networking = client.StorageV1Api(api), client.NetworkingV1Api(api)
+    cloud = GcpCloud(load_settings(cloud="gcp", environ=good_env("gcp", INGRESS_CLASS="nginx")))
+    for delete in (
+        lambda: storage.delete_csi_driver("gcsfuse.csi.storage.gke.io"),
+        lambda: networking.delete_ingress_class("nginx"),
+    ):
+        try:
+            delete()
+        except ApiException as exc:
+            assert exc.status == 404
+    try:
+        assert cloud.prerequisites(api) == [
+            "CSIDriver gcsfuse.csi.storage.gke.io is not installed: enable the cluster's Cloud Storage FUSE CSI "
+            "driver add-on (GcsFuseCsiDriver)",
+            "IngressClass nginx does not exist: install ingress-nginx (its Helm chart creates IngressClass nginx) "
+            "or set INGRESS_CLASS",
+        ]
+        storage.create_csi_driver(
+            client.V1CSIDriver(
+                metadata=client.V1ObjectMeta(name="gcsfuse.csi.storage.gke.io"), spec=client.V1CSIDriverSpec()
+            )
+        )
+    finally:
+        networking.create_ingress_class(
+            client.V1IngressClass(
+                metadata=client.V1ObjectMeta(name="nginx"),
+                spec=client.V1IngressClassSpec(controller="k8s.io/ingress-nginx"),
+            )
+        )
+    assert cloud.prerequisites(api) == []
+    gce = GcpCloud(load_settings(cloud="gcp", environ=good_env("gcp", INGRESS_CLASS="gce")))
+    assert gce.prerequisites(api) == []  # GKE's built-in controller needs no IngressClass object
+
+
+# -- IRSA trust (moto) ---------------------------------------------------------------------------
+@pytest.fixture
+def eks_cluster(moto_url, bed_env) -> tuple[str, str]:
+    """An EKS cluster in moto, with its OIDC issuer (host/path, as IAM conditions name it)."""
+    import boto3
+
+    name = f"cmb{uuid.uuid4().hex[:8]}"
+    eks = boto3.client("eks", region_name="us-east-1")
+    eks.create_cluster(name=name, roleArn="arn:aws:iam::123456789012:role/eks", resourcesVpcConfig={})
+    issuer = eks.describe_cluster(name=name)["cluster"]["identity"]["oidc"]["issuer"]
+    return name, issuer.removeprefix("https://")
+
+
+def make_role(name: str, issuer: str, *subjects: str) -> str:
+    import boto3
+
+    document = {"Version": "2012-10-17", "Statement": [statement(issuer=issuer, sub=list(subjects))]}
+    role = boto3.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(document))
+    return role["Role"]["Arn"]
+
+
+def aws(cluster: str, **roles: str) -> AwsCloud:
+    return AwsCloud(load_settings(cloud="aws", environ=good_env("aws", CLUSTER_NAME=cluster, **roles)))
+
+
+@pytest.mark.testbed
+def test_trust_naming_the_wrong_namespace_is_reported(eks_cluster):
+    cluster, issuer = eks_cluster
+    make_role(f"{cluster}-backend-irsa", issuer, "system:serviceaccount:default:cmbcluster-ksa")
+    problems = aws(cluster).trust_problems()  # one role for both (AWS_USER_IRSA_ROLE_ARN defaults to it)
+    assert len(problems) == 2
+    for account, line in zip(("cmbcluster-ksa", "cmbcluster-user-sa"), problems, strict=True):
+        subject = f"system:serviceaccount:cmbcluster:{account}"
+        assert line.startswith(f"IAM role {cluster}-backend-irsa does not trust {subject} through {issuer}")
+
+
+@pytest.mark.testbed
+def test_trust_for_both_service_accounts_passes(eks_cluster):
+    cluster, issuer = eks_cluster
+    backend = make_role(f"{cluster}-b", issuer, "system:serviceaccount:cmbcluster:cmbcluster-ksa")
+    user = make_role(f"{cluster}-u", issuer, "system:serviceaccount:cmbcluster:cmbcluster-user-sa")
+    assert aws(cluster, AWS_IRSA_ROLE_ARN=backend, AWS_USER_IRSA_ROLE_ARN=user).trust_problems() == []
+    swapped = aws(cluster, AWS_IRSA_ROLE_ARN=user, AWS_USER_IRSA_ROLE_ARN=backend).trust_problems()
+    assert [line.split(" through ")[0] for line in swapped] == [
+        f"IAM role {cluster}-u does not trust system:serviceaccount:cmbcluster:cmbcluster-ksa",
+        f"IAM role {cluster}-b does not trust system:serviceaccount:cmbcluster:cmbcluster-user-sa",
+    ]
+
+
+@pytest.mark.testbed
+def test_a_missing_role_is_reported(eks_cluster):
+    cluster, _ = eks_cluster
+    (line,) = aws(cluster).trust_problems()
+    assert line.startswith(f"IAM role {cluster}-backend-irsa (arn:aws:iam::123456789012:role/{cluster}-backend-irsa)")
+    assert "does not exist" in line

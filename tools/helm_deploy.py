@@ -1,0 +1,430 @@
+"""Preflight, database bucket, then install or upgrade the release with the images pinned by digest.
+
+Before anything changes: the security rules, the images file and every image's digest in the
+registry, the credentials' rights in the namespace, the Secrets from make_secrets, and the
+cluster's prerequisites (CSI driver, ingress class; on AWS the IRSA trust policies). Each
+missing prerequisite is one line, and the deploy stops before touching the release.
+Then the database bucket (created private and encrypted, never deleted or emptied), a release
+left pending by an interrupted deploy is rolled back to its last deployed revision, and the
+release is installed or upgraded through pyhelm3. A failed upgrade is rolled back to the last
+deployed revision and the tool exits 1 with the reason. `--dry-run` shows the difference to the
+deployed release (secret values hidden) and changes nothing.
+
+Helm flags a cluster needs (e.g. `--helm-flag=--skip-schema-validation`) go to every
+install/upgrade. Exit 0 ok, 1 failure, 2 usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import difflib
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools import cli
+from tools.build_push import DEFAULT_OUTPUT
+from tools.build_push import load_images as read_images
+from tools.errors import ToolError, UsageError
+from tools.report import REPORTER, markdown_table
+from tools.settings import IMAGES, REPO_ROOT, Settings
+
+PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def duration_seconds(text: str) -> int:
+    """Seconds in a Helm duration (`10m`, `1h30m`, `90s`) or a plain number of seconds."""
+    if text.isdigit():
+        return int(text)
+    match = _DURATION.match(text)
+    if not text or not match or not any(match.groups()):
+        raise UsageError(f"--timeout {text!r} is not a duration: use e.g. 10m, 90s or 1h30m")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def load_images(path: Path) -> dict[str, dict[str, str]]:
+    """build_push's output as chart image values, {name: {repository, tag, digest}}, for every image."""
+    images = read_images(path)
+    missing = [name for name in IMAGES if name not in images]
+    if missing:
+        raise ToolError(f"images file {path} has no {', '.join(missing)}: run build_push for every image")
+    return images
+
+
+def load_values(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = yaml.safe_load(handle) or {}
+    except OSError as exc:
+        raise UsageError(f"--values {path}: {exc.strerror}: give a readable YAML file") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--values {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"--values {path} must be a YAML mapping of chart values (like --set a.b=c)")
+    return values
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, mappings merged key by key, everything else replaced (like --set)."""
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = (
+            merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
+    return merged
+
+
+# -- registry ------------------------------------------------------------------------------------
+def missing_images(images: dict[str, dict[str, str]], cloud: Any) -> list[str]:
+    """Images whose digest their registry does not have (HEAD of the manifest by digest)."""
+    from tools.registry import Registry
+
+    own = cloud.registry().split("/")[0]
+    registries: dict[str, Any] = {}
+    missing = []
+    try:
+        for name, image in images.items():
+            host = image["repository"].split("/")[0]
+            if host not in registries:  # the cloud's credentials go only to the cloud's registry
+                registries[host] = Registry(host, cloud.registry_login() if host == own else None)
+            if registries[host].digest(image["repository"], image["digest"]) is None:
+                reference = f"{image['repository']}@{image['digest']}"
+                missing.append(f"image {name} {reference} is not in the registry: run build_push (make build)")
+    finally:
+        for registry in registries.values():
+            registry.close()
+    return missing
+
+
+# -- helm ----------------------------------------------------------------------------------------
+@dataclass
+class Options:
+    chart: Path
+    timeout: str
+    wait: bool
+    dry_run: bool
+    helm_flags: list[str] = field(default_factory=list)
+
+
+def helm_client(kubeconfig: str, options: Options) -> Any:
+    """pyhelm3 on our helm, with `options.helm_flags` added to every `helm upgrade --install`."""
+    import logging
+
+    from pyhelm3 import Client, Command
+
+    from tools.helm import helm_binary
+
+    # pyhelm3 logs every failed helm command (e.g. `status` of a release not yet installed);
+    # what matters is reported by this tool, once.
+    logging.getLogger("pyhelm3").addHandler(logging.NullHandler())
+    logging.getLogger("pyhelm3").propagate = False
+    flags = list(options.helm_flags)
+
+    class FlagsCommand(Command):
+        async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
+            if command[:1] == ["upgrade"]:
+                command = [*command, *flags]
+            return await super().run(command, input)
+
+    executable = helm_binary()
+    return Client(
+        command=FlagsCommand(executable=executable, kubeconfig=Path(kubeconfig), default_timeout=options.timeout),
+        executable=executable,
+    )
+
+
+def helm_reason(exc: BaseException) -> str:
+    """The `Error: ...` part of helm's stderr (with its continuation lines), without the client's noise."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if line.startswith("Error:")]
+    if not starts:
+        return lines[-1] if lines else type(exc).__name__
+    tail = [lines[starts[-1]].removeprefix("Error:").strip()]
+    tail += [line for line in lines[starts[-1] + 1 :] if not re.match(r"^[WIE]\d{4} |^level=", line)]
+    return REPORTER.redact(" ".join(tail))
+
+
+def last_deployed(history: list[Any], exclude: int) -> Any | None:
+    """The revision to go back to: the newest deployed one, else the newest that once was (superseded)."""
+    for status in ("deployed", "superseded"):
+        found = [r for r in history if r.revision != exclude and r.status.value == status]
+        if found:
+            return max(found, key=lambda r: r.revision)
+    return None
+
+
+class Deployer:
+    """The release part of a deploy, on one pyhelm3 client. Every method is a step the report shows."""
+
+    def __init__(self, helm: Any, settings: Settings, options: Options) -> None:
+        self.helm, self.options = helm, options
+        self.name, self.namespace = settings.release, settings.namespace
+
+    async def current(self) -> tuple[Any | None, list[Any]]:
+        """The current revision (None: no release) and the whole history, oldest first."""
+        from pyhelm3 import errors
+
+        try:
+            current = await self.helm.get_current_revision(self.name, namespace=self.namespace)
+        except errors.ReleaseNotFoundError:
+            return None, []
+        return current, sorted(await current.release.history(), key=lambda r: r.revision)
+
+    async def recover(self, current: Any, history: list[Any]) -> None:
+        """A release left pending by an interrupted deploy: roll back to the last deployed revision."""
+        status, revision = current.status.value, current.revision
+        age = (datetime.datetime.now(datetime.UTC) - current.updated).total_seconds()
+        limit = duration_seconds(self.options.timeout)
+        if age < limit:
+            raise ToolError(
+                f"release {self.name} revision {revision} is {status} since {age:.0f}s: another deploy may still be "
+                f"running: wait for it, or if it was interrupted run again in {limit - age:.0f}s (--timeout {limit}s)"
+            )
+        target = last_deployed(history, exclude=revision)
+        what = f"release {self.name} was left {status} at revision {revision} by an interrupted deploy"
+        if target is None:
+            if self.options.dry_run:
+                REPORTER.warning(f"{what}: would remove it (nothing was ever deployed) and install again")
+                return
+            with REPORTER.action(f"{what}: removing it (nothing was ever deployed)"):
+                await self.helm.uninstall_release(self.name, namespace=self.namespace, timeout=self.options.timeout)
+            return
+        if self.options.dry_run:
+            REPORTER.warning(f"{what}: would roll back to revision {target.revision}, the last deployed one")
+            return
+        with REPORTER.action(f"{what}: rolled back to revision {target.revision}, the last deployed one"):
+            await current.release.rollback(target.revision, timeout=self.options.timeout, wait=False)
+
+    async def upgrade(self, chart: Any, values: dict[str, Any], before: int) -> Any:
+        """Install or upgrade; on failure roll back (or remove a failed first install) and raise with the reason."""
+        from pyhelm3 import errors
+
+        verb = "upgrade" if before else "install"
+        try:
+            with REPORTER.action(f"helm {verb} {self.name} in {self.namespace}") as action:
+                revision = await self.helm.install_or_upgrade_release(
+                    self.name,
+                    chart,
+                    values,
+                    namespace=self.namespace,
+                    create_namespace=False,
+                    wait=self.options.wait,
+                    timeout=self.options.timeout,
+                )
+                action.set("ok", f"revision {revision.revision} {revision.status.value}")
+            return revision
+        except errors.Error as exc:
+            reason = helm_reason(exc)
+        current, history = await self.current()
+        if current is None or current.revision <= before:
+            raise ToolError(f"helm {verb} failed before changing the release: {reason}")
+        target = last_deployed(history, exclude=current.revision)
+        try:
+            if target is None:
+                await self.helm.uninstall_release(self.name, namespace=self.namespace, timeout=self.options.timeout)
+                undo = "the failed release was removed (nothing had been deployed before)"
+            else:
+                await current.release.rollback(target.revision, timeout=self.options.timeout, wait=False)
+                undo = f"rolled back to revision {target.revision}"
+        except errors.Error as exc:
+            back = f"helm rollback {self.name} {target.revision}" if target else f"helm uninstall {self.name}"
+            raise ToolError(
+                f"helm {verb} to revision {current.revision} failed: {reason}; undoing it failed too: "
+                f"{helm_reason(exc)}: run `{back} -n {self.namespace}`"
+            ) from None
+        raise ToolError(f"helm {verb} to revision {current.revision} failed: {reason}; {undo}")
+
+    async def run(self, values: dict[str, Any], rendered: list[dict[str, Any]]) -> Any:
+        chart = await self.helm.get_chart(self.options.chart)
+        current, history = await self.current()
+        if current is not None and current.status.value in PENDING:
+            await self.recover(current, history)
+            current, history = await self.current()
+        if self.options.dry_run:
+            base = last_deployed(history, exclude=-1)
+            live = list(await base.resources()) if base is not None else []
+            show_diff(live, rendered, self.namespace, f"revision {base.revision}" if base else "no release")
+            return None
+        return await self.upgrade(chart, values, current.revision if current else 0)
+
+
+# -- diff ----------------------------------------------------------------------------------------
+def _key(obj: dict[str, Any], namespace: str) -> tuple[str, str, str]:
+    meta = obj.get("metadata") or {}
+    return obj.get("kind", "?"), meta.get("namespace") or namespace, meta.get("name", "?")
+
+
+def _hide_secret_values(old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+    """Replace each value of a Secret's data/stringData by a marker that says only whether it changed."""
+    for section in ("data", "stringData"):
+        before = dict(((old or {}).get(section) or {}) if (old or {}).get("kind") == "Secret" else {})
+        after = dict(((new or {}).get(section) or {}) if (new or {}).get("kind") == "Secret" else {})
+        for values in (before, after):
+            REPORTER.register_secrets(str(v) for v in values.values())
+            if section == "data":
+                REPORTER.register_secrets(_decoded(v) for v in values.values())
+        if before:
+            old[section] = dict.fromkeys(before, "(hidden)")  # type: ignore[index]
+        if after:
+            new[section] = {k: "(hidden)" if before.get(k) == v else "(hidden, changed)" for k, v in after.items()}  # type: ignore[index]
+
+
+def _decoded(value: Any) -> str:
+    try:
+        return base64.b64decode(str(value)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return ""
+
+
+def show_diff(live: list[dict[str, Any]], rendered: list[dict[str, Any]], namespace: str, base: str) -> None:
+    """Print added, changed and removed objects of the new render against the deployed manifest."""
+    import copy
+
+    import yaml
+
+    old = {_key(o, namespace): copy.deepcopy(o) for o in live if o}
+    new = {_key(o, namespace): copy.deepcopy(o) for o in rendered if o}
+    for key in old.keys() | new.keys():
+        _hide_secret_values(old.get(key), new.get(key))
+    added = sorted(new.keys() - old.keys())
+    removed = sorted(old.keys() - new.keys())
+    changed = [key for key in sorted(old.keys() & new.keys()) if old[key] != new[key]]
+    REPORTER.info(
+        f"dry run against {base}: {len(added)} added, {len(changed)} changed, {len(removed)} removed, "
+        f"{len(new) - len(added) - len(changed)} unchanged"
+    )
+    for sign, keys in (("+", added), ("-", removed)):
+        for kind, ns, name in keys:
+            REPORTER.info(f"{sign} {kind} {ns}/{name}")
+    for key in changed:
+        kind, ns, name = key
+        REPORTER.info(f"~ {kind} {ns}/{name}")
+        before = yaml.safe_dump(old[key], sort_keys=True).splitlines()
+        after = yaml.safe_dump(new[key], sort_keys=True).splitlines()
+        for line in list(difflib.unified_diff(before, after, "deployed", "new", n=2, lineterm=""))[2:]:
+            REPORTER.info(f"    {line}")
+
+
+# -- preflight -----------------------------------------------------------------------------------
+def manifest_kinds(rendered: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    kinds = {(o.get("apiVersion", ""), o.get("kind", "")) for o in rendered if o and o.get("kind")}
+    driver = os.environ.get("HELM_DRIVER", "secret").lower()
+    if driver in ("", "secret", "secrets"):  # Helm keeps its release records as Secrets in the namespace
+        kinds.add(("v1", "Secret"))
+    elif driver in ("configmap", "configmaps"):
+        kinds.add(("v1", "ConfigMap"))
+    return kinds
+
+
+def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str, Any]]) -> list[str]:
+    """Everything the deploy needs from the cluster and the account, as one line per missing piece."""
+    from tools import kube
+    from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET
+
+    namespace = settings.namespace
+    refused = kube.denied(api, namespace, manifest_kinds(rendered))
+    if refused:  # nothing else matters until this is fixed
+        raise ToolError(
+            f"these credentials may not {', '.join(refused)} in namespace {namespace}: ask a cluster admin to bind "
+            f"them a Role that allows it there (e.g. the `edit` ClusterRole via a RoleBinding in {namespace})"
+        )
+    problems = []
+    for secret in (BACKEND_SECRET, FRONTEND_SECRET):
+        if kube.read_secret(api, namespace, secret) is None:
+            problems.append(f"Secret {namespace}/{secret} does not exist: run make_secrets first (make secrets)")
+    return problems + cloud.prerequisites(api)
+
+
+# -- main ----------------------------------------------------------------------------------------
+@cli.main_boundary
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = cli.parser(__doc__.splitlines()[0])
+    parser.add_argument("--images", default=DEFAULT_OUTPUT, metavar="PATH", help="build_push's output")
+    parser.add_argument("--values", metavar="FILE", help="YAML chart values over the computed ones (like --set)")
+    parser.add_argument("--chart", default=str(REPO_ROOT / "helm"), metavar="DIR", help="the chart (default: helm/)")
+    parser.add_argument("--timeout", default="10m", help="helm's --timeout for the upgrade and rollbacks (10m)")
+    parser.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="do not wait for the workloads to become ready (smoke_test checks the rollout)",
+    )
+    parser.add_argument(
+        "--helm-flag",
+        dest="helm_flags",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="extra flag for helm upgrade/install, repeatable: --helm-flag=--skip-schema-validation",
+    )
+    args = parser.parse_args(argv)
+    duration_seconds(args.timeout)
+    options = Options(Path(args.chart), args.timeout, args.wait, args.dry_run, args.helm_flags)
+    settings = cli.settings_from(args)
+    from tools.make_secrets import require_valid
+
+    require_valid(settings, "helm_deploy")
+    from tools import kube
+    from tools.cloud import cloud_for
+    from tools.helm import render
+
+    cloud = cloud_for(settings)
+    images = load_images(Path(args.images))
+    missing = missing_images(images, cloud)
+    if missing:
+        for line in missing:
+            REPORTER.error(line, title="helm_deploy")
+        raise ToolError(f"{len(missing)} image(s) not deployable: nothing was changed")
+    values = merge(cloud.chart_values(images), load_values(args.values))
+    rendered = [o for o in render(settings.release, settings.namespace, values, options.chart) if o]
+    with cloud.cluster_access() as kubeconfig:
+        api = kube.api_client(kubeconfig)
+        with REPORTER.action(f"preflight of {settings.cloud} cluster, namespace {settings.namespace}") as action:
+            problems = preflight(cloud, api, settings, rendered)
+            action.set("ok" if not problems else "warn", f"{len(problems)} missing" if problems else "")
+        if problems:
+            for line in problems:
+                REPORTER.error(line, title="helm_deploy preflight")
+            raise ToolError(f"{len(problems)} prerequisite(s) missing: nothing was changed")
+        with REPORTER.action("database bucket") as action:
+            action.set("ok", cloud.ensure_database_bucket(dry_run=args.dry_run))
+        deployer = Deployer(helm_client(kubeconfig, options), settings, options)
+        revision = _run(deployer.run(values, rendered))
+    if revision is None:
+        REPORTER.info("dry run: nothing was changed")
+        return 0
+    rows = [(name, f"{image['repository']}@{image['digest']}") for name, image in images.items()]
+    REPORTER.summary(
+        f"### helm_deploy\nRelease `{settings.release}` in `{settings.namespace}`: revision {revision.revision} "
+        f"{revision.status.value}\n\n" + markdown_table(["Image", "Reference"], rows)
+    )
+    REPORTER.output("revision", str(revision.revision))
+    REPORTER.ok(f"release {settings.release} revision {revision.revision} {revision.status.value}")
+    return 0
+
+
+def _run(coroutine: Any) -> Any:
+    """Run the release steps; a helm error that escaped the steps' own handling is still one line."""
+    from pyhelm3 import errors
+
+    try:
+        return asyncio.run(coroutine)
+    except errors.Error as exc:
+        raise ToolError(f"helm: {helm_reason(exc)}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
