@@ -22,6 +22,14 @@ from tools.settings import load_settings
 ACCOUNT = "123456789012"  # moto's account
 
 
+@pytest.fixture(autouse=True)
+def fresh_boto3_session(monkeypatch):
+    """boto3's module-level session caches credentials: start without one, leave none behind."""
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+
+
 def aws_settings(cluster: str, region: str = "us-east-1"):
     env = {"BASE_DOMAIN": "cmb.example.org", "AWS_ACCOUNT_ID": ACCOUNT, "AWS_REGION": region, "CLUSTER_NAME": cluster}
     return load_settings(cloud="aws", environ=env)
@@ -99,9 +107,6 @@ def test_eks_without_credentials_is_one_clear_line(moto_url, bed_env, monkeypatc
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    import boto3
-
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it caches the credentials of earlier tests
     with pytest.raises(ToolError, match="no AWS credentials"), AwsCloud(aws_settings("any")).cluster_access():
         pass
 

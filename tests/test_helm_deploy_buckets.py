@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from tests.envfiles import good_env
+from tests.test_cluster_access import fresh_boto3_session  # noqa: F401 - autouse: no cached AWS credentials
 from tools.cloud import AwsCloud, GcpCloud, LocalCloud
 from tools.settings import load_settings
 

@@ -7,6 +7,7 @@ talk to a cloud, so `--help` and `plan` never import them.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -281,20 +282,19 @@ class AwsCloud(Cloud):
         return boto3.client(service, region_name=self.settings["AWS_REGION"])
 
     # -- cluster access (no aws CLI: describe_cluster + a token signed with boto3) ----------------
+    @functools.cached_property
     def eks_cluster(self) -> dict[str, Any]:
         """`describe_cluster` of CLUSTER_NAME (asked once per Cloud object)."""
-        if getattr(self, "_eks_cluster", None) is None:
-            name, region = self.settings.cluster_name, self.settings["AWS_REGION"]
-            eks = self._client("eks")
+        name, region = self.settings.cluster_name, self.settings["AWS_REGION"]
+        eks = self._client("eks")
+
+        def describe() -> dict[str, Any]:
             try:
-                self._eks_cluster = _aws_call(lambda: eks.describe_cluster(name=name)["cluster"], "EKS describe")
-            except ToolError as exc:
-                if "ResourceNotFoundException" in str(exc):
-                    raise ToolError(
-                        f"EKS cluster {name} not found in {region}: check CLUSTER_NAME and AWS_REGION"
-                    ) from None
-                raise
-        return self._eks_cluster
+                return eks.describe_cluster(name=name)["cluster"]
+            except eks.exceptions.ResourceNotFoundException:
+                raise ToolError(f"EKS cluster {name} not found in {region}: check CLUSTER_NAME, AWS_REGION") from None
+
+        return _aws_call(describe, "EKS describe_cluster")
 
     def eks_token(self) -> str:
         """A bearer token for EKS, made as aws-iam-authenticator makes it.
@@ -322,7 +322,7 @@ class AwsCloud(Cloud):
 
     @contextmanager
     def cluster_access(self) -> Iterator[str]:
-        cluster = self.eks_cluster()
+        cluster = self.eks_cluster
         if cluster.get("status", "ACTIVE") != "ACTIVE":
             raise ToolError(f"EKS cluster {cluster['name']} is {cluster['status']}: wait until it is ACTIVE")
         ca = (cluster.get("certificateAuthority") or {}).get("data", "")
@@ -419,7 +419,7 @@ class AwsCloud(Cloud):
 
     def trust_problems(self) -> list[str]:
         """Each IRSA role must trust this cluster's OIDC issuer for its service account in NAMESPACE."""
-        issuer = ((self.eks_cluster().get("identity") or {}).get("oidc") or {}).get("issuer", "")
+        issuer = ((self.eks_cluster.get("identity") or {}).get("oidc") or {}).get("issuer", "")
         issuer = issuer.removeprefix("https://")
         if not issuer:
             return [
@@ -543,9 +543,6 @@ class GcpCloud(Cloud):
         if not cluster.get("endpoint"):
             raise ToolError(f"GKE cluster {path} has no endpoint yet (status {cluster.get('status')}): wait and retry")
         ca = (cluster.get("masterAuth") or {}).get("clusterCaCertificate", "")
-        from tools.report import REPORTER
-
-        REPORTER.register_secrets([credentials.token])
         name = f"gke_{s['PROJECT_ID']}_{s['GKE_LOCATION']}_{s.cluster_name}"
         with temporary_kubeconfig(name, f"https://{cluster['endpoint']}", ca, credentials.token) as kubeconfig:
             yield kubeconfig

@@ -123,9 +123,9 @@ def helm_client(kubeconfig: str, options: Options) -> Any:
     """pyhelm3 on our helm, with `options.helm_flags` added to every `helm upgrade --install`."""
     import logging
 
-    from pyhelm3 import Client, Command
+    from pyhelm3 import Command
 
-    from tools.helm import helm_binary
+    from tools.helm import client, helm_binary
 
     # pyhelm3 logs every failed helm command (e.g. `status` of a release not yet installed);
     # what matters is reported by this tool, once.
@@ -139,10 +139,8 @@ def helm_client(kubeconfig: str, options: Options) -> Any:
                 command = [*command, *flags]
             return await super().run(command, input)
 
-    executable = helm_binary()
-    return Client(
-        command=FlagsCommand(executable=executable, kubeconfig=Path(kubeconfig), default_timeout=options.timeout),
-        executable=executable,
+    return client(
+        command=FlagsCommand(executable=helm_binary(), kubeconfig=Path(kubeconfig), default_timeout=options.timeout)
     )
 
 

@@ -99,10 +99,7 @@ def read_secret(api: Any, namespace: str, name: str) -> dict[str, str] | None:
     )
     if secret is None:
         return None
-    data = {k: base64.b64decode(v).decode("utf-8") for k, v in (secret.data or {}).items()}
-    # An API server always folds stringData into data; keep what a write-only store returned as is.
-    data.update(secret.string_data or {})
-    return data
+    return {k: base64.b64decode(v).decode("utf-8") for k, v in (secret.data or {}).items()}
 
 
 def encode(values: dict[str, str]) -> dict[str, str]:
@@ -138,8 +135,8 @@ def patch_secret(api: Any, namespace: str, name: str, values: dict[str, str]) ->
 
 
 # -- namespace ---------------------------------------------------------------------------------
-def ensure_namespace(api: Any, namespace: str, dry_run: bool = False) -> str:
-    """Create the namespace when it is missing. Returns what happened, for the report.
+def ensure_namespace(api: Any, namespace: str, dry_run: bool = False) -> tuple[bool, str]:
+    """Create the namespace when it is missing. Returns (settled, what happened) for the report.
 
     A 403 on reading means the credentials are namespace-scoped: the namespace is assumed to
     exist (the writes that follow say so if not). A server error on creating is not fatal here
@@ -163,26 +160,26 @@ def ensure_namespace(api: Any, namespace: str, dry_run: bool = False) -> str:
 
     state = call(api, read, f"reading namespace {namespace}")
     if state:
-        return state
+        return True, state
     if dry_run:
-        return "would be created"
+        return True, "would be created"
 
-    def create() -> str:
+    def create() -> tuple[bool, str]:
         body = client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
         try:
             core.create_namespace(body, _request_timeout=TIMEOUT)
-            return "created"
+            return True, "created"
         except ApiException as exc:
             if exc.status == 409:
-                return "exists"
+                return True, "exists"
             if exc.status in (401, 403):
                 raise ToolError(
                     f"cannot create namespace {namespace}: {describe(exc)} "
                     f"(or have an admin run `kubectl create namespace {namespace}`)"
                 ) from None
-            return f"could not be created ({describe(exc)}); continuing: the next write shows whether it exists"
+            return False, f"could not be created ({describe(exc)}); continuing: the next write shows whether it exists"
 
-    return call(api, create, f"creating namespace {namespace}") or ""
+    return call(api, create, f"creating namespace {namespace}") or (False, "")
 
 
 # -- permissions -------------------------------------------------------------------------------
@@ -221,7 +218,7 @@ def denied(api: Any, namespace: str, kinds: set[tuple[str, str]], verbs: tuple[s
                         verb=verb,
                         namespace=None if kind in CLUSTER_SCOPED else namespace,
                     )
-                )
+                ),
             )
             answer = call(
                 api,

@@ -229,8 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(writes.values()) and all(data is None for data in live.values()):
             # No Secret exists yet: the namespace may be missing too. (A Secret cannot exist
             # in a missing namespace, so when one does, the namespace is not asked about.)
-            state = kube.ensure_namespace(api, namespace, dry_run=args.dry_run)
-            REPORTER.line("warn" if "could not" in state else "ok", f"namespace {namespace}: {state}")
+            settled, state = kube.ensure_namespace(api, namespace, dry_run=args.dry_run)
+            REPORTER.line("ok" if settled else "warn", f"namespace {namespace}: {state}")
         report(changes, live, args.dry_run)
         if args.dry_run:
             REPORTER.info("dry run: nothing was written")
