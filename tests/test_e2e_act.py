@@ -344,6 +344,12 @@ class Bed:
         return run
 
 
+def dispatch_event(**inputs: str) -> dict[str, Any]:
+    """A workflow_dispatch payload: GitHub sends every input as a string, booleans as "true"/"false"
+    (act, like GitHub, types them from the workflow's inputs; a JSON `true` would read as false)."""
+    return {"inputs": inputs, "ref": "refs/heads/main"}
+
+
 def _dotenv(values: dict[str, str]) -> str:
     for key, value in values.items():
         assert "\n" not in value and "'" not in value, key
@@ -502,11 +508,11 @@ def assert_summaries(run: ActRun, bed: Bed, images: dict[str, Any], revision: in
     assert "| rollout cmbcluster-backend | ok |" in smoke and "| rollout cmbcluster-frontend | ok |" in smoke
 
 
-def test_dispatch_local_then_tag_push_run_the_whole_chain(bed: Bed) -> None:
+def test_dispatch_local_then_tag_push_run_the_whole_chain_and_a_dry_run_changes_nothing(bed: Bed) -> None:
     with Controllers(bed.kubeconfig, bed.namespace) as controllers:
         dispatch = bed.act(
             "workflow_dispatch",
-            {"inputs": {"cloud": "local", "environment": "production", "skip_build": False, "dry_run": False}},
+            dispatch_event(cloud="local", environment="production", skip_build="false", dry_run="false"),
             bed.variables(),
         )
         images = assert_chain(dispatch, bed)
@@ -525,5 +531,15 @@ def test_dispatch_local_then_tag_push_run_the_whole_chain(bed: Bed) -> None:
             assert "v1.2.3" in _registry_tags(bed.registry, f"{CLUSTER}-{name}")
         assert_deployed(bed, tagged, revision=2)
         assert_summaries(tag, bed, tagged, revision=2)
+
+        dry = bed.act(  # a dry run of what is deployed: every step runs, nothing changes
+            "workflow_dispatch",
+            dispatch_event(cloud="local", environment="production", skip_build="true", dry_run="true"),
+            bed.variables(),
+        )
+        assert assert_chain(dry, bed)["images"].keys() == tagged["images"].keys()
+        assert "dry run: nothing was changed" in dry.output
+        assert "--no-rollback" in dry.output
+        assert_deployed(bed, tagged, revision=2)
     assert not controllers.errors, controllers.errors[:3]
-    print(f"act: dispatch {dispatch.seconds:.1f}s, tag push {tag.seconds:.1f}s")
+    print(f"act: dispatch {dispatch.seconds:.1f}s, tag push {tag.seconds:.1f}s, dry run {dry.seconds:.1f}s")
