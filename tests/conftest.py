@@ -85,4 +85,7 @@ def _no_ambient_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     REPORTER.forget_secrets()
+    import boto3
+
+    boto3.DEFAULT_SESSION = None  # a session caches credentials across tests
     monkeypatch.setenv("NO_COLOR", "1")

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import base64
+import os
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.envfiles import canary, good_env, write_env
+from tools import kube
 from tools.make_secrets import main
 
 pytestmark = pytest.mark.testbed
@@ -93,6 +95,11 @@ def test_first_run_generates_second_run_changes_nothing(tmp_path, namespace, api
     envfile = env(tmp_path, namespace)
     assert main(["--cloud", "local", "--env-file", envfile]) == 0
     first = capfd.readouterr()
+    assert f"namespace {namespace}: created" in first.out
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube.api_client(os.environ["KUBECONFIG"]))
+    assert core.read_namespace(namespace).metadata.name == namespace  # the namespace was made for real
     backend, frontend = raw(namespace, BACKEND), raw(namespace, FRONTEND)
     assert backend and frontend
     values = decoded(backend)

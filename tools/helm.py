@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import sys
 from collections.abc import Coroutine
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tools.errors import ToolError
+from tools.report import REPORTER
 from tools.settings import REPO_ROOT
 
 CHART_DIR = REPO_ROOT / "helm"
@@ -51,8 +53,18 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coroutine)
     except errors.Error as exc:
-        text = str(exc).strip().splitlines()
-        raise ToolError(f"helm: {text[-1] if text else type(exc).__name__}") from None
+        raise ToolError(f"helm: {helm_reason(exc)}") from None
+
+
+def helm_reason(exc: BaseException) -> str:
+    """The `Error: ...` part of helm's stderr (with its continuation lines), without the client's noise."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if line.startswith("Error:")]
+    if not starts:
+        return lines[-1] if lines else type(exc).__name__
+    tail = [lines[starts[-1]].removeprefix("Error:").strip()]
+    tail += [line for line in lines[starts[-1] + 1 :] if not re.match(r"^[WIE]\d{4} |^level=", line)]
+    return REPORTER.redact(" ".join(tail))
 
 
 def render(release: str, namespace: str, values: dict[str, Any], chart: Path = CHART_DIR) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from tools import cli
 from tools.build_push import DEFAULT_OUTPUT
 from tools.build_push import load_images as read_images
 from tools.errors import ToolError, UsageError
+from tools.helm import helm_reason
 from tools.report import REPORTER, markdown_table
 from tools.settings import IMAGES, REPO_ROOT, Settings
 
@@ -142,17 +143,6 @@ def helm_client(kubeconfig: str, options: Options) -> Any:
     return client(
         command=FlagsCommand(executable=helm_binary(), kubeconfig=Path(kubeconfig), default_timeout=options.timeout)
     )
-
-
-def helm_reason(exc: BaseException) -> str:
-    """The `Error: ...` part of helm's stderr (with its continuation lines), without the client's noise."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    starts = [i for i, line in enumerate(lines) if line.startswith("Error:")]
-    if not starts:
-        return lines[-1] if lines else type(exc).__name__
-    tail = [lines[starts[-1]].removeprefix("Error:").strip()]
-    tail += [line for line in lines[starts[-1] + 1 :] if not re.match(r"^[WIE]\d{4} |^level=", line)]
-    return REPORTER.redact(" ".join(tail))
 
 
 def last_deployed(history: list[Any], exclude: int) -> Any | None:
@@ -372,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     duration_seconds(args.timeout)
     options = Options(Path(args.chart), args.timeout, args.wait, args.dry_run, args.helm_flags)
     settings = cli.settings_from(args)
-    from tools.make_secrets import require_valid
+    from tools.rules import require_valid
 
     require_valid(settings, "helm_deploy")
     from tools import kube

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tools import cli
+from tools import cli, rules
 from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET
 from tools.errors import ToolError, UsageError
 from tools.report import REPORTER, markdown_table
@@ -184,20 +184,6 @@ def report(changes: list[Change], live: dict[str, dict[str, str] | None], dry_ru
     REPORTER.summary("### make_secrets\n" + markdown_table(["Secret", "Key", "Result"], rows))
 
 
-def require_valid(settings: Settings, step: str) -> None:
-    """Refuse (before any change) when the security rules report errors."""
-    from tools import rules
-
-    errors = rules.errors(rules.check(settings))
-    for finding in errors:
-        REPORTER.error(str(finding), title=step)
-    if errors:
-        raise ToolError(
-            f"{len(errors)} configuration error(s): nothing was changed; fix them "
-            f"(python -m tools.validate_secrets) and run {step} again"
-        )
-
-
 @cli.main_boundary
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.parser(__doc__.splitlines()[0])
@@ -217,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = cli.settings_from(args)
-    require_valid(settings, "make_secrets")
+    rules.require_valid(settings, "make_secrets")
     from tools import kube
     from tools.cloud import cloud_for
 

@@ -76,6 +76,21 @@ def errors(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.level == "error"]
 
 
+def require_valid(settings: Settings, step: str) -> None:
+    """Refuse (before any change) when the rules report errors: every step that changes something calls this."""
+    from tools.errors import ToolError
+    from tools.report import REPORTER
+
+    found = errors(check(settings))
+    for finding in found:
+        REPORTER.error(str(finding), title=step)
+    if found:
+        raise ToolError(
+            f"{len(found)} configuration error(s): nothing was changed; fix them "
+            f"(python -m tools.validate_secrets) and run {step} again"
+        )
+
+
 def chosen_providers_note(settings: Settings) -> str:
     providers = settings.auth_providers()
     label = " and ".join(providers) if providers else "none"
