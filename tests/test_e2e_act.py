@@ -37,7 +37,7 @@ import yaml
 
 from tests.envfiles import good_env, secret_values
 from tests.fixtures.apps import stage_apps
-from tests.testbed import TestBed, free_port
+from tests.testbed import TestBed
 from tools.settings import REPO_ROOT, VARS_BY_NAME
 
 pytestmark = pytest.mark.testbed
@@ -57,74 +57,6 @@ APP_LAYOUT = {"backend": "backend", "frontend": "nextjs-frontend", "user-env": "
 CLUSTER = "cmbtest"
 RELEASE = "cmbcluster"
 ACT_TIMEOUT = 900
-
-
-# -- the cluster: the test bed's emulator, reporting a version the chart supports ------------------
-# kmock 0.8 reports Kubernetes v1.26.4 and the chart requires >= 1.27 (helm refuses to install
-# it): this emulator is the test bed's (tests/kmock_server.py) with /version saying v1.31.0.
-KMOCK_131 = """
-import asyncio, signal, sys
-import attrs, kmock
-sys.path.insert(0, sys.argv[2])
-from kmock_server import Emulator
-
-@attrs.define(kw_only=True)
-class Emulator131(Emulator):
-    async def _serve_server_version(self, request):
-        doc = await super()._serve_server_version(request)
-        doc.update(major="1", minor="31", gitVersion="v1.31.0")
-        return doc
-
-async def main(port):
-    async with Emulator131() as k8s, kmock.Server(k8s, host="127.0.0.1", port=port):
-        k8s.resources.load_bundled()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await stop.wait()
-
-asyncio.run(main(int(sys.argv[1])))
-"""
-
-
-@contextlib.contextmanager
-def kubernetes_131(root: Path) -> Iterator[str]:
-    """Start the emulator above on a free port; yields a kubeconfig for it."""
-    port = free_port()
-    script = root / "kmock_131.py"
-    script.write_text(KMOCK_131)
-    log = open(root / "kmock_131.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(port), str(REPO_ROOT / "tests")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError):
-                if TestBed._http_ok(f"http://127.0.0.1:{port}/version"):
-                    break
-            assert proc.poll() is None and time.monotonic() < deadline, (root / "kmock_131.log").read_text()
-            time.sleep(0.1)
-        kubeconfig = root / "kubeconfig"
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\n"
-            f'clusters: [{{name: kmock, cluster: {{server: "http://127.0.0.1:{port}"}}}}]\n'
-            "users: [{name: kmock, user: {token: dummy}}]\n"
-            "contexts: [{name: kmock, context: {cluster: kmock, user: kmock, namespace: default}}]\n"
-            "current-context: kmock\n"
-        )
-        yield str(kubeconfig)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 # -- the cluster's controllers, which the emulator lacks ---------------------------------------------
@@ -379,6 +311,7 @@ def bed(
     tmp_path_factory: pytest.TempPathFactory,
     docker_host: str,
     registry: str,
+    kubeconfig: str,
     helm_sql: str,
     testbed: TestBed,
 ) -> Iterator[Bed]:
@@ -392,27 +325,30 @@ def bed(
     app = workdir / "app"
     for name, folder in APP_LAYOUT.items():
         shutil.copytree(staged[name], app / folder)
-    with kubernetes_131(workdir) as kubeconfig:
-        _create_ingress_class(kubeconfig, "nginx")
-        env = {  # the runner's environment: the test bed, less the session's own emulator
-            **{k: v for k, v in testbed.env.items() if k != "KMOCK_URL"},
-            "KUBECONFIG": kubeconfig,
-            "E2E_VENV": str(venv),
-            "E2E_APP_SOURCE": str(app),
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "NO_COLOR": "1",
-        }
-        values = good_env("local", CLUSTER_NAME=CLUSTER, REGISTRY_URL=None)
-        yield Bed(env, registry, kubeconfig, f"e2e-{uuid.uuid4().hex[:6]}", workdir, values)
+    _create_ingress_class(kubeconfig, "nginx")
+    env = {  # the runner's environment: the test bed's
+        **testbed.env,
+        "E2E_VENV": str(venv),
+        "E2E_APP_SOURCE": str(app),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "NO_COLOR": "1",
+    }
+    values = good_env("local", CLUSTER_NAME=CLUSTER, REGISTRY_URL=None)
+    yield Bed(env, registry, kubeconfig, f"e2e-{uuid.uuid4().hex[:6]}", workdir, values)
 
 
 def _create_ingress_class(kubeconfig: str, name: str) -> None:
     """The local cluster's prerequisite (README): an ingress controller's IngressClass."""
     from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
 
     with config.new_client_from_config(config_file=kubeconfig) as api:
         body = {"metadata": {"name": name}, "spec": {"controller": "k8s.io/ingress-nginx"}}
-        client.NetworkingV1Api(api).create_ingress_class(body)
+        try:
+            client.NetworkingV1Api(api).create_ingress_class(body)
+        except ApiException as exc:
+            if exc.status != 409:  # another test made it already
+                raise
 
 
 def _registry_tags(registry: str, repository: str) -> list[str]:

@@ -274,9 +274,10 @@ def test_make_deploy_runs_the_steps_in_order_and_passes_dry_run_on() -> None:
         text=True,
         check=True,
     )
-    tools = [m.group(1) for m in re.finditer(r"-m tools\.(\w+) (.*)", result.stdout)]
-    assert tools == ["validate_secrets", "build_push", "make_secrets", "helm_deploy", "smoke_test"]
     lines = {m.group(1): m.group(2) for m in re.finditer(r"-m tools\.(\w+) (.*)", result.stdout)}
+    lines.pop("install_helm", None)  # `make setup`, when the venv is older than pyproject.toml
+    tools = list(lines)
+    assert tools == ["validate_secrets", "build_push", "make_secrets", "helm_deploy", "smoke_test"]
     assert "--dry-run" not in lines["validate_secrets"]
     for tool in tools[1:]:
         assert "--cloud aws --env-file env/aws.env.example" in lines[tool]
