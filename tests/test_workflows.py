@@ -355,6 +355,13 @@ def test_secrets_reach_only_the_steps_that_use_them() -> None:
         text = (WORKFLOWS / filename).read_text()
         used = {s for s in APP_SECRETS if f"secrets.{s}" in text}
         assert used == (set(APP_SECRETS) if step in ("validate", "secrets", "helm-deploy") else set()), filename
+        (job,) = load(WORKFLOWS / filename)["jobs"].values()
+        # only the step that runs make sees them: not the job's env, not the actions before it
+        assert not any("secrets." in str(v) for v in job.get("env", {}).values()), filename
+        for step_def in job["steps"]:
+            given = {k for k, v in (step_def.get("env") or {}).items() if "secrets." in str(v)}
+            given |= {k for k, v in (step_def.get("with") or {}).items() if "secrets." in str(v) and k != "token"}
+            assert not given or f"make {step}" in step_def.get("run", ""), (filename, step_def.get("name"))
 
 
 def test_a_dry_run_changes_nothing() -> None:
