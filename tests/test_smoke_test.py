@@ -14,6 +14,7 @@ import datetime
 import itertools
 import json
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -585,8 +586,14 @@ ENDPOINT_FAILURES = [
 
 @pytest.mark.parametrize(("kind", "answer", "message"), ENDPOINT_FAILURES, ids=[e[0] for e in ENDPOINT_FAILURES])
 def test_unhealthy_endpoint_fails_with_a_clear_message_and_rolls_back(
-    release: Release, capfd: pytest.CaptureFixture[str], kind: str, answer: dict[str, Any], message: str
+    release: Release,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    answer: dict[str, Any],
+    message: str,
 ) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
     release.deploy()
     release.deploy(frontend="good-v2")
     with Kubelet(release.kubeconfig, release.namespace), responses.RequestsMock() as rsps:
@@ -597,6 +604,7 @@ def test_unhealthy_endpoint_fails_with_a_clear_message_and_rolls_back(
     assert took < 12
     line = next(line for line in err.splitlines() if f"GET {API}:" in line)
     assert message in line and re.search(r"\(\d+ attempts in [\d.]+s\)", line)
+    assert f"::error title=GET https%3A//api.cmb.example.org/health::GET {API}: {message}" in out
     assert re.search(r"ok\s+rollback: revision 2 -> 1", out)
     assert [h["description"] for h in release.history()][-1] == "Rollback to 1"
 
@@ -644,6 +652,24 @@ def test_storage_check_failure_is_reported_and_cleaned_up(
     assert re.search(
         r"\| user storage \| failed \| [\d.]+s \| pod cmbcluster-storage-check-", release.summary.read_text()
     )
+
+
+@pytest.mark.parametrize("shell", [["sh"], ["busybox", "sh"]])
+def test_storage_script_writes_reads_and_removes_a_file(tmp_path: Path, shell: list[str]) -> None:
+    """The pod's script, run here on a plain folder: its output is what the report shows."""
+    if not shutil.which(shell[0]):
+        pytest.skip(f"{shell[0]} is not installed")
+    env = {"PATH": "/usr/bin:/bin", "MOUNT": str(tmp_path), "TOKEN": "abc123"}
+    done = subprocess.run([*shell, "-c", smoke_test.STORAGE_SCRIPT], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert re.fullmatch(
+        r"in the pod: write file \d+ms, read file \d+ms, delete file \d+ms",
+        smoke_test.in_pod_timings(done.stdout.splitlines()),
+    )
+    env["MOUNT"] = str(tmp_path / "not-mounted")
+    failed = subprocess.run([*shell, "-c", smoke_test.STORAGE_SCRIPT], env=env, capture_output=True, text=True)
+    assert failed.returncode != 0 and "storage-check ok" not in failed.stdout
 
 
 @pytest.mark.parametrize("cloud", ["gcp", "aws", "local"])

@@ -91,6 +91,7 @@ class Check:
     status: str  # ok | failed | skipped | warning
     seconds: float | None = None
     detail: str = ""
+    reported: bool = False  # its evidence (and ::error annotation) is already out
 
 
 @dataclass
@@ -1041,16 +1042,11 @@ def check_storage(cluster: Cluster, settings: Settings, args: argparse.Namespace
         phases.append(f"run {t_end - started:.1f}s")
         if outcome.ok:
             logs, source = container_logs(cluster.core, cluster.namespace, name, "check", False)
-            timings = next((line for line in logs if line.startswith("storage-check ok")), "")
-            if timings:
-                phases.append(timings.removeprefix("storage-check ok").strip().replace("_ms=", " ") + "ms")
-            else:
-                phases.append(f"in-pod timings unavailable ({source})")
+            phases.append(in_pod_timings(logs) or f"in-pod timings unavailable ({source})")
         elif outcome.problem:
             report_problem("storage check failed", outcome.problem, cluster)
         else:
-            REPORTER.line("error", f"storage check: pod {name} {outcome.summary}: {outcome.waiting.get(name, '')}")
-            REPORTER.annotate("error", f"storage check: pod {name} {outcome.summary}", title="storage check")
+            REPORTER.error(f"storage check: pod {name} {outcome.summary}: {outcome.waiting.get(name, '')}")
     except ApiException as exc:
         body = _api_message(exc)
         phases.append(f"failed: {exc.status} {exc.reason}{_colon(body)}")
@@ -1065,7 +1061,14 @@ def check_storage(cluster: Cluster, settings: Settings, args: argparse.Namespace
     if outcome.ok:
         return Check("user storage", "ok", took, f"bucket {bucket}: " + ", ".join(phases))
     why = outcome.problem.headline() if outcome.problem else f"{outcome.summary}: {outcome.waiting.get(name, '')}"
-    return Check("user storage", "failed", took, f"{why}; " + ", ".join(phases))
+    return Check("user storage", "failed", took, f"{why}; " + ", ".join(phases), reported=True)
+
+
+def in_pod_timings(logs: Sequence[str]) -> str:
+    """'in the pod: write file 12ms, read file 3ms, delete file 5ms' from STORAGE_SCRIPT's output."""
+    line = next((line for line in logs if line.startswith("storage-check ok")), "")
+    found = re.findall(r"(\w+)_ms=(\d+)", line)
+    return "in the pod: " + ", ".join(f"{what} file {ms}ms" for what, ms in found) if found else ""
 
 
 def _volume_kind(pod: dict[str, Any]) -> str:
@@ -1233,9 +1236,14 @@ def register_release_secrets(cluster: Cluster) -> None:
 
 # -- report ----------------------------------------------------------------------------------------------
 def _print_check(check: Check) -> None:
+    """One line per check; a failure not yet told goes to stderr with an ::error annotation."""
+    message = f"{check.name}: {check.detail}"
+    if check.status == "failed" and not check.reported:
+        REPORTER.line("error", message, check.seconds, stream=REPORTER.err)
+        REPORTER.annotate("error", message, title=check.name)
+        return
     status = {"failed": "error", "warning": "warn"}.get(check.status, check.status)
-    stream = REPORTER.err if check.status == "failed" else None
-    REPORTER.line(status, f"{check.name}: {check.detail}", check.seconds, stream=stream)
+    REPORTER.line(status, message, check.seconds, stream=REPORTER.err if check.status == "failed" else None)
 
 
 def write_summary(
