@@ -51,13 +51,15 @@ def gcs_url(testbed: TestBed) -> str:
     return _part(testbed, "gcs")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kubeconfig(testbed: TestBed) -> str:
-    return _part(testbed, "kubernetes")
+    """An empty Kubernetes API emulator for this test module (kmock slows down as it fills up)."""
+    return _part(testbed, "fresh_kubernetes")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def helm_sql(testbed: TestBed, kubeconfig: str) -> str:
+    """Helm's SQL release store, empty for this module's emulator."""
     return _part(testbed, "helm_sql")
 
 

@@ -475,9 +475,10 @@ def test_failure_state_is_detected_with_its_reason(
 ) -> None:
     release.deploy(backend=tag)
     with Kubelet(release.kubeconfig, release.namespace, delay=1.0):  # the state changes while watched
-        code, _out, err, took = release.smoke(capfd, "--no-rollback", "--deadline", "60", "--grace", "1")
+        code, _out, err, _took = release.smoke(capfd, "--no-rollback", "--deadline", "60", "--grace", "1")
     assert code == 1
-    assert took < 1.0 + (1.0 if tag == "unschedulable" else 0.0) + 3.0, f"took {took:.1f}s: not fail-fast"
+    # fail-fast: the state itself is the diagnosis, long before the 60 s deadline (speed: make bench-smoke)
+    assert "not done after" not in err, "waited for the deadline instead of failing on the state"
     headline = next(line for line in err.splitlines() if line.startswith("error   rollout failed:"))
     assert "pod cmbcluster-backend-" in headline and f": {reason}" in headline
     assert "last events of pod cmbcluster-backend-" in err
@@ -497,7 +498,8 @@ def test_unschedulable_is_tolerated_for_the_grace(release: Release, capfd: pytes
     with Kubelet(release.kubeconfig, release.namespace):
         code, _, err, took = release.smoke(capfd, "--no-rollback", "--grace", "2")
     assert code == 1 and "Unschedulable" in err
-    assert 2 <= took < 8
+    assert took >= 2, "failed before the grace ran out"
+    assert "not done after" not in err
 
 
 def test_scale_up_lifts_the_grace_and_the_deadline_tells_what_waits(
@@ -506,7 +508,7 @@ def test_scale_up_lifts_the_grace_and_the_deadline_tells_what_waits(
     release.deploy(backend="scaleup")
     with Kubelet(release.kubeconfig, release.namespace):
         code, _, err, took = release.smoke(capfd, "--no-rollback", "--grace", "0.5", "--deadline", "2")
-    assert code == 1 and 2 <= took < 8
+    assert code == 1 and took >= 2
     assert "rollout not finished: not done after 2s" in err
     assert "cmbcluster-backend: 0 of 1 updated replicas available" in err
     assert "PodScheduled: Unschedulable 0/3 nodes are available" in err
@@ -517,7 +519,8 @@ def test_running_but_never_ready_hits_the_deadline(release: Release, capfd: pyte
     release.deploy(frontend="slow")
     with Kubelet(release.kubeconfig, release.namespace):
         code, _, err, took = release.smoke(capfd, "--no-rollback", "--deadline", "1.5")
-    assert code == 1 and took < 6
+    assert code == 1 and took >= 1.5
+    assert "rollout not finished: not done after " in err
     assert "cmbcluster-frontend: 0 of 1 updated replicas available" in err
     assert "Running; frontend running, not ready" in err
     assert "Readiness probe failed: HTTP probe failed with statuscode: 503" in err
@@ -599,9 +602,8 @@ def test_unhealthy_endpoint_fails_with_a_clear_message_and_rolls_back(
     with Kubelet(release.kubeconfig, release.namespace), responses.RequestsMock() as rsps:
         rsps.get(API, **answer)
         rsps.get(FRONTEND, json={"status": "ok"})
-        code, out, err, took = release.smoke(capfd, "--endpoint-deadline", "1.5", "--no-storage-check")
+        code, out, err, _took = release.smoke(capfd, "--endpoint-deadline", "1.5", "--no-storage-check")
     assert code == 1
-    assert took < 12
     line = next(line for line in err.splitlines() if f"GET {API}:" in line)
     assert message in line and re.search(r"\(\d+ attempts in [\d.]+s\)", line)
     assert f"::error title=GET https%3A//api.cmb.example.org/health::GET {API}: {message}" in out
@@ -643,9 +645,10 @@ def test_storage_check_failure_is_reported_and_cleaned_up(
 ) -> None:
     release.deploy()
     with Kubelet(release.kubeconfig, release.namespace, storage=ending) as kubelet:
-        code, _out, err, took = release.smoke(capfd, "--no-endpoints", "--no-rollback")
+        code, _out, err, _took = release.smoke(capfd, "--no-endpoints", "--no-rollback")
         left = [p["metadata"]["name"] for p in kubelet.pods()]
-    assert code == 1 and took < 10
+    assert code == 1
+    assert "not done after" not in err  # the pod's end was the answer, not the storage deadline
     assert message in err
     assert "storage check failed: pod cmbcluster-storage-check-" in err
     assert not [name for name in left if "storage-check" in name]

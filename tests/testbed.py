@@ -30,6 +30,15 @@ class PartUnavailable(Exception):
     """A part is not installed on this machine (the message says how to install it)."""
 
 
+def _own_session() -> None:
+    """In the child: a session of its own (stopped as a group), ended if the test run dies."""
+    os.setsid()
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -57,7 +66,7 @@ class TestBed:
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         self.procs[name] = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
+            cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, preexec_fn=_own_session
         )
         (self.root / f"{name}.pid").write_text(str(self.procs[name].pid))
 
@@ -184,7 +193,7 @@ class TestBed:
         port = free_port()
         self._spawn("kmock", [sys.executable, str(HERE / "kmock_server.py"), str(port)])
         self._wait("kmock", lambda: self._http_ok(f"http://127.0.0.1:{port}/version"))
-        kubeconfig = self.root / "kubeconfig"
+        kubeconfig = self.root / f"kubeconfig{getattr(self, '_generation', '')}"
         kubeconfig.write_text(
             "apiVersion: v1\nkind: Config\n"
             f'clusters: [{{name: kmock, cluster: {{server: "http://127.0.0.1:{port}"}}}}]\n'
@@ -240,14 +249,58 @@ class TestBed:
             )
 
         self._wait("postgres", ready)
+        self._pg_port = port
+        return self._new_helm_database("helm")
+
+    def _new_helm_database(self, name: str) -> str:
         subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "helm", "-d", "postgres", "-qc", "create database helm"],
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self._pg_port),
+                "-U",
+                "helm",
+                "-d",
+                "postgres",
+                "-qc",
+                f"create database {name}",
+            ],
             check=True,
             capture_output=True,
         )
-        dsn = f"postgresql://helm@127.0.0.1:{port}/helm?sslmode=disable"
+        dsn = f"postgresql://helm@127.0.0.1:{self._pg_port}/{name}?sslmode=disable"
         self.env.update({"HELM_DRIVER": "sql", "HELM_DRIVER_SQL_CONNECTION_STRING": dsn})
         return dsn
+
+    # -- a clean cluster per test module ------------------------------------------------------
+    def fresh_kubernetes(self) -> str:
+        """Replace the emulator with an empty one (and give Helm an empty release database).
+
+        kmock keeps every object and every watch it ever served; one emulator shared by the
+        whole session grows slower with each module, so each test module gets its own.
+        """
+        self._generation = getattr(self, "_generation", 0) + 1
+        if "kmock" in self.procs:
+            self._stop("kmock")
+        for key in ("KUBECONFIG", "KMOCK_URL"):
+            self.env.pop(key, None)
+        kubeconfig = self.kubernetes()
+        if getattr(self, "_pg_port", None):
+            self._new_helm_database(f"helm{self._generation}")
+        return kubeconfig
+
+    def _stop(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     def start_all(self) -> dict[str, str]:
         for part in (self.docker, self.registry, self.moto, self.gcs, self.kubernetes, self.helm_sql):

@@ -1,0 +1,318 @@
+"""AWS: EKS (token signed with boto3, no aws CLI), ECR, S3 through Mountpoint's CSI driver, IRSA."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from tools.cloud.base import (
+    BACKEND_SERVICE_ACCOUNT,
+    USER_SERVICE_ACCOUNT,
+    Cloud,
+    RegistryAuth,
+    temporary_kubeconfig,
+)
+from tools.errors import ToolError
+from tools.settings import IMAGES
+
+
+class AwsCloud(Cloud):
+    name = "aws"
+    csi_driver = "s3.csi.aws.com"
+    csi_driver_install = "add the EKS add-on aws-mountpoint-s3-csi-driver (Mountpoint for Amazon S3 CSI driver)"
+    # Mountpoint for S3 options; uid/gid match the app's user so it can write.
+    mount_options: ClassVar[list[str]] = ["allow-delete", "allow-other", "uid=1000", "gid=1000"]
+    ingress_class = "alb"
+    immutable_tags = True  # ensure_repositories creates them with imageTagMutability=IMMUTABLE
+
+    def default_registry(self) -> str:
+        s = self.settings
+        return f"{s['AWS_ACCOUNT_ID']}.dkr.ecr.{s['AWS_REGION']}.amazonaws.com"
+
+    def service_account_annotations(self, role: str) -> dict[str, str]:
+        key = "AWS_IRSA_ROLE_ARN" if role == "backend" else "AWS_USER_IRSA_ROLE_ARN"
+        return {"eks.amazonaws.com/role-arn": self.settings[key]}
+
+    def global_cloud_values(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "aws": {
+                "accountId": s["AWS_ACCOUNT_ID"],
+                "region": s["AWS_REGION"],
+                "roleArn": s["AWS_IRSA_ROLE_ARN"],
+                "userRoleArn": s["AWS_USER_IRSA_ROLE_ARN"],
+            }
+        }
+
+    def storage_values(self) -> dict[str, Any]:
+        values = super().storage_values()
+        values["aws"]["mountOptions"].append(f"region {self.settings['AWS_REGION']}")
+        return values
+
+    def ingress_values(self) -> dict[str, Any]:
+        return {"className": "alb", "aws": {"certificateArn": self.settings["AWS_CERTIFICATE_ARN"]}}
+
+    def registry_login(self) -> RegistryAuth:
+        import base64
+
+        token = _aws_call(lambda: self._client("ecr").get_authorization_token(), "ECR get_authorization_token")
+        data = token["authorizationData"][0]
+        user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+        from tools.report import REPORTER
+
+        REPORTER.register_secrets([password])
+        return RegistryAuth(self.registry(), user, password)
+
+    def ensure_repositories(self) -> list[str]:
+        ecr = self._client("ecr")
+        created = []
+        for image in IMAGES:
+            name = self.repository_name(image)
+            try:
+                _aws_call(lambda n=name: ecr.describe_repositories(repositoryNames=[n]), f"ECR describe {name}")
+            except ToolError as missing:
+                if missing.code != "RepositoryNotFoundException":
+                    raise
+                _aws_call(
+                    lambda n=name: ecr.create_repository(
+                        repositoryName=n,
+                        imageTagMutability="IMMUTABLE",
+                        imageScanningConfiguration={"scanOnPush": True},
+                        encryptionConfiguration={"encryptionType": "AES256"},
+                    ),
+                    f"ECR create_repository {name}",
+                )
+                created.append(name)
+        return created
+
+    def _client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=self.settings["AWS_REGION"])
+
+    # -- cluster access (no aws CLI: describe_cluster + a token signed with boto3) ----------------
+    @functools.cached_property
+    def eks_cluster(self) -> dict[str, Any]:
+        """`describe_cluster` of CLUSTER_NAME (asked once per Cloud object)."""
+        name, region = self.settings.cluster_name, self.settings["AWS_REGION"]
+        eks = self._client("eks")
+
+        def describe() -> dict[str, Any]:
+            try:
+                return eks.describe_cluster(name=name)["cluster"]
+            except eks.exceptions.ResourceNotFoundException:
+                raise ToolError(f"EKS cluster {name} not found in {region}: check CLUSTER_NAME, AWS_REGION") from None
+
+        return _aws_call(describe, "EKS describe_cluster")
+
+    def eks_token(self) -> str:
+        """A bearer token for EKS, made as aws-iam-authenticator makes it.
+
+        `k8s-aws-v1.` + unpadded base64url of a presigned STS GetCallerIdentity URL (60 s) whose
+        signed headers include `x-k8s-aws-id: CLUSTER`."""
+        import base64
+
+        from tools.report import REPORTER
+
+        cluster = self.settings.cluster_name
+        sts = self._client("sts")
+
+        def add_cluster_header(request: Any, **_: Any) -> None:
+            request.headers["x-k8s-aws-id"] = cluster  # signed: EKS checks the token is for this cluster
+
+        sts.meta.events.register("before-sign.sts.GetCallerIdentity", add_cluster_header)
+        url = _aws_call(
+            lambda: sts.generate_presigned_url("get_caller_identity", Params={}, ExpiresIn=60, HttpMethod="GET"),
+            "signing the EKS token (STS GetCallerIdentity)",
+        )
+        token = "k8s-aws-v1." + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+        REPORTER.register_secrets([token])
+        return token
+
+    @contextmanager
+    def cluster_access(self) -> Iterator[str]:
+        cluster = self.eks_cluster
+        if cluster.get("status", "ACTIVE") != "ACTIVE":
+            raise ToolError(f"EKS cluster {cluster['name']} is {cluster['status']}: wait until it is ACTIVE")
+        ca = (cluster.get("certificateAuthority") or {}).get("data", "")
+        name = cluster.get("arn") or cluster["name"]
+        with temporary_kubeconfig(name, cluster["endpoint"], ca, self.eks_token()) as path:
+            yield path
+
+    # -- database bucket -----------------------------------------------------------------------
+    def ensure_database_bucket(self, dry_run: bool = False) -> str:
+        import botocore.exceptions
+
+        name, region, account = self.database_bucket, self.settings["AWS_REGION"], self.settings["AWS_ACCOUNT_ID"]
+        s3 = self._client("s3")
+
+        def head() -> bool:
+            try:
+                s3.head_bucket(Bucket=name, ExpectedBucketOwner=account)
+                return True
+            except botocore.exceptions.ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in ("404", "NoSuchBucket", "NotFound"):
+                    return False
+                if code in ("403", "AccessDenied", "Forbidden"):
+                    raise ToolError(
+                        f"S3 bucket {name} exists but is not this account's ({account}) or may not be read by these "
+                        "credentials: grant s3:ListBucket, or pick another CLUSTER_NAME if the name is taken"
+                    ) from None
+                raise
+
+        exists = _aws_call(head, f"S3 head_bucket {name}")
+        if not exists:
+            if dry_run:
+                return f"s3://{name} would be created (public access blocked, encrypted, versioned)"
+            config = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            _aws_call(
+                lambda: s3.create_bucket(Bucket=name, ObjectOwnership="BucketOwnerEnforced", **config),
+                f"S3 create_bucket {name}",
+            )
+        fixes = self._secure_bucket(s3, name, dry_run)
+        if not exists:
+            return f"s3://{name} created (public access blocked, encrypted, versioned)"
+        if fixes:
+            return f"s3://{name} exists; {'would enable' if dry_run else 'enabled'} {', '.join(fixes)}"
+        return f"s3://{name} exists (public access blocked, encrypted, versioned)"
+
+    def _secure_bucket(self, s3: Any, name: str, dry_run: bool) -> list[str]:
+        """Read each security setting; write only the ones that are not as they must be."""
+        import botocore.exceptions
+
+        def current(call: Any, missing_code: str) -> Any:
+            def read() -> Any:
+                try:
+                    return call()
+                except botocore.exceptions.ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") == missing_code:
+                        return None
+                    raise
+
+            return _aws_call(read, f"S3 reading the settings of {name}")
+
+        block = {k: True for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")}
+        access = current(lambda: s3.get_public_access_block(Bucket=name), "NoSuchPublicAccessBlockConfiguration")
+        no_encryption = "ServerSideEncryptionConfigurationNotFoundError"
+        encryption = current(lambda: s3.get_bucket_encryption(Bucket=name), no_encryption)
+        versioning = current(lambda: s3.get_bucket_versioning(Bucket=name), "") or {}
+        settings = {
+            "public access block": (
+                (access or {}).get("PublicAccessBlockConfiguration") == block,
+                lambda: s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=block),
+            ),
+            "default encryption": (
+                bool(encryption),
+                lambda: s3.put_bucket_encryption(
+                    Bucket=name,
+                    ServerSideEncryptionConfiguration={
+                        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+                    },
+                ),
+            ),
+            "versioning": (
+                versioning.get("Status") == "Enabled",
+                lambda: s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"}),
+            ),
+        }
+        fixes = [label for label, (in_place, _) in settings.items() if not in_place]
+        if not dry_run:
+            for label in fixes:
+                _aws_call(settings[label][1], f"S3 enabling {label} on {name}")
+        return fixes
+
+    # -- prerequisites -------------------------------------------------------------------------
+    def prerequisites(self, api: Any) -> list[str]:
+        return super().prerequisites(api) + self.trust_problems()
+
+    def trust_problems(self) -> list[str]:
+        """Each IRSA role must trust this cluster's OIDC issuer for its service account in NAMESPACE."""
+        issuer = ((self.eks_cluster.get("identity") or {}).get("oidc") or {}).get("issuer", "")
+        issuer = issuer.removeprefix("https://")
+        if not issuer:
+            return [
+                f"EKS cluster {self.settings.cluster_name} has no OIDC issuer: associate an IAM OIDC provider "
+                "(IRSA needs it), e.g. `eksctl utils associate-iam-oidc-provider --approve`"
+            ]
+        namespace = self.settings.namespace
+        wanted: dict[str, list[str]] = {}
+        for key, account in (
+            ("AWS_IRSA_ROLE_ARN", BACKEND_SERVICE_ACCOUNT),
+            ("AWS_USER_IRSA_ROLE_ARN", USER_SERVICE_ACCOUNT),
+        ):
+            wanted.setdefault(self.settings[key], []).append(account)
+        iam = self._client("iam")
+        problems = []
+        for arn, accounts in wanted.items():
+            role = arn.split(":role/", 1)[-1].split("/")[-1]
+
+            def read(role: str = role) -> Any:
+                try:
+                    return iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+                except iam.exceptions.NoSuchEntityException:
+                    return None
+
+            document = _aws_call(read, f"IAM get_role {role}")
+            if document is None:
+                problems.append(f"IAM role {role} ({arn}) does not exist: create it with a trust policy for IRSA")
+                continue
+            if isinstance(document, str):  # the API returns it URL-encoded when not decoded by boto3
+                import json
+                import urllib.parse
+
+                document = json.loads(urllib.parse.unquote(document))
+            for account in accounts:
+                subject = f"system:serviceaccount:{namespace}:{account}"
+                if not trust_admits(document, issuer, subject):
+                    problems.append(
+                        f"IAM role {role} does not trust {subject} through {issuer}: add a statement allowing "
+                        f"sts:AssumeRoleWithWebIdentity by that provider where StringEquals {issuer}:sub = {subject}"
+                    )
+        return problems
+
+
+def trust_admits(document: dict[str, Any], issuer: str, subject: str) -> bool:
+    """Whether an IAM trust policy lets `subject` (system:serviceaccount:NS:SA) assume the role through `issuer`."""
+    import fnmatch
+
+    statements = document.get("Statement") or []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        actions = statement.get("Action") or []
+        actions = [actions] if isinstance(actions, str) else actions
+        federated = (statement.get("Principal") or {}).get("Federated") or []
+        federated = [federated] if isinstance(federated, str) else federated
+        if statement.get("Effect") != "Allow" or not any(
+            a in ("sts:AssumeRoleWithWebIdentity", "sts:*", "*") for a in actions
+        ):
+            continue
+        if not any(f.endswith(f":oidc-provider/{issuer}") for f in federated):
+            continue
+        conditions = statement.get("Condition") or {}
+        tests = []
+        for operator, match in (("StringEquals", str.__eq__), ("StringLike", fnmatch.fnmatchcase)):
+            values = (conditions.get(operator) or {}).get(f"{issuer}:sub")
+            if values is not None:
+                values = [values] if isinstance(values, str) else values
+                tests.append(any(match(subject, v) for v in values))
+        if not tests or all(tests):  # no :sub condition admits every service account of the cluster
+            return True
+    return False
+
+
+def _aws_call(call: Any, what: str) -> Any:
+    """Turn botocore's errors into one clear line."""
+    import botocore.exceptions
+
+    try:
+        return call()
+    except botocore.exceptions.NoCredentialsError:
+        raise ToolError(f"{what}: no AWS credentials: configure a profile or role (in CI use OIDC)") from None
+    except botocore.exceptions.EndpointConnectionError as exc:
+        raise ToolError(f"{what}: cannot reach AWS at {exc.kwargs.get('endpoint_url')}: check network/region") from None
+    except botocore.exceptions.ClientError as exc:
+        err = exc.response.get("Error", {})
+        code = err.get("Code", "error")
+        raise ToolError(f"{what}: {code}: {err.get('Message', '')}", code=code) from None

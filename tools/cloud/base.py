@@ -1,0 +1,240 @@
+"""The cloud shim's interface: what every provider answers, and the names that follow from settings.
+
+Scripts ask a `Cloud` for names, annotations, drivers and chart values; they never branch on
+the cloud themselves. Each provider lives in a module of its own (aws, gcp, local); cloud SDKs
+are imported inside the methods that talk to a cloud, so `--help` and `plan` never import them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from tools.errors import ToolError
+from tools.settings import IMAGES, Settings
+
+USER_SERVICE_ACCOUNT = "cmbcluster-user-sa"
+BACKEND_SERVICE_ACCOUNT = "cmbcluster-ksa"
+BACKEND_SECRET = "cmbcluster-backend-secrets"
+FRONTEND_SECRET = "cmbcluster-frontend-secrets"
+USER_ENV_PORT = 8888
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+# What creates each ingress class the chart may use (GKE's built-in `gce` controller needs no IngressClass object).
+INGRESS_CONTROLLERS = {
+    "alb": "install the AWS Load Balancer Controller (its Helm chart creates IngressClass alb)",
+    "nginx": "install ingress-nginx (its Helm chart creates IngressClass nginx) or set INGRESS_CLASS",
+}
+
+
+def database_bucket_name(cloud: str, cluster_name: str, project_id: str = "", account_id: str = "") -> str:
+    """The database bucket's name. The chart's `cmbcluster.databaseBucket` helper says the same."""
+    if cloud == "gcp":
+        return f"{project_id}-{cluster_name}-db"
+    if cloud == "aws":
+        return f"{cluster_name}-db-{account_id}"
+    return f"{cluster_name}-db"
+
+
+def user_bucket_prefix(cluster_name: str) -> str:
+    return f"{cluster_name}-user"
+
+
+def check_bucket_name(name: str) -> str | None:
+    """Why `name` is not a valid S3/GCS bucket name, or None."""
+    if not _BUCKET.match(name) or "--" in name:
+        return f"bucket name {name!r} is invalid (3-63 lowercase letters, digits, single hyphens)"
+    return None
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str  # backend | frontend | user-env
+    repository: str  # registry/path without tag
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    registry: str
+    username: str
+    password: str
+
+
+class Cloud:
+    """What every provider answers. Subclasses fill in the differences and nothing else."""
+
+    name: ClassVar[str]
+    csi_driver: ClassVar[str]
+    csi_driver_install: ClassVar[str] = ""  # how to get the CSI driver when the cluster lacks it
+    mount_options: ClassVar[list[str]]
+    ingress_class: ClassVar[str]
+    immutable_tags: ClassVar[bool] = False  # True: a pushed tag can never be pushed again (ECR)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    # -- names ---------------------------------------------------------------------------
+    @property
+    def database_bucket(self) -> str:
+        s = self.settings
+        return database_bucket_name(self.name, s.cluster_name, s["PROJECT_ID"], s["AWS_ACCOUNT_ID"])
+
+    @property
+    def user_bucket_prefix(self) -> str:
+        return user_bucket_prefix(self.settings.cluster_name)
+
+    def registry(self) -> str:
+        return self.settings["REGISTRY_URL"] or self.default_registry()
+
+    def default_registry(self) -> str:
+        raise NotImplementedError
+
+    def repository_name(self, image: str) -> str:
+        """The repository path inside the registry, e.g. `cmbcluster-backend`."""
+        if image not in IMAGES:
+            raise ToolError(f"unknown image {image!r}: use one of {', '.join(IMAGES)}", 2)
+        return f"{self.settings.cluster_name}-{image}"
+
+    def images(self) -> list[Image]:
+        return [Image(name, f"{self.registry()}/{self.repository_name(name)}") for name in IMAGES]
+
+    # -- identity, storage, pods -----------------------------------------------------------
+    def service_account_annotations(self, role: str) -> dict[str, str]:
+        """Annotations binding a Kubernetes service account (`backend` or `user`) to a cloud identity."""
+        return {}
+
+    def user_pod_annotations(self) -> dict[str, str]:
+        return {}
+
+    # -- cloud calls (lazy SDK imports) ------------------------------------------------------
+    def registry_login(self) -> RegistryAuth | None:
+        """Credentials for Docker, or None when the registry needs none."""
+        return None
+
+    def ensure_repositories(self) -> list[str]:
+        """Make sure every image has a repository; return the ones created."""
+        return []
+
+    @contextmanager
+    def cluster_access(self) -> Iterator[str]:
+        """Yield the path of a kubeconfig for the target cluster; nothing it wrote stays on disk."""
+        raise NotImplementedError
+        yield ""
+
+    def ensure_database_bucket(self, dry_run: bool = False) -> str:
+        """Make sure the database bucket exists, private and encrypted; never deletes or empties one.
+
+        Returns what was done (or would be, with `dry_run`), for the report.
+        """
+        return "none needed (the database lives on a PersistentVolumeClaim)"
+
+    def prerequisites(self, api: Any) -> list[str]:
+        """What the cluster (or the cloud account) lacks for the chart: one line each, saying what to install.
+
+        `api` is a kubernetes ApiClient for the target cluster. Checks the CSI driver of this
+        cloud's bucket mounts and the ingress class the chart uses.
+        """
+        from kubernetes import client
+
+        from tools import kube
+
+        missing = []
+        if self.csi_driver and not kube.cluster_object_exists(
+            api, lambda a: client.StorageV1Api(a).read_csi_driver(self.csi_driver), f"CSIDriver {self.csi_driver}"
+        ):
+            missing.append(f"CSIDriver {self.csi_driver} is not installed: {self.csi_driver_install}")
+        hint = INGRESS_CONTROLLERS.get(self.ingress_class)
+        if hint and not kube.cluster_object_exists(
+            api,
+            lambda a: client.NetworkingV1Api(a).read_ingress_class(self.ingress_class),
+            f"IngressClass {self.ingress_class}",
+        ):
+            missing.append(f"IngressClass {self.ingress_class} does not exist: {hint}")
+        return missing
+
+    # -- chart ---------------------------------------------------------------------------
+    def chart_values(self, images: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The chart values that follow from the settings and this cloud (see helm/values.yaml)."""
+        s = self.settings
+        image_values = {}
+        for image in self.images():
+            built = (images or {}).get(image.name, {})
+            image_values[image.name] = {
+                "repository": built.get("repository", image.repository),
+                "tag": built.get("tag") or s["IMAGE_TAG"] or "latest",
+                "digest": built.get("digest", ""),
+            }
+        providers = s.auth_providers()
+        return {
+            "global": {
+                "cloudProvider": self.name,
+                "clusterName": s.cluster_name,
+                "environment": s.environment,
+                "baseDomain": s["BASE_DOMAIN"],
+                "apiUrl": s["API_URL"],
+                "frontendUrl": s["FRONTEND_URL"],
+                "registry": self.registry(),
+                **self.global_cloud_values(),
+            },
+            "storage": self.storage_values(),
+            "backend": {
+                "image": image_values["backend"],
+                "config": {
+                    "authProvider": s["AUTH_PROVIDER"],
+                    "googleClientId": s["GOOGLE_CLIENT_ID"] if "google" in providers else "",
+                    "cognitoUserPoolId": s["COGNITO_USER_POOL_ID"] if "cognito" in providers else "",
+                    "cognitoClientId": s["COGNITO_CLIENT_ID"] if "cognito" in providers else "",
+                    "cognitoIssuer": s["COGNITO_ISSUER"] if "cognito" in providers else "",
+                    "maxInactiveHours": s.number("MAX_INACTIVE_HOURS"),
+                    "maxUserPods": s.number("MAX_USER_PODS"),
+                },
+            },
+            "frontend": {"image": image_values["frontend"]},
+            "userEnvironment": {"image": image_values["user-env"], "port": USER_ENV_PORT},
+            "ingress": self.ingress_values(),
+        }
+
+    def global_cloud_values(self) -> dict[str, Any]:
+        return {}
+
+    def storage_values(self) -> dict[str, Any]:
+        return {self.name: {"driver": self.csi_driver, "mountOptions": list(self.mount_options)}}
+
+    def ingress_values(self) -> dict[str, Any]:
+        return {"className": self.ingress_class}
+
+
+@contextmanager
+def temporary_kubeconfig(name: str, server: str, ca_data: str, token: str) -> Iterator[str]:
+    """A kubeconfig with one cluster, user (bearer token) and context: mode 0600 in a private
+    temporary folder, removed with the folder when the block ends, whatever happens in it."""
+    import os
+    import shutil
+    import tempfile
+
+    import yaml
+
+    from tools.report import REPORTER
+
+    REPORTER.register_secrets([token])
+    cluster: dict[str, str] = {"server": server}
+    if ca_data:
+        cluster["certificate-authority-data"] = ca_data
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": cluster}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+    folder = tempfile.mkdtemp(prefix="cmb-kube-")  # 0700, only this user
+    try:
+        path = os.path.join(folder, "kubeconfig")
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
+            yaml.safe_dump(config, handle)
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,186 @@
+"""GCP: GKE (REST API + google-auth, no gcloud), Artifact Registry, GCS FUSE CSI, Workload Identity."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from tools.cloud.base import Cloud, RegistryAuth, temporary_kubeconfig
+from tools.errors import ToolError
+
+
+class GcpCloud(Cloud):
+    name = "gcp"
+    csi_driver = "gcsfuse.csi.storage.gke.io"
+    csi_driver_install = "enable the cluster's Cloud Storage FUSE CSI driver add-on (GcsFuseCsiDriver)"
+    mount_options: ClassVar[list[str]] = [
+        "implicit-dirs",
+        "uid=1000",
+        "gid=1000",
+        "file-mode=0664",
+        "dir-mode=0775",
+    ]
+
+    @property
+    def ingress_class(self) -> str:  # type: ignore[override]
+        return self.settings["INGRESS_CLASS"] or "nginx"
+
+    def default_registry(self) -> str:
+        s = self.settings
+        return f"{s['REGION']}-docker.pkg.dev/{s['PROJECT_ID']}/{s['ARTIFACT_REGISTRY_REPOSITORY']}"
+
+    def service_account_annotations(self, role: str) -> dict[str, str]:
+        key = "GCP_SERVICE_ACCOUNT_EMAIL" if role == "backend" else "GCP_USER_SERVICE_ACCOUNT_EMAIL"
+        return {"iam.gke.io/gcp-service-account": self.settings[key]}
+
+    def user_pod_annotations(self) -> dict[str, str]:
+        return {"gke-gcsfuse/volumes": "true"}
+
+    def global_cloud_values(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "gcp": {
+                "projectId": s["PROJECT_ID"],
+                "region": s["REGION"],
+                "workloadIdentityEmail": s["GCP_SERVICE_ACCOUNT_EMAIL"],
+                "userWorkloadIdentityEmail": s["GCP_USER_SERVICE_ACCOUNT_EMAIL"],
+            }
+        }
+
+    def ingress_values(self) -> dict[str, Any]:
+        return {"className": self.ingress_class, "certManager": {"email": self.settings["LETSENCRYPT_EMAIL"]}}
+
+    def registry_login(self) -> RegistryAuth:
+        from tools.report import REPORTER
+
+        token = google_access_token()
+        REPORTER.register_secrets([token])
+        return RegistryAuth(self.registry().split("/")[0], "oauth2accesstoken", token)
+
+    # -- cluster access (no gcloud: the GKE REST API + a google-auth access token) ---------------
+    @contextmanager
+    def cluster_access(self) -> Iterator[str]:
+        import google.auth.exceptions
+        import requests
+        from google.auth.transport.requests import AuthorizedSession
+
+        s = self.settings
+        credentials = google_credentials()
+        path = f"projects/{s['PROJECT_ID']}/locations/{s['GKE_LOCATION']}/clusters/{s.cluster_name}"
+        try:
+            response = AuthorizedSession(credentials).get(f"https://container.googleapis.com/v1/{path}", timeout=30)
+        except google.auth.exceptions.RefreshError as exc:
+            raise ToolError(f"Google credentials were refused: {exc.args[0] if exc.args else exc}") from None
+        except requests.RequestException as exc:
+            raise ToolError(f"cannot reach container.googleapis.com ({type(exc).__name__}): check network") from None
+        if response.status_code == 404:
+            raise ToolError(
+                f"GKE cluster {s.cluster_name} not found in {s['PROJECT_ID']}/{s['GKE_LOCATION']}: "
+                "check CLUSTER_NAME, PROJECT_ID and GKE_LOCATION"
+            )
+        if response.status_code == 403:
+            raise ToolError(
+                f"these Google credentials may not read GKE cluster {path}: grant roles/container.developer "
+                "(and enable the Kubernetes Engine API)"
+            )
+        if response.status_code != 200:
+            raise ToolError(f"GKE API answered HTTP {response.status_code} for {path}: {_google_error(response)}")
+        cluster = response.json()
+        if not cluster.get("endpoint"):
+            raise ToolError(f"GKE cluster {path} has no endpoint yet (status {cluster.get('status')}): wait and retry")
+        ca = (cluster.get("masterAuth") or {}).get("clusterCaCertificate", "")
+        name = f"gke_{s['PROJECT_ID']}_{s['GKE_LOCATION']}_{s.cluster_name}"
+        with temporary_kubeconfig(name, f"https://{cluster['endpoint']}", ca, credentials.token) as kubeconfig:
+            yield kubeconfig
+
+    # -- database bucket -----------------------------------------------------------------------
+    def ensure_database_bucket(self, dry_run: bool = False) -> str:
+        from google.api_core import exceptions
+
+        name = self.database_bucket
+        client = self._storage_client()
+        try:
+            bucket = client.lookup_bucket(name)
+            created = False
+            if bucket is None:
+                if dry_run:
+                    return f"gs://{name} would be created (uniform bucket-level access, public access prevention)"
+                bucket = client.bucket(name)
+                bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+                bucket.iam_configuration.public_access_prevention = "enforced"
+                bucket = client.create_bucket(bucket, location=self.settings["REGION"])
+                created = True
+            # Read back and enforce: an existing bucket, or a service that ignored the settings on create.
+            bucket.reload()
+            iam = bucket.iam_configuration
+            fixes = []
+            if not iam.uniform_bucket_level_access_enabled:
+                fixes.append("uniform bucket-level access")
+                iam.uniform_bucket_level_access_enabled = True
+            if iam.public_access_prevention != "enforced":
+                fixes.append("public access prevention")
+                iam.public_access_prevention = "enforced"
+            if fixes and not dry_run:
+                bucket.patch()
+        except exceptions.Conflict:
+            raise ToolError(f"GCS bucket name {name} is taken by another project: pick another CLUSTER_NAME") from None
+        except exceptions.Forbidden as exc:
+            raise ToolError(
+                f"these Google credentials may not manage gs://{name}: grant roles/storage.admin on the project "
+                f"({exc.message})"
+            ) from None
+        except exceptions.GoogleAPIError as exc:
+            raise ToolError(f"GCS: {type(exc).__name__} on gs://{name}: {exc}") from None
+        if created:
+            return f"gs://{name} created (uniform bucket-level access, public access prevention)"
+        if fixes:
+            return f"gs://{name} exists; {'would enable' if dry_run else 'enabled'} {', '.join(fixes)}"
+        return f"gs://{name} exists (uniform bucket-level access, public access prevention)"
+
+    def _storage_client(self) -> Any:
+        """google-cloud-storage; against STORAGE_EMULATOR_HOST (tests, local runs) with anonymous credentials."""
+        import os
+
+        from google.cloud import storage
+
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            from google.auth.credentials import AnonymousCredentials
+
+            return storage.Client(project=self.settings["PROJECT_ID"], credentials=AnonymousCredentials())
+        return storage.Client(project=self.settings["PROJECT_ID"], credentials=google_credentials())
+
+
+def google_credentials() -> Any:
+    """Application Default Credentials for the cloud-platform scope (no gcloud needed), not yet refreshed."""
+    import google.auth
+    import google.auth.exceptions
+
+    try:
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    except google.auth.exceptions.DefaultCredentialsError:
+        raise ToolError(
+            "no Google credentials: run `gcloud auth application-default login` or set "
+            "GOOGLE_APPLICATION_CREDENTIALS (in CI use google-github-actions/auth)"
+        ) from None
+    return credentials
+
+
+def google_access_token() -> str:
+    """An OAuth access token from Application Default Credentials (no gcloud needed)."""
+    import google.auth.exceptions
+    import google.auth.transport.requests
+
+    credentials = google_credentials()
+    try:
+        credentials.refresh(google.auth.transport.requests.Request())
+    except google.auth.exceptions.RefreshError as exc:
+        raise ToolError(f"Google credentials were refused: {exc.args[0] if exc.args else exc}") from None
+    return credentials.token
+
+
+def _google_error(response: Any) -> str:
+    try:
+        return str(response.json()["error"]["message"]).splitlines()[0]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return response.reason or "no message"
