@@ -103,7 +103,7 @@ def _python_strings() -> tuple[list[str], list[re.Pattern[str]]]:
     of the whole message it prints."""
     literals: list[str] = []
     patterns: list[re.Pattern[str]] = []
-    for path in [*(REPO_ROOT / "tools").glob("*.py"), *(REPO_ROOT / ".github").rglob("*.py")]:
+    for path in [*(REPO_ROOT / "tools").rglob("*.py"), *(REPO_ROOT / ".github").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 literals.append(node.value)
