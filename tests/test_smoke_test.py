@@ -35,6 +35,7 @@ from tools import smoke_test
 from tools.cloud import USER_SERVICE_ACCOUNT, cloud_for
 from tools.helm import helm_binary, render
 from tools.settings import load_settings
+from tools.smoke import storage
 
 CHART = Path(__file__).parent / "fixtures" / "smoke_charts" / "app"
 API = "https://api.cmb.example.org/health"
@@ -663,15 +664,15 @@ def test_storage_script_writes_reads_and_removes_a_file(tmp_path: Path, shell: l
     if not shutil.which(shell[0]):
         pytest.skip(f"{shell[0]} is not installed")
     env = {"PATH": "/usr/bin:/bin", "MOUNT": str(tmp_path), "TOKEN": "abc123"}
-    done = subprocess.run([*shell, "-c", smoke_test.STORAGE_SCRIPT], env=env, capture_output=True, text=True)
+    done = subprocess.run([*shell, "-c", storage.STORAGE_SCRIPT], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert list(tmp_path.iterdir()) == []
     assert re.fullmatch(
         r"in the pod: write file \d+ms, read file \d+ms, delete file \d+ms",
-        smoke_test.in_pod_timings(done.stdout.splitlines()),
+        storage.in_pod_timings(done.stdout.splitlines()),
     )
     env["MOUNT"] = str(tmp_path / "not-mounted")
-    failed = subprocess.run([*shell, "-c", smoke_test.STORAGE_SCRIPT], env=env, capture_output=True, text=True)
+    failed = subprocess.run([*shell, "-c", storage.STORAGE_SCRIPT], env=env, capture_output=True, text=True)
     assert failed.returncode != 0 and "storage-check ok" not in failed.stdout
 
 
@@ -688,7 +689,7 @@ def test_storage_pod_follows_the_real_charts_user_environment(cloud: str) -> Non
     bindings = ("iam.gke.io/gcp-service-account", "eks.amazonaws.com/role-arn")  # the chart adds others too
     identity = {k: v for k, v in (account["metadata"].get("annotations") or {}).items() if k in bindings}
     assert identity == shim.service_account_annotations("user")
-    objects = smoke_test.storage_check_manifests(
+    objects = storage.storage_check_manifests(
         config["data"], env["USER_POD_SA_NAME"], "cmbcluster", "cmbcluster", shim.database_bucket, "abc123", 60
     )
     pod = objects[-1]

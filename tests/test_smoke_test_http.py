@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tools.smoke_test import check_url
+from tools.smoke.endpoints import check_url
 
 URL = "https://api.cmb.example.org/health"
 

@@ -1,0 +1,159 @@
+"""The public endpoints: the Ingress address, then HTTPS health checks with retries and deadlines."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from tools.settings import Settings
+from tools.smoke.watch import Check, Cluster, _colon, _name, _print_check, _short_error, describe_event
+
+
+# -- endpoints ----------------------------------------------------------------------------------------
+def ingress_addresses(cluster: Cluster, release: str, deadline_at: float) -> tuple[Check, list[str]]:
+    """Wait (by watch) until every Ingress of the release has an address in its status."""
+    start = time.monotonic()
+    if "ingresses" in cluster.unavailable:
+        return Check("ingress address", "failed", 0.0, f"cannot read Ingresses: {cluster.unavailable['ingresses']}"), []
+    while True:
+        ingresses = cluster.release_objects("ingresses", release)
+        found = {_name(i): _ingress_address(i) for i in ingresses}
+        if ingresses and all(found.values()):
+            addresses = list(dict.fromkeys(a for a in found.values() if a))
+            detail = ", ".join(f"{name}: {address}" for name, address in found.items())
+            return Check("ingress address", "ok", time.monotonic() - start, detail), addresses
+        now = time.monotonic()
+        if now >= deadline_at:
+            if not ingresses:
+                why = f"release {release} has no Ingress in namespace {cluster.namespace}"
+            else:
+                waiting = [name for name, address in found.items() if not address]
+                events = [describe_event(e) for name in waiting for e in cluster.events_for("Ingress", name)[-3:]]
+                why = f"no address yet for Ingress {', '.join(waiting)}: check the ingress controller"
+                if events:
+                    why += " (last events: " + " | ".join(events) + ")"
+            return Check("ingress address", "failed", now - start, why), []
+        cluster.wait(deadline_at - now)
+
+
+def _ingress_address(ingress: dict[str, Any]) -> str:
+    for entry in ((ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+        if entry.get("hostname") or entry.get("ip"):
+            return entry.get("hostname") or entry.get("ip")
+    return ""
+
+
+def _pinned_session(hostname: str, address: str) -> Any:
+    """A requests session whose HTTPS requests to `address` carry the SNI and Host of `hostname`."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    class PinnedHost(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["server_hostname"] = hostname
+            kwargs["assert_hostname"] = hostname
+            super().init_poolmanager(*args, **kwargs)
+
+    session = requests.Session()
+    session.mount(f"https://{address}", PinnedHost())
+    return session
+
+
+def check_url(
+    url: str,
+    *,
+    expect_status: str | None,
+    deadline_at: float,
+    request_timeout: float,
+    address: str | None = None,
+    ca_bundle: str | None = None,
+) -> Check:
+    """GET `url` until it answers 200 (and, with `expect_status`, JSON whose `status` is it) or the deadline."""
+    import requests
+
+    start = time.monotonic()
+    parts = urlsplit(url)
+    hostname = parts.hostname or ""
+    headers = {"User-Agent": "cmbcluster-smoke-test", "Accept": "application/json"}
+    if address:
+        target = urlunsplit((parts.scheme, address, parts.path or "/", parts.query, ""))
+        session = _pinned_session(hostname, address)
+        headers["Host"] = parts.netloc
+        via = f" via {address}"
+    else:
+        target, session, via = url, requests.Session(), ""
+    attempts, delay, last = 0, 0.5, ""
+    with session:
+        while True:
+            attempts += 1
+            remaining = deadline_at - time.monotonic()
+            timeout = max(0.1, min(request_timeout, remaining))
+            try:
+                response = session.get(
+                    target, headers=headers, timeout=timeout, verify=ca_bundle or True, allow_redirects=False
+                )
+            except requests.exceptions.SSLError as exc:
+                last = f"TLS verification failed: {_short_error(exc)}"
+            except requests.exceptions.Timeout:
+                last = f"no answer within the request timeout ({timeout:.1f}s)"
+            except requests.exceptions.ConnectionError as exc:
+                last = f"cannot connect: {_short_error(exc)}"
+            else:
+                last = _judge_response(response, expect_status)
+                if not last:
+                    detail = f"HTTP {response.status_code}" + (f", status {expect_status}" if expect_status else "")
+                    return Check(f"GET {url}", "ok", time.monotonic() - start, detail + via)
+            now = time.monotonic()
+            if now >= deadline_at - 0.05:
+                took = now - start
+                return Check(f"GET {url}", "failed", took, f"{last}{via} ({attempts} attempts in {took:.1f}s)")
+            time.sleep(min(delay, deadline_at - now))
+            delay = min(delay * 2, 5.0)
+
+
+def _judge_response(response: Any, expect_status: str | None) -> str:
+    """Why the answer is not healthy, or '' when it is."""
+    body = response.text[:200].strip().replace("\n", " ")
+    if response.status_code != 200:
+        where = f" to {response.headers.get('Location')}" if response.is_redirect else ""
+        return f"answered HTTP {response.status_code} {response.reason or ''}".rstrip() + where + _colon(body)
+    if expect_status is None:
+        return ""
+    try:
+        document = response.json()
+    except ValueError:
+        return "answered 200 but not with JSON" + _colon(body)
+    status = document.get("status") if isinstance(document, dict) else None
+    if status != expect_status:
+        return f"answered JSON with status {status!r}, expected {expect_status!r}" + _colon(body)
+    return ""
+
+
+def check_endpoints(cluster: Cluster, settings: Settings, args: argparse.Namespace) -> tuple[list[Check], list[str]]:
+    deadline_at = time.monotonic() + args.endpoint_deadline
+    ingress_check, addresses = ingress_addresses(cluster, settings.release, deadline_at)
+    checks = [ingress_check]
+    _print_check(ingress_check)
+    address = args.address
+    if address == "ingress":
+        if not addresses:
+            return checks, addresses
+        address = addresses[0]
+    urls = [
+        (settings["API_URL"].rstrip("/") + "/health", "healthy"),
+        (settings["FRONTEND_URL"].rstrip("/") + "/api/health", None),
+    ]
+    for url, expect in urls:
+        check = check_url(
+            url,
+            expect_status=expect,
+            deadline_at=deadline_at,
+            request_timeout=args.request_timeout,
+            address=address,
+            ca_bundle=args.ca_bundle,
+        )
+        checks.append(check)
+        _print_check(check)
+    return checks, addresses

@@ -1,0 +1,325 @@
+"""The user-storage check: a throwaway pod from the chart's user-environment settings writes
+and reads a file on the bucket mount, then everything it made is deleted."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from tools.cloud import USER_SERVICE_ACCOUNT, cloud_for
+from tools.errors import ToolError
+from tools.report import REPORTER
+from tools.settings import Settings
+from tools.smoke.watch import (
+    API_TIMEOUT,
+    COMPONENT_LABEL,
+    RELEASE_ANNOTATION,
+    STORAGE_MOUNT,
+    Check,
+    Cluster,
+    Outcome,
+    Problem,
+    _annotations,
+    _api_message,
+    _colon,
+    _json,
+    _name,
+    container_logs,
+    pod_problem,
+    pod_summary,
+    report_problem,
+    watch_until,
+)
+
+
+# -- user storage ---------------------------------------------------------------------------------------
+def user_environment(cluster: Cluster, release: str) -> tuple[dict[str, str], str]:
+    """The chart's user-environment settings (its ConfigMap) and the user pods' service account."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        listing = cluster.core.list_namespaced_config_map(
+            cluster.namespace, _preload_content=False, _request_timeout=API_TIMEOUT
+        )
+    except ApiException as exc:
+        raise ToolError(f"cannot list ConfigMaps in {cluster.namespace}: {exc.status} {exc.reason}") from None
+    maps = [
+        m
+        for m in json.loads(listing.data or b"{}").get("items") or []
+        if _annotations(m).get(RELEASE_ANNOTATION) == release and _name(m).endswith("-user-environment")
+    ]
+    if not maps:
+        raise ToolError(
+            f"release {release} has no ConfigMap *-user-environment in {cluster.namespace}: "
+            "the chart's user-environment settings are missing (is the chart up to date?)"
+        )
+    service_account = ""
+    for deployment in cluster.release_objects("deployments", release):
+        for container in ((deployment.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []:
+            for env in container.get("env") or []:
+                if env.get("name") == "USER_POD_SA_NAME" and env.get("value"):
+                    service_account = env["value"]
+    return maps[0].get("data") or {}, service_account or USER_SERVICE_ACCOUNT
+
+
+STORAGE_SCRIPT = r"""set -eu
+now() { t=$(date +%s%N); case "$t" in *N) echo "$(date +%s)000000000" ;; *) echo "$t" ;; esac; }
+f="$MOUNT/.cmbcluster-storage-check-$TOKEN"
+t0=$(now); printf '%s\n' "$TOKEN" > "$f"; t1=$(now)
+got=$(cat "$f"); t2=$(now)
+rm -f "$f"; t3=$(now)
+if [ "$got" != "$TOKEN" ]; then echo "storage-check: read back something else than was written" >&2; exit 3; fi
+echo "storage-check ok write_ms=$(( (t1 - t0) / 1000000 )) read_ms=$(( (t2 - t1) / 1000000 ))" \
+  "delete_ms=$(( (t3 - t2) / 1000000 ))"
+"""
+
+
+def storage_check_manifests(
+    config: dict[str, str], service_account: str, namespace: str, release: str, bucket: str, token: str, deadline: int
+) -> list[dict[str, Any]]:
+    """The throwaway pod (last) and what it needs first, built as the pod manager builds user pods."""
+    name = f"{release}-storage-check-{token}"[:63]
+    mode = config.get("USER_POD_VOLUME_MODE", "none")
+    driver = config.get("USER_POD_CSI_DRIVER", "")
+    attributes = _json(config.get("USER_POD_VOLUME_ATTRIBUTES"), {}, "USER_POD_VOLUME_ATTRIBUTES")
+    objects: list[dict[str, Any]] = []
+    if mode == "csi-inline":
+        csi = {"driver": driver, "volumeAttributes": {"bucketName": bucket, **attributes}}
+        volume = {"name": "user-data", "csi": csi}
+    elif mode == "csi-static-pv":
+        pv_name = f"{namespace}-{name}"[:253]
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv_name, "labels": _storage_labels(release)},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteMany"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "",
+                    "claimRef": {"namespace": namespace, "name": name},
+                    "mountOptions": _json(config.get("USER_POD_MOUNT_OPTIONS"), [], "USER_POD_MOUNT_OPTIONS"),
+                    "csi": {
+                        "driver": driver,
+                        "volumeHandle": pv_name,
+                        "volumeAttributes": {"bucketName": bucket, **attributes},
+                    },
+                },
+            }
+        )
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": name, "namespace": namespace, "labels": _storage_labels(release)},
+                "spec": {
+                    "accessModes": ["ReadWriteMany"],
+                    "storageClassName": "",
+                    "volumeName": pv_name,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            }
+        )
+        volume = {"name": "user-data", "persistentVolumeClaim": {"claimName": name}}
+    elif mode == "none":
+        volume = {"name": "user-data", "emptyDir": {"sizeLimit": "16Mi"}}
+    else:
+        raise ToolError(f"USER_POD_VOLUME_MODE {mode!r} in the chart's user-environment ConfigMap is unknown")
+    image = config.get("USER_POD_IMAGE") or ""
+    if not image:
+        raise ToolError("USER_POD_IMAGE is empty in the chart's user-environment ConfigMap")
+    annotations = _json(config.get("USER_POD_ANNOTATIONS"), {}, "USER_POD_ANNOTATIONS")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": _storage_labels(release),
+            "annotations": annotations,
+        },
+        "spec": {
+            "serviceAccountName": service_account,
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": max(30, deadline),
+            "terminationGracePeriodSeconds": 5,
+            "enableServiceLinks": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "runAsGroup": 1000,
+                "fsGroup": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "check",
+                    "image": image,
+                    "command": ["sh", "-c", STORAGE_SCRIPT],
+                    "env": [{"name": "TOKEN", "value": token}, {"name": "MOUNT", "value": STORAGE_MOUNT}],
+                    "volumeMounts": [{"name": "user-data", "mountPath": STORAGE_MOUNT}],
+                    "resources": {
+                        "requests": {"cpu": "10m", "memory": "32Mi"},
+                        "limits": {"cpu": "200m", "memory": "128Mi"},
+                    },
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                        "runAsNonRoot": True,
+                    },
+                }
+            ],
+            "volumes": [volume],
+        },
+    }
+    objects.append(pod)
+    return objects
+
+
+def _storage_labels(release: str) -> dict[str, str]:
+    # Not component=user-pod: the backend's pod manager must not count or reap this pod.
+    return {
+        "app.kubernetes.io/part-of": "cmbcluster",
+        "app.kubernetes.io/instance": release,
+        COMPONENT_LABEL: "storage-check",
+    }
+
+
+def check_storage(cluster: Cluster, settings: Settings, args: argparse.Namespace) -> Check:
+    """Run the throwaway pod; report each phase's time; always clean up."""
+    from kubernetes.client.exceptions import ApiException
+
+    start = time.monotonic()
+    config, service_account = user_environment(cluster, settings.release)
+    bucket = args.storage_bucket or cloud_for(settings).database_bucket
+    token = secrets.token_hex(4)
+    objects = storage_check_manifests(
+        config, service_account, cluster.namespace, settings.release, bucket, token, int(args.storage_deadline)
+    )
+    pod = objects[-1]
+    name = _name(pod)
+    phases: list[str] = []
+    created: list[dict[str, Any]] = []
+    REPORTER.info(f"storage check: pod {name} as {service_account}, volume {_volume_kind(pod)}, bucket {bucket}")
+    outcome: Outcome | None = None
+    try:
+        for obj in objects:
+            _create(cluster, obj)
+            created.append(obj)
+        t_created = time.monotonic()
+        phases.append(f"create {t_created - start:.1f}s")
+        marks: dict[str, float] = {}
+
+        def judge() -> tuple[list[Problem], dict[str, str], dict[str, str]]:
+            current = cluster.objects["pods"].get(name)
+            if current is None:
+                return [Problem(name, "Deleted", "the pod disappeared", pod=name, logs=False)], {}, {}
+            status = current.get("status") or {}
+            states = [c.get("state") or {} for c in status.get("containerStatuses") or []]
+            if any("running" in s or "terminated" in s for s in states) or status.get("phase") in ("Running",):
+                marks.setdefault("started", time.monotonic())
+            if status.get("phase") == "Succeeded":
+                marks.setdefault("started", time.monotonic())
+                return [], {}, {name: "Succeeded"}
+            problem = pod_problem(name, current, cluster.events_for("Pod", name))
+            return ([problem] if problem else []), {name: pod_summary(current)}, {}
+
+        outcome = watch_until(cluster, args.storage_deadline, args.grace, judge)
+        t_end = time.monotonic()
+        started = marks.get("started", t_end)
+        phases.append(f"schedule+mount+start {started - t_created:.1f}s")
+        phases.append(f"run {t_end - started:.1f}s")
+        if outcome.ok:
+            logs, source = container_logs(cluster.core, cluster.namespace, name, "check", False)
+            phases.append(in_pod_timings(logs) or f"in-pod timings unavailable ({source})")
+        elif outcome.problem:
+            report_problem("storage check failed", outcome.problem, cluster)
+        else:
+            REPORTER.error(f"storage check: pod {name} {outcome.summary}: {outcome.waiting.get(name, '')}")
+    except ApiException as exc:
+        body = _api_message(exc)
+        phases.append(f"failed: {exc.status} {exc.reason}{_colon(body)}")
+    finally:
+        t_delete = time.monotonic()
+        gone = _delete_all(cluster, created)
+        if created and created[-1] is pod:
+            phases.append(f"delete {time.monotonic() - t_delete:.1f}s" + ("" if gone else " (still terminating)"))
+    took = time.monotonic() - start
+    if outcome is None:
+        return Check("user storage", "failed", took, "; ".join(phases))
+    if outcome.ok:
+        return Check("user storage", "ok", took, f"bucket {bucket}: " + ", ".join(phases))
+    why = outcome.problem.headline() if outcome.problem else f"{outcome.summary}: {outcome.waiting.get(name, '')}"
+    return Check("user storage", "failed", took, f"{why}; " + ", ".join(phases), reported=True)
+
+
+def in_pod_timings(logs: Sequence[str]) -> str:
+    """'in the pod: write file 12ms, read file 3ms, delete file 5ms' from STORAGE_SCRIPT's output."""
+    line = next((line for line in logs if line.startswith("storage-check ok")), "")
+    found = re.findall(r"(\w+)_ms=(\d+)", line)
+    return "in the pod: " + ", ".join(f"{what} file {ms}ms" for what, ms in found) if found else ""
+
+
+def _volume_kind(pod: dict[str, Any]) -> str:
+    volume = pod["spec"]["volumes"][0]
+    if "csi" in volume:
+        return f"inline CSI {volume['csi']['driver']}"
+    if "persistentVolumeClaim" in volume:
+        return f"claim {volume['persistentVolumeClaim']['claimName']}"
+    return "emptyDir (no bucket on this cloud)"
+
+
+def _create(cluster: Cluster, obj: dict[str, Any]) -> None:
+    kind = obj["kind"]
+    if kind == "PersistentVolume":
+        cluster.core.create_persistent_volume(obj, _request_timeout=API_TIMEOUT, _preload_content=False)
+    elif kind == "PersistentVolumeClaim":
+        cluster.core.create_namespaced_persistent_volume_claim(
+            cluster.namespace, obj, _request_timeout=API_TIMEOUT, _preload_content=False
+        )
+    else:
+        response = cluster.core.create_namespaced_pod(
+            cluster.namespace, obj, _request_timeout=API_TIMEOUT, _preload_content=False
+        )
+        # known at once, before its watch event arrives
+        cluster.objects["pods"][_name(obj)] = json.loads(response.data or b"{}") or obj
+
+
+def _delete_all(cluster: Cluster, created: list[dict[str, Any]]) -> bool:
+    """Delete what the storage check created, the pod first; True when the pod is gone."""
+    from kubernetes.client.exceptions import ApiException
+
+    gone = True
+    for obj in reversed(created):  # the pod first, its volume last
+        name = _name(obj)
+        try:
+            if obj["kind"] == "Pod":
+                cluster.core.delete_namespaced_pod(
+                    name, cluster.namespace, _request_timeout=API_TIMEOUT, _preload_content=False
+                )
+                gone = _wait_gone(cluster, name, 30.0)
+            elif obj["kind"] == "PersistentVolumeClaim":
+                cluster.core.delete_namespaced_persistent_volume_claim(
+                    name, cluster.namespace, _request_timeout=API_TIMEOUT, _preload_content=False
+                )
+            else:
+                cluster.core.delete_persistent_volume(name, _request_timeout=API_TIMEOUT, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                REPORTER.warning(f"could not delete {obj['kind']} {name}: {exc.status} {exc.reason}: delete it by hand")
+    return gone
+
+
+def _wait_gone(cluster: Cluster, name: str, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while name in cluster.objects["pods"]:
+        if time.monotonic() >= end:
+            return False
+        cluster.wait(end - time.monotonic())
+    return True
