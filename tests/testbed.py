@@ -60,7 +60,9 @@ class TestBed:
         self.root.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.env: dict[str, str] = {}
-        self._pg_data: Path | None = None
+        self._generation = 0  # how many fresh emulators so far
+        self._pg_port: int | None = None
+        self._exec_root: Path | None = None
 
     # -- process plumbing ------------------------------------------------------------------
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
@@ -193,7 +195,7 @@ class TestBed:
         port = free_port()
         self._spawn("kmock", [sys.executable, str(HERE / "kmock_server.py"), str(port)])
         self._wait("kmock", lambda: self._http_ok(f"http://127.0.0.1:{port}/version"))
-        kubeconfig = self.root / f"kubeconfig{getattr(self, '_generation', '')}"
+        kubeconfig = self.root / f"kubeconfig{self._generation or ''}"
         kubeconfig.write_text(
             "apiVersion: v1\nkind: Config\n"
             f'clusters: [{{name: kmock, cluster: {{server: "http://127.0.0.1:{port}"}}}}]\n'
@@ -238,7 +240,6 @@ class TestBed:
                 str(pgroot),
             ],
         )
-        self._pg_data = data
 
         def ready() -> bool:
             return (
@@ -281,13 +282,13 @@ class TestBed:
         kmock keeps every object and every watch it ever served; one emulator shared by the
         whole session grows slower with each module, so each test module gets its own.
         """
-        self._generation = getattr(self, "_generation", 0) + 1
+        self._generation += 1
         if "kmock" in self.procs:
             self._stop("kmock")
         for key in ("KUBECONFIG", "KMOCK_URL"):
             self.env.pop(key, None)
         kubeconfig = self.kubernetes()
-        if getattr(self, "_pg_port", None):
+        if self._pg_port:
             self._new_helm_database(f"helm{self._generation}")
         return kubeconfig
 
@@ -321,7 +322,7 @@ class TestBed:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.procs.clear()
-        exec_root = getattr(self, "_exec_root", None)
+        exec_root = self._exec_root
         if exec_root:
             subprocess.run(["umount", str(exec_root / "netns" / "default")], capture_output=True, check=False)
             shutil.rmtree(exec_root, ignore_errors=True)

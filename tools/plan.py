@@ -34,10 +34,8 @@ def image_tags(cloud: Cloud) -> dict[str, dict[str, str]]:
 
 
 def content_tag_or_none(settings: Settings, image: str) -> str | None:
-    try:
-        from tools.build_push import content_tag
-    except ImportError:  # build_push not installed in this checkout
-        return None
+    from tools.build_push import content_tag
+
     if not Path(settings.context(image)).is_dir() or not Path(settings.dockerfile(image)).is_file():
         return None
     return content_tag(Path(settings.context(image)), Path(settings.dockerfile(image)))

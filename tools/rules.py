@@ -184,16 +184,10 @@ def _check_auth(settings: Settings, examples: set[str]) -> list[Finding]:
     configured = settings.auth_providers()
     if choice == "auto":
         if not configured:
-            for provider, names in AUTH_SETTINGS.items():
-                missing = settings.missing_auth(provider)
+            for provider in AUTH_SETTINGS:
+                missing = ", ".join(settings.missing_auth(provider))
                 findings.append(
-                    Finding(
-                        "error",
-                        "AUTH_PROVIDER",
-                        f"auto found no complete provider: {provider} needs {', '.join(missing)}"
-                        if missing
-                        else f"auto: {provider} incomplete ({', '.join(names)})",
-                    )
+                    Finding("error", "AUTH_PROVIDER", f"auto found no complete provider: {provider} needs {missing}")
                 )
         for provider in AUTH_SETTINGS:
             missing = settings.missing_auth(provider)

@@ -9,6 +9,7 @@ naming its variable and the fix. Security rules on the values live in `tools.rul
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -49,10 +50,6 @@ class Var:
     pattern_help: str = ""
 
 
-def _cluster_default(values: dict[str, str]) -> str:
-    return values.get("EKS_CLUSTER_NAME") or "cmbcluster"
-
-
 VARS: tuple[Var, ...] = (
     # -- where -------------------------------------------------------------------------
     Var("CLOUD_PROVIDER", "aws, gcp or local (or give --cloud)", kind="enum", choices=CLOUDS),
@@ -60,7 +57,7 @@ VARS: tuple[Var, ...] = (
     Var(
         "CLUSTER_NAME",
         "Kubernetes cluster name; names buckets and images",
-        default=_cluster_default,
+        default="cmbcluster",
         pattern=r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$",
         pattern_help="2-40 lowercase letters, digits and hyphens, starting with a letter",
     ),
@@ -354,8 +351,6 @@ def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
         raise ConfigError([f"env file {p} is not readable: fix its permissions (chmod 600 {p})"], 2) from None
     except UnicodeDecodeError:
         raise ConfigError([f"env file {p} is not UTF-8 text: save it as UTF-8"], 2) from None
-    import io
-
     bad = [b.original.line for b in parse_stream(io.StringIO(text)) if b.error]
     if bad:
         raise ConfigError([f"{p}:{n}: not a KEY=VALUE line: fix or comment it out with #" for n in bad], 2)
@@ -380,7 +375,7 @@ def load_settings(
     for name in VARS_BY_NAME.keys() | from_file.keys():
         value = environ.get(name) or from_file.get(name)
         if value is not None and value.strip() != "":
-            raw[name] = value.strip() if not VARS_BY_NAME.get(name, Var(name, "")).secret else value
+            raw[name] = value if name in SECRET_VARS else value.strip()
     # Secrets are registered before anything can be printed, so no line can carry one.
     REPORTER.register_secrets(raw.get(n) for n in SECRET_VARS)
     problems: list[str] = []
@@ -440,7 +435,7 @@ def _check_renamed(from_file: Mapping[str, str], environ: Mapping[str, str], pro
 def _check_var(var: Var, cloud: str, values: dict[str, str], problems: list[str], given: bool) -> None:
     value = values.get(var.name)
     if cloud not in var.clouds:
-        if value and var.name not in ("EKS_CLUSTER_NAME",):
+        if value:
             values.pop(var.name)  # another cloud's setting: ignored, as in the seed's tables
         return
     if value is None:
