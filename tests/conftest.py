@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,41 @@ def _no_ambient_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
 
     boto3.DEFAULT_SESSION = None  # a session caches credentials across tests
     monkeypatch.setenv("NO_COLOR", "1")
+
+
+# -- the real Kubernetes cluster --------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def cluster(testbed: TestBed) -> str:
+    """A real Kubernetes cluster (the kit, or $CMB_TEST_KUBECONFIG): the path of an admin kubeconfig."""
+    return _part(testbed, "cluster")
+
+
+@pytest.fixture(scope="module")
+def cluster_namespace(cluster: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of the real cluster for this test module, deleted after it (volumes recycled first)."""
+    from tests.realcluster import create_namespace, delete_namespace
+    from tests.testbed import recycle_test_volumes
+
+    recycle_test_volumes(cluster)
+    name = create_namespace(cluster, request.module.__name__.rpartition(".")[2])
+    yield name
+    delete_namespace(cluster, name)
+
+
+@pytest.fixture
+def on_cluster(testbed: TestBed, cluster: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This test's process (and its subprocesses) talks to the real cluster, helm with its default storage."""
+    for key, value in testbed.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("KUBECONFIG", cluster)
+    for key in ("HELM_DRIVER", "HELM_DRIVER_SQL_CONNECTION_STRING", "KMOCK_URL"):
+        monkeypatch.delenv(key, raising=False)
+    return {k: v for k, v in os.environ.items() if k in testbed.env or k == "KUBECONFIG"}
+
+
+@pytest.fixture(scope="session")
+def stand_in_images(testbed: TestBed, cluster: str, docker_host: str, registry: str, tmp_path_factory) -> Any:
+    """The three stand-in images built by build_push into the loopback registry, plus failing variants."""
+    from tests.realcluster import StandIns
+
+    return StandIns.build(tmp_path_factory.mktemp("stand-ins"), dict(testbed.env), registry)

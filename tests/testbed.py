@@ -1,9 +1,17 @@
-"""The real test bed: Docker engine, registry, moto, GCS emulator, Kubernetes API emulator, PostgreSQL.
+"""The real test bed: Docker engine, registry, moto, GCS emulator, a real Kubernetes cluster, and the
+Kubernetes API emulator with PostgreSQL (Helm's SQL driver) for what a real cluster cannot stage.
 
-Each part starts on first use, on a free port of 127.0.0.1, under its own root folder, so two
-test runs can share a machine. `python -m tests.testbed up` starts everything and prints the
-environment to source; `down ROOT` stops it. In pytest, `tests/conftest.py` makes one fixture
-per part, and a part that cannot be installed here skips (never in CI, where it fails).
+Each part starts on first use, on a free port of 127.0.0.1, under its own root folder. In
+pytest the parts die with the test run; `python -m tests.testbed up ROOT` starts them detached
+(they outlive the command) and writes ROOT/env to source; `down ROOT` stops exactly them.
+`tests/conftest.py` makes one fixture per part; a part that cannot be installed here skips
+(never in CI, where it fails).
+
+The real cluster is the kit in `../shared/k8s` (or `$CMB_K8S_KIT`): Kubernetes v1.36
+(apiserver, scheduler, controller-manager, kubelet with containerd, CNI, kube-proxy) started
+on free loopback ports under a folder of its own. `$CMB_TEST_KUBECONFIG` points the tests at
+a cluster of your own instead (kind, k3s, minikube: it must pull from a plain-HTTP registry on
+127.0.0.1, as the kit does).
 """
 
 from __future__ import annotations
@@ -24,6 +32,22 @@ from pathlib import Path
 
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 HERE = Path(__file__).resolve().parent
+KIT_ENV = "CMB_K8S_KIT"
+CLUSTER_ENV = "CMB_TEST_KUBECONFIG"
+KIT_PORTS = (
+    "K8S_APISERVER_PORT",
+    "K8S_ETCD_CLIENT_PORT",
+    "K8S_ETCD_PEER_PORT",
+    "K8S_ETCD_METRICS_PORT",
+    "K8S_KUBELET_PORT",
+    "K8S_KUBELET_HEALTHZ_PORT",
+    "K8S_CONTROLLER_MANAGER_PORT",
+    "K8S_SCHEDULER_PORT",
+    "K8S_PROXY_HEALTHZ_PORT",
+    "K8S_PROXY_METRICS_PORT",
+)
+TEST_STORAGE_CLASS = "cmb-testbed-hostpath"
+TEST_VOLUMES = 40  # hostPath PersistentVolumes for a cluster with no provisioner (the kit has none)
 
 
 class PartUnavailable(Exception):
@@ -37,6 +61,15 @@ def _own_session() -> None:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def kit_dir() -> Path | None:
+    """The Kubernetes kit: $CMB_K8S_KIT, else ../shared/k8s beside the repository when it is there."""
+    chosen = os.environ.get(KIT_ENV)
+    if chosen:
+        return Path(chosen)
+    default = HERE.parent.parent / "shared" / "k8s"
+    return default if (default / "reference" / "up.sh").exists() else None
 
 
 def free_port() -> int:
@@ -55,7 +88,8 @@ class TestBed:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, root: str | None = None) -> None:
+    def __init__(self, root: str | None = None, detached: bool = False) -> None:
+        self.detached = detached  # parts outlive this process (`up`), else they die with it
         self.root = Path(root or tempfile.mkdtemp(prefix="cmb-testbed-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -63,12 +97,17 @@ class TestBed:
         self._generation = 0  # how many fresh emulators so far
         self._pg_port: int | None = None
         self._exec_root: Path | None = None
+        self._k8s_home: Path | None = None
 
     # -- process plumbing ------------------------------------------------------------------
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         self.procs[name] = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, preexec_fn=_own_session
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            preexec_fn=os.setsid if self.detached else _own_session,
         )
         (self.root / f"{name}.pid").write_text(str(self.procs[name].pid))
 
@@ -111,6 +150,7 @@ class TestBed:
         sock = self.root / "docker.sock"
         # exec-root path must be short: containerd sockets live under it
         self._exec_root = Path(tempfile.mkdtemp(prefix="dx", dir="/tmp"))
+        (self.root / "docker.execroot").write_text(str(self._exec_root))
         self._spawn(
             "dockerd",
             [
@@ -206,6 +246,58 @@ class TestBed:
         self.env["KUBECONFIG"] = str(kubeconfig)
         self.env["KMOCK_URL"] = f"http://127.0.0.1:{port}"
         return str(kubeconfig)
+
+    def cluster(self) -> str:
+        """A real Kubernetes cluster. Returns the path of an admin kubeconfig.
+
+        $CMB_TEST_KUBECONFIG wins (a cluster of your own); else the kit is installed and started
+        under a short folder of its own (unix sockets live under it), on free loopback ports.
+        A cluster with no default StorageClass gets one, backed by hostPath volumes.
+        """
+        if "CLUSTER_KUBECONFIG" in self.env:
+            return self.env["CLUSTER_KUBECONFIG"]
+        own = os.environ.get(CLUSTER_ENV)
+        if own:
+            if not Path(own).is_file():
+                raise PartUnavailable(f"{CLUSTER_ENV}={own} is not a file: point it at a kubeconfig")
+            kubeconfig = own
+        else:
+            kubeconfig = self._start_kit()
+        self.env["CLUSTER_KUBECONFIG"] = kubeconfig
+        ensure_test_storage(kubeconfig, self.root / "volumes" if not own else None)
+        return kubeconfig
+
+    def _start_kit(self) -> str:
+        kit = kit_dir()
+        if kit is None:
+            raise PartUnavailable(
+                f"no Kubernetes cluster: put the kit at ../shared/k8s, set {KIT_ENV}=DIR, "
+                f"or set {CLUSTER_ENV}=KUBECONFIG of a cluster of your own"
+            )
+        if os.geteuid() != 0:
+            raise PartUnavailable("the Kubernetes kit needs root (kubelet, containerd, iptables)")
+        stop_orphaned_kits()
+        home = Path(tempfile.mkdtemp(prefix="cmbk8s-", dir="/tmp"))  # <= 64 characters
+        self._k8s_home = home
+        (self.root / "k8s.home").write_text(str(home))
+        (home / "owner.pid").write_text(str(os.getpid() if not self.detached else 0))
+        env = {**os.environ, "K8S_HOME": str(home), **{var: str(free_port()) for var in KIT_PORTS}}
+        log = self.root / "k8s.log"
+        for step in ("install.sh", "up.sh"):
+            with open(log, "ab") as out:
+                proc = subprocess.run(
+                    ["bash", str(kit / "reference" / step), str(home)],
+                    stdout=subprocess.PIPE,
+                    stderr=out,
+                    env=env,
+                    check=False,
+                    timeout=600,
+                )
+            if proc.returncode != 0:
+                tail = log.read_text(errors="replace")[-2500:]
+                raise RuntimeError(f"the Kubernetes kit's {step} failed; log tail:\n{tail}")
+        self.env["K8S_HOME"] = str(home)
+        return str(home / "kubeconfig")
 
     def helm_sql(self) -> str:
         """PostgreSQL for Helm's SQL release driver (kmock cannot store Helm's Secrets). Returns the DSN."""
@@ -304,9 +396,10 @@ class TestBed:
             proc.wait()
 
     def start_all(self) -> dict[str, str]:
-        for part in (self.docker, self.registry, self.moto, self.gcs, self.kubernetes, self.helm_sql):
+        """The parts for manual use: KUBECONFIG is the real cluster (the emulator is the tests' own)."""
+        for part in (self.docker, self.registry, self.moto, self.gcs, self.cluster):
             part()
-        return dict(self.env)
+        return {**self.env, "KUBECONFIG": self.env["CLUSTER_KUBECONFIG"]}
 
     # -- stop ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -326,21 +419,146 @@ class TestBed:
         if exec_root:
             subprocess.run(["umount", str(exec_root / "netns" / "default")], capture_output=True, check=False)
             shutil.rmtree(exec_root, ignore_errors=True)
+        if self._k8s_home:
+            stop_kit(self._k8s_home)
+            self._k8s_home = None
+
+
+def stop_kit(home: Path) -> None:
+    """down.sh of the kit for this cluster (exactly what up.sh started), then its folder."""
+    kit = kit_dir()
+    if kit is not None and (home / "run").exists():
+        subprocess.run(["bash", str(kit / "reference" / "down.sh"), str(home)], capture_output=True, check=False)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def stop_orphaned_kits() -> None:
+    """A test run that was killed leaves its cluster up, and the kit allows one per machine: stop it."""
+    for home in Path("/tmp").glob("cmbk8s-*"):
+        try:
+            owner = int((home / "owner.pid").read_text() or 0)
+        except (OSError, ValueError):
+            owner = -1
+        if owner == 0:  # started by `testbed up`: stopped by `testbed down`
+            continue
+        if owner > 0 and Path(f"/proc/{owner}").exists():
+            continue
+        stop_kit(home)
+
+
+def ensure_test_storage(kubeconfig: str, volumes: Path | None) -> None:
+    """Give a cluster without a default StorageClass one, with hostPath volumes under `volumes`.
+
+    The kit has no volume provisioner; the chart's database claim needs a volume to bind.
+    Volumes are made Available again (emptied) when their claim is gone.
+    """
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=kubeconfig)
+    storage = client.StorageV1Api(api)
+    classes = storage.list_storage_class().items
+    default = "storageclass.kubernetes.io/is-default-class"
+    if any((c.metadata.annotations or {}).get(default) == "true" for c in classes) or volumes is None:
+        return
+    if not any(c.metadata.name == TEST_STORAGE_CLASS for c in classes):
+        storage.create_storage_class(
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {"name": TEST_STORAGE_CLASS, "annotations": {default: "true"}},
+                "provisioner": "kubernetes.io/no-provisioner",
+                "volumeBindingMode": "Immediate",
+                "reclaimPolicy": "Retain",
+            }
+        )
+    core = client.CoreV1Api(api)
+    existing = {pv.metadata.name for pv in core.list_persistent_volume().items}
+    for index in range(TEST_VOLUMES):
+        name = f"{TEST_STORAGE_CLASS}-{index:02d}"
+        if name in existing:
+            continue
+        path = volumes / name
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o777)
+        core.create_persistent_volume(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": name, "labels": {"cmb-testbed": "volume"}},
+                "spec": {
+                    "capacity": {"storage": "2Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": TEST_STORAGE_CLASS,
+                    "hostPath": {"path": str(path), "type": "DirectoryOrCreate"},
+                },
+            }
+        )
+
+
+def recycle_test_volumes(kubeconfig: str) -> int:
+    """Empty the test volumes whose claim was deleted and make them Available again. Returns how many."""
+    from kubernetes import client, config
+
+    core = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
+    recycled = 0
+    for pv in core.list_persistent_volume(label_selector="cmb-testbed=volume").items:
+        if pv.status.phase != "Released":
+            continue
+        path = Path(pv.spec.host_path.path)
+        if path.is_dir():
+            for child in path.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        core.patch_persistent_volume(pv.metadata.name, {"spec": {"claimRef": None}})
+        recycled += 1
+    return recycled
 
 
 def _stop_from_pids(root: Path) -> None:
+    """Stop exactly the parts `up` started under `root` (their process groups, and the kit's cluster)."""
+    groups = []
     for pidfile in root.glob("*.pid"):
         if pidfile.name == "docker.pid":
             continue
         with contextlib.suppress(ProcessLookupError, ValueError):
-            os.killpg(int(pidfile.read_text()), signal.SIGTERM)
+            pid = int(pidfile.read_text())
+            os.killpg(pid, signal.SIGTERM)
+            groups.append(pid)
         pidfile.unlink()
+    deadline = time.monotonic() + 15
+    while groups and time.monotonic() < deadline:
+        groups = [pid for pid in groups if _group_alive(pid)]
+        time.sleep(0.1)
+    for pid in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    home = root / "k8s.home"
+    if home.exists():
+        stop_kit(Path(home.read_text().strip()))
+        home.unlink()
+    exec_root = root / "docker.execroot"
+    if exec_root.exists():
+        folder = Path(exec_root.read_text().strip())
+        subprocess.run(["umount", str(folder / "netns" / "default")], capture_output=True, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+        exec_root.unlink()
+    env = root / "env"
+    if env.exists():
+        env.unlink()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["up"]:
         root = Path(argv[1]) if len(argv) > 1 else Path(".testbed")
-        bed = TestBed(str(root.resolve()))
+        bed = TestBed(str(root.resolve()), detached=True)
         env = bed.start_all()
         envfile = root / "env"
         envfile.write_text("".join(f"export {k}={json.dumps(v)}\n" for k, v in env.items()))

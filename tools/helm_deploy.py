@@ -318,7 +318,11 @@ def manifest_kinds(rendered: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 
 def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str, Any]]) -> list[str]:
-    """Everything the deploy needs from the cluster and the account, as one line per missing piece."""
+    """Everything the deploy needs from the cluster and the account, as one line per missing piece.
+
+    What a namespace-scoped identity may not read (cluster-scoped objects) is a warning, not a
+    refusal: such an identity deploys the chart fine when a cluster admin set the cluster up.
+    """
     from tools import kube
     from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET
 
@@ -327,13 +331,17 @@ def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str,
     if refused:  # nothing else matters until this is fixed
         raise ToolError(
             f"these credentials may not {', '.join(refused)} in namespace {namespace}: ask a cluster admin to bind "
-            f"them a Role that allows it there (e.g. the `edit` ClusterRole via a RoleBinding in {namespace})"
+            f"them the `admin` ClusterRole there (kubectl create rolebinding cmbcluster-deploy --clusterrole=admin "
+            f"--user=IDENTITY -n {namespace})"
         )
     problems = []
     for secret in (BACKEND_SECRET, FRONTEND_SECRET):
         if kube.read_secret(api, namespace, secret) is None:
             problems.append(f"Secret {namespace}/{secret} does not exist: run make_secrets first (make secrets)")
-    return problems + cloud.prerequisites(api)
+    missing, unchecked = cloud.prerequisites(api)
+    for line in unchecked:
+        REPORTER.warning(line, title="helm_deploy preflight")
+    return problems + missing
 
 
 # -- main ----------------------------------------------------------------------------------------

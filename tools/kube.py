@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -16,7 +15,9 @@ from tools.errors import ToolError
 
 T = TypeVar("T")
 TIMEOUT = (5, 30)  # connect, read seconds for each API request
-VERBS = ("create", "patch")  # what a release needs on each kind it manages
+VERBS = ("get", "create", "patch", "delete")  # what helm does to each kind a release manages
+# Helm's release records (Secrets in the namespace) are also listed and updated.
+EXTRA_VERBS = {"Secret": ("list", "update")}
 # Kinds a namespace cannot hold: permission checks for them are cluster-wide.
 CLUSTER_SCOPED = frozenset(
     {
@@ -194,10 +195,11 @@ def plural(kind: str) -> str:
 
 
 def denied(api: Any, namespace: str, kinds: set[tuple[str, str]], verbs: tuple[str, ...] = VERBS) -> list[str]:
-    """Which of (apiVersion, kind) the credentials may not create/patch (SelfSubjectAccessReview).
+    """Which verbs on which (apiVersion, kind) the credentials may not use (SelfSubjectAccessReview).
 
-    Returns e.g. ["create deployments.apps", ...]. A server that answers a review without a
-    verdict (an emulator) is taken as not saying no.
+    Returns e.g. ["create deployments.apps", ...]. Fails closed: a review the server answers
+    without a verdict is an error, never a yes. `verbs` may map a kind to verbs of its own
+    through `extra_verbs`.
     """
     from kubernetes import client
 
@@ -206,11 +208,9 @@ def denied(api: Any, namespace: str, kinds: set[tuple[str, str]], verbs: tuple[s
     for api_version, kind in sorted(kinds):
         group = api_version.split("/")[0] if "/" in api_version else ""
         resource = plural(kind)
-        for verb in verbs:
+        for verb in (*verbs, *EXTRA_VERBS.get(kind, ())):
+            # A review has no name: the API server refuses one with metadata (HTTP 422).
             review = client.V1SelfSubjectAccessReview(
-                # The API server keeps no review and ignores the name; a store that keeps them
-                # (the test emulator) needs each to be distinct.
-                metadata=client.V1ObjectMeta(name=f"cmbcluster-deploy-{uuid.uuid4().hex[:12]}"),
                 spec=client.V1SelfSubjectAccessReviewSpec(
                     resource_attributes=client.V1ResourceAttributes(
                         group=group,
@@ -225,12 +225,34 @@ def denied(api: Any, namespace: str, kinds: set[tuple[str, str]], verbs: tuple[s
                 lambda r=review: authz.create_self_subject_access_review(r, _request_timeout=TIMEOUT),
                 "checking permissions (SelfSubjectAccessReview)",
             )
-            status = getattr(answer, "status", None)
-            if status is not None and status.allowed is False:
+            allowed = getattr(getattr(answer, "status", None), "allowed", None)
+            if allowed is None:
+                raise ToolError(
+                    f"the Kubernetes API at {server(api)} answered the permission check for {verb} {resource} "
+                    "without a verdict: it is not a conforming API server (or a proxy mangles the reply)"
+                )
+            if not allowed:
                 refused.append(f"{verb} {resource}{'.' + group if group else ''}")
     return refused
 
 
-def cluster_object_exists(api: Any, read: Callable[[Any], Any], what: str) -> bool:
-    """Whether a cluster-scoped object exists; `read` gets the ApiClient and reads the object."""
-    return call(api, lambda: read(api), f"reading {what}", missing_ok=True) is not None
+def read_cluster_object(api: Any, read: Callable[[Any], Any], what: str) -> bool | None:
+    """Whether a cluster-scoped object exists; None when these credentials may not read it (HTTP 403).
+
+    Namespace-scoped deploy identities (`admin` in the namespace) cannot read cluster-scoped
+    objects: the caller warns and goes on rather than refusing a deploy that would work.
+    """
+    from kubernetes.client.rest import ApiException
+
+    def attempt() -> bool | None:
+        try:
+            read(api)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            if exc.status == 403:
+                return None
+            raise
+
+    return call(api, attempt, f"reading {what}")

@@ -225,8 +225,9 @@ class AwsCloud(Cloud):
         return fixes
 
     # -- prerequisites -------------------------------------------------------------------------
-    def prerequisites(self, api: Any) -> list[str]:
-        return super().prerequisites(api) + self.trust_problems()
+    def prerequisites(self, api: Any) -> tuple[list[str], list[str]]:
+        missing, unchecked = super().prerequisites(api)
+        return missing + self.trust_problems(), unchecked
 
     def trust_problems(self) -> list[str]:
         """Each IRSA role must trust this cluster's OIDC issuer for its service account in NAMESPACE."""

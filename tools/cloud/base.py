@@ -130,29 +130,48 @@ class Cloud:
         """
         return "none needed (the database lives on a PersistentVolumeClaim)"
 
-    def prerequisites(self, api: Any) -> list[str]:
-        """What the cluster (or the cloud account) lacks for the chart: one line each, saying what to install.
+    def prerequisites(self, api: Any) -> tuple[list[str], list[str]]:
+        """What the cluster (or the cloud account) lacks for the chart, and what could not be checked.
 
         `api` is a kubernetes ApiClient for the target cluster. Checks the CSI driver of this
-        cloud's bucket mounts and the ingress class the chart uses.
+        cloud's bucket mounts and the ingress class the chart uses. Returns (missing, unchecked),
+        one line each saying what to install, or why it was not checked (a cluster-scoped read
+        that a namespace-scoped identity may not do).
         """
         from kubernetes import client
 
         from tools import kube
 
-        missing = []
-        if self.csi_driver and not kube.cluster_object_exists(
-            api, lambda a: client.StorageV1Api(a).read_csi_driver(self.csi_driver), f"CSIDriver {self.csi_driver}"
-        ):
-            missing.append(f"CSIDriver {self.csi_driver} is not installed: {self.csi_driver_install}")
+        missing: list[str] = []
+        unchecked: list[str] = []
+        wanted = []
+        if self.csi_driver:
+            wanted.append(
+                (
+                    f"CSIDriver {self.csi_driver}",
+                    lambda a: client.StorageV1Api(a).read_csi_driver(self.csi_driver),
+                    f"CSIDriver {self.csi_driver} is not installed: {self.csi_driver_install}",
+                )
+            )
         hint = INGRESS_CONTROLLERS.get(self.ingress_class)
-        if hint and not kube.cluster_object_exists(
-            api,
-            lambda a: client.NetworkingV1Api(a).read_ingress_class(self.ingress_class),
-            f"IngressClass {self.ingress_class}",
-        ):
-            missing.append(f"IngressClass {self.ingress_class} does not exist: {hint}")
-        return missing
+        if hint:
+            wanted.append(
+                (
+                    f"IngressClass {self.ingress_class}",
+                    lambda a: client.NetworkingV1Api(a).read_ingress_class(self.ingress_class),
+                    f"IngressClass {self.ingress_class} does not exist: {hint}",
+                )
+            )
+        for what, read, problem in wanted:
+            found = kube.read_cluster_object(api, read, what)
+            if found is None:
+                unchecked.append(
+                    f"{what} not checked: these credentials may not read it (cluster scope); "
+                    "the deploy goes on, make sure a cluster admin installed it"
+                )
+            elif not found:
+                missing.append(problem)
+        return missing, unchecked
 
     # -- chart ---------------------------------------------------------------------------
     def chart_values(self, images: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -41,6 +41,12 @@ FATAL_WAITING = {
     "CreateContainerError": "the container runtime could not create the container",
     "RunContainerError": "the container runtime could not start the container",
 }
+# A container that crashed, was restarted, and crashed again (what a real kubelet shows at once;
+# the CrashLoopBackOff waiting state comes 10-40 s later and lasts a fraction of a second).
+CRASH_HINTS = {
+    "OOMKilled": "the container was killed for using more memory than its limit: raise the limit or find the leak",
+    "Error": FATAL_WAITING["CrashLoopBackOff"],
+}
 NEVER_STARTED = {"ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName"}
 NEVER_STARTED |= {"CreateContainerConfigError", "CreateContainerError"}
 _VOLUME_QUOTED = re.compile(r'volume "([^"]+)"')
@@ -390,6 +396,18 @@ def pod_problem(workload: str, pod: dict[str, Any], events: Sequence[dict[str, A
                 previous=(container.get("restartCount") or 0) > 0,
             )
         terminated = state.get("terminated") or {}
+        crashed = _crashed_again(container)
+        if crashed and not restart_never:
+            reason, code = crashed
+            return Problem(
+                workload,
+                reason,
+                f"exited with code {code} again after {_restarts(container)}",
+                pod=name,
+                container=container.get("name") or "",
+                hint=CRASH_HINTS.get(reason, FATAL_WAITING["CrashLoopBackOff"]),
+                previous="terminated" not in state,
+            )
         if restart_never and terminated and terminated.get("exitCode", 0) != 0:
             return Problem(
                 workload,
@@ -399,6 +417,23 @@ def pod_problem(workload: str, pod: dict[str, Any], events: Sequence[dict[str, A
                 container=container.get("name") or "",
                 hint="the container failed",
             )
+    back_off = next(
+        (e for e in reversed(events) if e.get("reason") == "BackOff" and "restarting" in (e.get("message") or "")), None
+    )
+    if back_off and not restart_never:
+        container = _container_named(statuses, back_off.get("message") or "")
+        state = container.get("state") or {}
+        ended = state.get("terminated") or (container.get("lastState") or {}).get("terminated") or {}
+        return Problem(
+            workload,
+            "OOMKilled" if ended.get("reason") == "OOMKilled" else "CrashLoopBackOff",
+            back_off.get("message") or "",
+            pod=name,
+            container=container.get("name") or "",
+            hint=CRASH_HINTS.get(ended.get("reason") or "", FATAL_WAITING["CrashLoopBackOff"]),
+            detail=_restarts(container),
+            previous=(container.get("restartCount") or 0) > 0 and "terminated" not in (container.get("state") or {}),
+        )
     if restart_never and status.get("phase") == "Failed":
         return Problem(workload, status.get("reason") or "Failed", status.get("message") or "", pod=name)
     if status.get("phase") in ("Running", "Succeeded"):
@@ -523,7 +558,9 @@ def container_logs(core: Any, namespace: str, pod: str, container: str, previous
     """The last log lines of a container, and which instance they are from (or why there are none)."""
     from kubernetes.client.exceptions import ApiException
 
-    attempts = [True, False] if previous else [False]
+    # The kubelet keeps one ended instance per container: right after a restart the previous
+    # instance may already be gone, or the current one may be the one that ended.
+    attempts = [previous, not previous]
     why = ""
     for prev in attempts:
         try:
@@ -545,6 +582,9 @@ def container_logs(core: Any, namespace: str, pod: str, container: str, previous
         if kind and kind != "text/plain":
             return [], f"logs unavailable: the API server answered {kind}, not text/plain (it does not serve pod logs)"
         text = response.data.decode("utf-8", errors="replace")
+        if text.startswith("unable to retrieve container logs"):
+            why = text.strip()
+            continue
         lines = [line for line in text.splitlines() if line.strip()][-LOG_LINES:]
         return lines, "previous instance" if prev else "current instance"
     return [], f"logs unavailable: {why}"
@@ -713,6 +753,33 @@ def _restarts(container: dict[str, Any]) -> str:
     if last:
         parts.append(f"last exit code {last.get('exitCode')} {last.get('reason') or ''}".strip())
     return ", ".join(parts)
+
+
+def _crashed_again(container: dict[str, Any]) -> tuple[str, Any] | None:
+    """(reason, exit code) when the container failed again after at least one restart, else None.
+
+    Either its current instance has ended with a non-zero code after a restart, or it has been
+    restarted twice and its last instance failed. One crash that the container survives is not
+    a verdict.
+    """
+    restarts = container.get("restartCount") or 0
+    state = container.get("state") or {}
+    terminated = state.get("terminated") or {}
+    if restarts >= 1 and terminated and terminated.get("exitCode", 0) != 0:
+        return terminated.get("reason") or "Error", terminated.get("exitCode")
+    last = (container.get("lastState") or {}).get("terminated") or {}
+    if restarts >= 2 and last and last.get("exitCode", 0) != 0:
+        return last.get("reason") or "Error", last.get("exitCode")
+    return None
+
+
+def _container_named(statuses: Sequence[dict[str, Any]], message: str) -> dict[str, Any]:
+    """The container a kubelet event names ("... failed container backend in pod ..."), else the first."""
+    match = re.search(r"container (\S+) in pod", message)
+    for container in statuses:
+        if match and container.get("name") == match.group(1):
+            return container
+    return statuses[0] if statuses else {}
 
 
 def _event_time(event: dict[str, Any]) -> str:
