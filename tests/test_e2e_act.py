@@ -2,16 +2,16 @@
 
 A manual dispatch with `cloud: local` and a pushed tag each run the whole chain of reusable
 workflows (targets -> validate -> build -> secrets -> helm-deploy -> smoke), every job on the
-host, calling the same `make` targets a person runs. The cluster is the Kubernetes API
-emulator with Helm's SQL driver, the registry is the test bed's, the images are built from the
-stand-in application in tests/fixtures/apps. The workflows are not changed for the test: the
-third-party actions they pin are replaced by the stand-ins in tests/fixtures/actions, and the
-configuration reaches the jobs as GitHub would give it: repository variables (--var-file),
-secrets (--secret-file) and the runner's environment (--env-file).
+host, calling the same `make` targets a person runs. The cluster is the test bed's real
+Kubernetes cluster (its kubelet pulls the images the build job pushed to the test bed's
+registry), the images are built from the stand-in application in tests/fixtures/apps. The
+workflows are not changed for the test: the third-party actions they pin are replaced by the
+stand-ins in tests/fixtures/actions, and the configuration reaches the jobs as GitHub would give
+it: repository variables (--var-file), secrets (--secret-file) and the runner's environment
+(--env-file).
 
-The emulator has no controllers: `Controllers` below makes each new Deployment revision's pod
-Ready, gives the Ingress an address and runs the storage-check pod to success, as a cluster
-would. Everything else is real.
+The cluster has no ingress controller, so the smoke job skips the HTTPS checks
+(SMOKE_ARGS=--no-endpoints); everything else is real.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
@@ -37,6 +36,7 @@ import yaml
 
 from tests.envfiles import good_env, secret_values
 from tests.fixtures.apps import stage_apps
+from tests.realcluster import delete_namespace, ensure_ingress_class
 from tests.testbed import TestBed
 from tools.settings import REPO_ROOT, VARS_BY_NAME
 
@@ -57,112 +57,6 @@ APP_LAYOUT = {"backend": "backend", "frontend": "nextjs-frontend", "user-env": "
 CLUSTER = "cmbtest"
 RELEASE = "cmbcluster"
 ACT_TIMEOUT = 900
-
-
-# -- the cluster's controllers, which the emulator lacks ---------------------------------------------
-class Controllers:
-    """Polls the namespace: a Ready pod for each new Deployment revision, an Ingress address, and
-    the storage-check pod run to success. Polling (not watching) so that no change is lost while
-    the emulator replays objects to a new watch; changes land before the smoke job starts."""
-
-    def __init__(self, kubeconfig: str, namespace: str) -> None:
-        from kubernetes import client, config
-
-        self.api = config.new_client_from_config(config_file=kubeconfig)
-        self.core, self.apps = client.CoreV1Api(self.api), client.AppsV1Api(self.api)
-        self.net = client.NetworkingV1Api(self.api)
-        self.namespace = namespace
-        self.revisions: dict[str, tuple[str, ...]] = {}
-        self.done_pods: set[str] = set()
-        self.stop = threading.Event()
-        self.errors: list[str] = []
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> Controllers:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(10)
-        self.api.close()
-
-    def _loop(self) -> None:
-        while not self.stop.wait(0.2):
-            try:
-                self._deployments()
-                self._ingresses()
-                self._storage_pods()
-            except Exception as exc:  # kept for the test's report; the loop goes on
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-
-    def _get(self, call: Any, *args: Any) -> list[dict[str, Any]]:
-        return json.loads(call(*args, self.namespace, _preload_content=False).data)["items"]
-
-    def _deployments(self) -> None:
-        for deployment in self._get(self.apps.list_namespaced_deployment):
-            name, template = deployment["metadata"]["name"], deployment["spec"]["template"]
-            images = tuple(c["image"] for c in template["spec"]["containers"])
-            if self.revisions.get(name) == images:
-                continue
-            selector = deployment["spec"]["selector"]["matchLabels"]
-            for pod in self._get(self.core.list_namespaced_pod):
-                if all((pod["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items()):
-                    self.core.delete_namespaced_pod(pod["metadata"]["name"], self.namespace, _preload_content=False)
-            pod_name = f"{name}-{uuid.uuid4().hex[:5]}"
-            spec = {k: v for k, v in template["spec"].items() if not k.startswith("$")}
-            self.core.create_namespaced_pod(
-                self.namespace,
-                {"metadata": {"name": pod_name, "labels": template["metadata"]["labels"]}, "spec": spec},
-                _preload_content=False,
-            )
-            statuses = [
-                {
-                    "name": c["name"],
-                    "image": c["image"],
-                    "imageID": c["image"],
-                    "ready": True,
-                    "restartCount": 0,
-                    "state": {"running": {"startedAt": _now()}},
-                }
-                for c in spec["containers"]
-            ]
-            status = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
-            self.core.patch_namespaced_pod_status(
-                pod_name, self.namespace, {"status": {**status, "containerStatuses": statuses}}, _preload_content=False
-            )
-            replicas = {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}
-            observed = {"observedGeneration": deployment["metadata"].get("generation", 0)}
-            self.apps.patch_namespaced_deployment_status(
-                name, self.namespace, {"status": {**observed, **replicas}}, _preload_content=False
-            )
-            self.revisions[name] = images
-
-    def _ingresses(self) -> None:
-        for ingress in self._get(self.net.list_namespaced_ingress):
-            if not (ingress.get("status") or {}).get("loadBalancer", {}).get("ingress"):
-                status = {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}
-                self.net.patch_namespaced_ingress_status(
-                    ingress["metadata"]["name"], self.namespace, {"status": status}, _preload_content=False
-                )
-
-    def _storage_pods(self) -> None:
-        for pod in self._get(self.core.list_namespaced_pod):
-            name = pod["metadata"]["name"]
-            labels = pod["metadata"].get("labels") or {}
-            if labels.get("app.kubernetes.io/component") != "storage-check" or name in self.done_pods:
-                continue
-            self.done_pods.add(name)
-            done = {"terminated": {"exitCode": 0, "reason": "Completed"}}
-            for phase, ready, state in (("Running", True, {"running": {}}), ("Succeeded", False, done)):
-                statuses = [{"name": c["name"], "ready": ready, "state": state} for c in pod["spec"]["containers"]]
-                self.core.patch_namespaced_pod_status(
-                    name,
-                    self.namespace,
-                    {"status": {"phase": phase, "containerStatuses": statuses}},
-                    _preload_content=False,
-                )
-                time.sleep(0.1)
 
 
 def _now() -> str:
@@ -214,8 +108,7 @@ class Bed:
             "REGISTRY_URL": self.registry,
             "NAMESPACE": self.namespace,
             "RELEASE_NAME": RELEASE,
-            # what kmock needs from helm (REAL_PARTS.md) and what the smoke test cannot reach here
-            "HELM_DEPLOY_ARGS": "--no-wait --helm-flag=--disable-openapi-validation --helm-flag=--server-side=false",
+            # no ingress controller in the test bed's cluster: no address for the HTTPS checks
             "SMOKE_ARGS": "--no-endpoints --deadline 120",
             **extra,
         }
@@ -311,8 +204,7 @@ def bed(
     tmp_path_factory: pytest.TempPathFactory,
     docker_host: str,
     registry: str,
-    kubeconfig: str,
-    helm_sql: str,
+    cluster: str,
     testbed: TestBed,
 ) -> Iterator[Bed]:
     if not ACT.exists():
@@ -325,30 +217,20 @@ def bed(
     app = workdir / "app"
     for name, folder in APP_LAYOUT.items():
         shutil.copytree(staged[name], app / folder)
-    _create_ingress_class(kubeconfig, "nginx")
-    env = {  # the runner's environment: the test bed's
-        **testbed.env,
+    ensure_ingress_class(cluster)
+    parts = {k: v for k, v in testbed.env.items() if not k.startswith(("HELM_DRIVER", "KMOCK"))}
+    env = {  # the runner's environment: the test bed's, with the real cluster
+        **parts,
+        "KUBECONFIG": cluster,
         "E2E_VENV": str(venv),
         "E2E_APP_SOURCE": str(app),
         "AWS_EC2_METADATA_DISABLED": "true",
         "NO_COLOR": "1",
     }
     values = good_env("local", CLUSTER_NAME=CLUSTER, REGISTRY_URL=None)
-    yield Bed(env, registry, kubeconfig, f"e2e-{uuid.uuid4().hex[:6]}", workdir, values)
-
-
-def _create_ingress_class(kubeconfig: str, name: str) -> None:
-    """The local cluster's prerequisite (README): an ingress controller's IngressClass."""
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-
-    with config.new_client_from_config(config_file=kubeconfig) as api:
-        body = {"metadata": {"name": name}, "spec": {"controller": "k8s.io/ingress-nginx"}}
-        try:
-            client.NetworkingV1Api(api).create_ingress_class(body)
-        except ApiException as exc:
-            if exc.status != 409:  # another test made it already
-                raise
+    namespace = f"e2e-{uuid.uuid4().hex[:6]}"
+    yield Bed(env, registry, cluster, namespace, workdir, values)
+    delete_namespace(cluster, namespace)
 
 
 def _registry_tags(registry: str, repository: str) -> list[str]:
@@ -445,37 +327,35 @@ def assert_summaries(run: ActRun, bed: Bed, images: dict[str, Any], revision: in
 
 
 def test_dispatch_local_then_tag_push_run_the_whole_chain_and_a_dry_run_changes_nothing(bed: Bed) -> None:
-    with Controllers(bed.kubeconfig, bed.namespace) as controllers:
-        dispatch = bed.act(
-            "workflow_dispatch",
-            dispatch_event(cloud="local", environment="production", skip_build="false", dry_run="false"),
-            bed.variables(),
-        )
-        images = assert_chain(dispatch, bed)
-        assert all(not any(t.startswith("v") for t in i["tags"]) for i in images["images"].values())
-        assert_deployed(bed, images, revision=1)
-        assert_summaries(dispatch, bed, images, revision=1)
+    dispatch = bed.act(
+        "workflow_dispatch",
+        dispatch_event(cloud="local", environment="production", skip_build="false", dry_run="false"),
+        bed.variables(),
+    )
+    images = assert_chain(dispatch, bed)
+    assert all(not any(t.startswith("v") for t in i["tags"]) for i in images["images"].values())
+    assert_deployed(bed, images, revision=1)
+    assert_summaries(dispatch, bed, images, revision=1)
 
-        tag = bed.act(
-            "push",
-            {"ref": "refs/tags/v1.2.3", "ref_type": "tag"},
-            bed.variables(RELEASE_CLOUDS="local", RELEASE_ENVIRONMENT="production"),
-        )
-        tagged = assert_chain(tag, bed)
-        for name, image in tagged["images"].items():  # nothing rebuilt: same digests, now tagged v1.2.3
-            assert image["digest"] == images["images"][name]["digest"]
-            assert "v1.2.3" in _registry_tags(bed.registry, f"{CLUSTER}-{name}")
-        assert_deployed(bed, tagged, revision=2)
-        assert_summaries(tag, bed, tagged, revision=2)
+    tag = bed.act(
+        "push",
+        {"ref": "refs/tags/v1.2.3", "ref_type": "tag"},
+        bed.variables(RELEASE_CLOUDS="local", RELEASE_ENVIRONMENT="production"),
+    )
+    tagged = assert_chain(tag, bed)
+    for name, image in tagged["images"].items():  # nothing rebuilt: same digests, now tagged v1.2.3
+        assert image["digest"] == images["images"][name]["digest"]
+        assert "v1.2.3" in _registry_tags(bed.registry, f"{CLUSTER}-{name}")
+    assert_deployed(bed, tagged, revision=2)
+    assert_summaries(tag, bed, tagged, revision=2)
 
-        dry = bed.act(  # a dry run of what is deployed: every step runs, nothing changes
-            "workflow_dispatch",
-            dispatch_event(cloud="local", environment="production", skip_build="true", dry_run="true"),
-            bed.variables(),
-        )
-        assert assert_chain(dry, bed)["images"].keys() == tagged["images"].keys()
-        assert "dry run: nothing was changed" in dry.output
-        assert "--no-rollback" in dry.output
-        assert_deployed(bed, tagged, revision=2)
-    assert not controllers.errors, controllers.errors[:3]
+    dry = bed.act(  # a dry run of what is deployed: every step runs, nothing changes
+        "workflow_dispatch",
+        dispatch_event(cloud="local", environment="production", skip_build="true", dry_run="true"),
+        bed.variables(),
+    )
+    assert assert_chain(dry, bed)["images"].keys() == tagged["images"].keys()
+    assert "dry run: nothing was changed" in dry.output
+    assert "--no-rollback" in dry.output
+    assert_deployed(bed, tagged, revision=2)
     print(f"act: dispatch {dispatch.seconds:.1f}s, tag push {tag.seconds:.1f}s, dry run {dry.seconds:.1f}s")

@@ -1,11 +1,10 @@
-"""helm_deploy's preflight behind the shim: the CSI driver and ingress class in the cluster (kmock),
+"""helm_deploy's preflight behind the shim: the CSI driver and ingress class in the cluster (the real one),
 and on AWS the IRSA roles' trust for this namespace (moto's EKS and IAM; the seed's trust named
 namespace `default`, defect 6)."""
 
 from __future__ import annotations
 
 import json
-import os
 import uuid
 
 import pytest
@@ -46,16 +45,18 @@ def test_trust_admits(document, admitted):
     assert trust_admits(document, ISSUER, SUB) is admitted
 
 
-# -- CSI driver and ingress class (kmock) --------------------------------------------------------
+# -- CSI driver and ingress class (the real cluster) ---------------------------------------------
 @pytest.mark.testbed
-def test_csi_driver_and_ingress_class_are_required(kubeconfig, bed_env):
+def test_csi_driver_and_ingress_class_are_required(cluster, on_cluster):
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
+    from tests.realcluster import api as admin_api
+    from tests.realcluster import ensure_ingress_class
     from tools import kube
 
-    api = kube.api_client(os.environ["KUBECONFIG"])
-    storage, networking = client.StorageV1Api(api), client.NetworkingV1Api(api)
+    admin = admin_api(cluster)
+    storage, networking = client.StorageV1Api(admin), client.NetworkingV1Api(admin)
     cloud = GcpCloud(load_settings(cloud="gcp", environ=good_env("gcp", INGRESS_CLASS="nginx")))
     for delete in (
         lambda: storage.delete_csi_driver("gcsfuse.csi.storage.gke.io"),
@@ -65,28 +66,26 @@ def test_csi_driver_and_ingress_class_are_required(kubeconfig, bed_env):
             delete()
         except ApiException as exc:
             assert exc.status == 404
-    try:
-        assert cloud.prerequisites(api) == [
-            "CSIDriver gcsfuse.csi.storage.gke.io is not installed: enable the cluster's Cloud Storage FUSE CSI "
-            "driver add-on (GcsFuseCsiDriver)",
-            "IngressClass nginx does not exist: install ingress-nginx (its Helm chart creates IngressClass nginx) "
-            "or set INGRESS_CLASS",
-        ]
-        storage.create_csi_driver(
-            client.V1CSIDriver(
-                metadata=client.V1ObjectMeta(name="gcsfuse.csi.storage.gke.io"), spec=client.V1CSIDriverSpec()
+    with kube.api_client(cluster) as api:
+        try:
+            assert cloud.prerequisites(api) == (
+                [
+                    "CSIDriver gcsfuse.csi.storage.gke.io is not installed: enable the cluster's Cloud Storage FUSE "
+                    "CSI driver add-on (GcsFuseCsiDriver)",
+                    "IngressClass nginx does not exist: install ingress-nginx (its Helm chart creates IngressClass "
+                    "nginx) or set INGRESS_CLASS",
+                ],
+                [],
             )
-        )
-    finally:
-        networking.create_ingress_class(
-            client.V1IngressClass(
-                metadata=client.V1ObjectMeta(name="nginx"),
-                spec=client.V1IngressClassSpec(controller="k8s.io/ingress-nginx"),
-            )
-        )
-    assert cloud.prerequisites(api) == []
-    gce = GcpCloud(load_settings(cloud="gcp", environ=good_env("gcp", INGRESS_CLASS="gce")))
-    assert gce.prerequisites(api) == []  # GKE's built-in controller needs no IngressClass object
+            storage.create_csi_driver({"metadata": {"name": "gcsfuse.csi.storage.gke.io"}, "spec": {}})
+        finally:
+            ensure_ingress_class(cluster)
+        try:
+            assert cloud.prerequisites(api) == ([], [])
+            gce = GcpCloud(load_settings(cloud="gcp", environ=good_env("gcp", INGRESS_CLASS="gce")))
+            assert gce.prerequisites(api) == ([], [])  # GKE's built-in controller needs no IngressClass object
+        finally:
+            storage.delete_csi_driver("gcsfuse.csi.storage.gke.io")
 
 
 # -- IRSA trust (moto) ---------------------------------------------------------------------------

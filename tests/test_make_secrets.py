@@ -1,17 +1,21 @@
-"""make_secrets against the Kubernetes API emulator (kmock): generate once, then keep byte for byte;
---rotate changes one key; FILE_ENCRYPTION_KEY needs a data-loss confirmation; no value is printed."""
+"""make_secrets on the real cluster of the test bed: generate once, then keep byte for byte;
+--rotate changes one key; FILE_ENCRYPTION_KEY needs a data-loss confirmation; a Secret edited by
+hand; no value is printed."""
 
 from __future__ import annotations
 
 import base64
 import os
+import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.envfiles import canary, good_env, write_env
-from tools import kube
+from tests.realcluster import api as admin_api
 from tools.make_secrets import main
 
 pytestmark = pytest.mark.testbed
@@ -30,8 +34,13 @@ GENERATED = {"SECRET_KEY": None, "NEXTAUTH_SECRET": None, "FILE_ENCRYPTION_KEY":
 
 
 @pytest.fixture
-def namespace(kubeconfig, bed_env) -> str:
-    return f"ms-{uuid.uuid4().hex[:10]}"
+def namespace(cluster, on_cluster) -> Iterator[str]:
+    """A namespace make_secrets creates itself (and the test deletes)."""
+    from tests.realcluster import delete_namespace
+
+    name = f"ms-{uuid.uuid4().hex[:10]}"
+    yield name
+    delete_namespace(cluster, name)
 
 
 def env(tmp_path: Path, namespace: str, auth: str = "google", **overrides: str | None) -> str:
@@ -46,10 +55,10 @@ def raw(namespace: str, name: str) -> dict[str, str] | None:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    from tools import kube
+    from tests.realcluster import api as admin_api
 
     try:
-        secret = client.CoreV1Api(kube.api_client(os.environ["KUBECONFIG"])).read_namespaced_secret(name, namespace)
+        secret = client.CoreV1Api(admin_api(os.environ["KUBECONFIG"])).read_namespaced_secret(name, namespace)
     except ApiException as exc:
         assert exc.status == 404
         return None
@@ -61,23 +70,29 @@ def decoded(data: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def api_calls(monkeypatch) -> list[tuple[str, str]]:
-    """Every HTTP request the kubernetes client sends (recorded at its REST layer, then sent as usual)."""
-    from kubernetes.client import rest
+def api_calls(caplog: pytest.LogCaptureFixture) -> Any:
+    """Every HTTP request sent to the cluster, as urllib3 logs it (method, path)."""
+    import logging
 
-    calls: list[tuple[str, str]] = []
-    send = rest.RESTClientObject.request
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
 
-    def recording(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append((method, url))
-        return send(self, method, url, *args, **kwargs)
+    class Calls:
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            found = []
+            for record in caplog.records:
+                match = re.search(r'"(GET|POST|PUT|PATCH|DELETE|HEAD) (\S+) HTTP', record.getMessage())
+                if record.name == "urllib3.connectionpool" and match:
+                    found.append((match.group(1), match.group(2)))
+            return iter(found)
 
-    monkeypatch.setattr(rest.RESTClientObject, "request", recording)
-    return calls
+        def clear(self) -> None:
+            caplog.clear()
+
+    return Calls()
 
 
-def writes(calls: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(m, u) for m, u in calls if m not in ("GET", "HEAD")]
+def writes(calls: Any) -> list[tuple[str, str]]:
+    return [(m, u) for m, u in list(calls) if m not in ("GET", "HEAD")]
 
 
 def assert_no_secret_in(text: str, *secrets: dict[str, str] | None) -> None:
@@ -98,7 +113,7 @@ def test_first_run_generates_second_run_changes_nothing(tmp_path, namespace, api
     assert f"namespace {namespace}: created" in first.out
     from kubernetes import client
 
-    core = client.CoreV1Api(kube.api_client(os.environ["KUBECONFIG"]))
+    core = client.CoreV1Api(admin_api(os.environ["KUBECONFIG"]))
     assert core.read_namespace(namespace).metadata.name == namespace  # the namespace was made for real
     backend, frontend = raw(namespace, BACKEND), raw(namespace, FRONTEND)
     assert backend and frontend
@@ -210,7 +225,7 @@ def test_dry_run_says_what_it_would_do_and_writes_nothing(tmp_path, namespace, a
 def test_refuses_before_any_change_when_the_rules_report_errors(tmp_path, namespace, api_calls, capfd):
     assert main(["--cloud", "local", "--env-file", env(tmp_path, namespace, SECRET_KEY="too-short")]) == 1
     err = capfd.readouterr().err
-    assert api_calls == [] and "SECRET_KEY" in err and "nothing was changed" in err
+    assert list(api_calls) == [] and "SECRET_KEY" in err and "nothing was changed" in err
     assert "too-short" not in err
 
 

@@ -1,20 +1,19 @@
-"""Small helpers over the official `kubernetes` client: one client per kubeconfig, one-line errors.
+"""What the steps ask of a cluster: Secrets, the namespace, permission checks, cluster-scoped reads.
 
-Every API call goes through `call()`, which turns the client's exceptions into a `ToolError`
-saying what failed and how to fix it. The client is imported lazily (not on `--help`).
+Every API call goes through `call()`, which turns the client's errors into a `ToolError` saying
+what failed and how to fix it. The client is `tools.kubeapi` (imported on first use, not on
+`--help`).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from tools.errors import ToolError
 
 T = TypeVar("T")
-TIMEOUT = (5, 30)  # connect, read seconds for each API request
 VERBS = ("get", "create", "patch", "delete")  # what helm does to each kind a release manages
 # Helm's release records (Secrets in the namespace) are also listed and updated.
 EXTRA_VERBS = {"Secret": ("list", "update")}
@@ -38,46 +37,32 @@ CLUSTER_SCOPED = frozenset(
 
 
 def api_client(kubeconfig: str) -> Any:
-    """A `kubernetes.client.ApiClient` for the current context of `kubeconfig`."""
-    from kubernetes import config
+    """A `tools.kubeapi.Kube` for the current context of `kubeconfig`."""
+    from tools.kubeapi import Kube
 
-    try:
-        return config.new_client_from_config(config_file=kubeconfig)
-    except (config.ConfigException, OSError, ValueError) as exc:
-        raise ToolError(f"kubeconfig {kubeconfig} is unusable: {exc}: fix it or point KUBECONFIG elsewhere") from None
-
-
-def server(api: Any) -> str:
-    return str(api.configuration.host)
+    return Kube(kubeconfig)
 
 
 def call(api: Any, fn: Callable[[], T], what: str, missing_ok: bool = False) -> T | None:
     """Run one API call; with `missing_ok` a 404 returns None. Every other failure is one clear line."""
-    import urllib3.exceptions
-    from kubernetes.client.rest import ApiException
+    from tools.kubeapi import ApiError, Unreachable
 
     try:
         return fn()
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status == 404 and missing_ok:
             return None
         raise ToolError(f"{what}: {describe(exc)}") from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
+    except Unreachable as exc:
         raise ToolError(
-            f"{what}: cannot reach the Kubernetes API at {server(api)} ({type(reason).__name__}): "
+            f"{what}: cannot reach the Kubernetes API at {api.server} ({exc}): "
             "check that the cluster is running and that this kubeconfig/credentials point at it"
         ) from None
 
 
 def describe(exc: Any) -> str:
-    """One line for an ApiException: status, the server's message, and the fix when there is an obvious one."""
-    import json
-
-    message = exc.reason or ""
-    with contextlib.suppress(ValueError, AttributeError):
-        message = json.loads(exc.body or "{}").get("message") or message
-    message = str(message).splitlines()[0] if message else ""
+    """One line for an ApiError: status, the server's message, and the fix when there is an obvious one."""
+    message = exc.message or exc.reason or ""
     fixes = {
         401: "the credentials were rejected: refresh them (expired token?) and retry",
         403: "the credentials are not allowed to do this: ask a cluster admin for the permission",
@@ -89,18 +74,12 @@ def describe(exc: Any) -> str:
 # -- secrets -----------------------------------------------------------------------------------
 def read_secret(api: Any, namespace: str, name: str) -> dict[str, str] | None:
     """A Secret's data decoded to text, or None when it does not exist."""
-    from kubernetes import client
+    from tools.kubeapi import path
 
-    core = client.CoreV1Api(api)
-    secret = call(
-        api,
-        lambda: core.read_namespaced_secret(name, namespace, _request_timeout=TIMEOUT),
-        f"reading Secret {namespace}/{name}",
-        missing_ok=True,
-    )
+    secret = call(api, lambda: api.get(path("secrets", namespace, name)), f"reading Secret {namespace}/{name}", True)
     if secret is None:
         return None
-    return {k: base64.b64decode(v).decode("utf-8") for k, v in (secret.data or {}).items()}
+    return {k: base64.b64decode(v).decode("utf-8") for k, v in (secret.get("data") or {}).items()}
 
 
 def encode(values: dict[str, str]) -> dict[str, str]:
@@ -108,29 +87,25 @@ def encode(values: dict[str, str]) -> dict[str, str]:
 
 
 def create_secret(api: Any, namespace: str, name: str, values: dict[str, str], labels: dict[str, str]) -> None:
-    from kubernetes import client
+    from tools.kubeapi import path
 
-    body = client.V1Secret(
-        metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=labels),
-        type="Opaque",
-        data=encode(values),
-    )
-    core = client.CoreV1Api(api)
-    call(
-        api,
-        lambda: core.create_namespaced_secret(namespace, body, _request_timeout=TIMEOUT),
-        f"creating Secret {namespace}/{name}",
-    )
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "type": "Opaque",
+        "data": encode(values),
+    }
+    call(api, lambda: api.create(path("secrets", namespace), body), f"creating Secret {namespace}/{name}")
 
 
 def patch_secret(api: Any, namespace: str, name: str, values: dict[str, str]) -> None:
     """Change only the given keys (a merge patch of `data`; other keys stay as they are)."""
-    from kubernetes import client
+    from tools.kubeapi import path
 
-    core = client.CoreV1Api(api)
     call(
         api,
-        lambda: core.patch_namespaced_secret(name, namespace, {"data": encode(values)}, _request_timeout=TIMEOUT),
+        lambda: api.patch(path("secrets", namespace, name), {"data": encode(values)}),
         f"updating Secret {namespace}/{name}",
     )
 
@@ -143,16 +118,13 @@ def ensure_namespace(api: Any, namespace: str, dry_run: bool = False) -> tuple[b
     exist (the writes that follow say so if not). A server error on creating is not fatal here
     for the same reason: the next write into the namespace is the definitive answer.
     """
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    core = client.CoreV1Api(api)
+    from tools.kubeapi import ApiError, path
 
     def read() -> str | None:
         try:
-            core.read_namespace(namespace, _request_timeout=TIMEOUT)
+            api.get(path("namespaces", name=namespace))
             return "exists"
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 403:
                 return "not readable with these credentials (assumed to exist)"
             if exc.status == 404:
@@ -166,11 +138,10 @@ def ensure_namespace(api: Any, namespace: str, dry_run: bool = False) -> tuple[b
         return True, "would be created"
 
     def create() -> tuple[bool, str]:
-        body = client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
         try:
-            core.create_namespace(body, _request_timeout=TIMEOUT)
+            api.create(path("namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
             return True, "created"
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 409:
                 return True, "exists"
             if exc.status in (401, 403):
@@ -198,37 +169,33 @@ def denied(api: Any, namespace: str, kinds: set[tuple[str, str]], verbs: tuple[s
     """Which verbs on which (apiVersion, kind) the credentials may not use (SelfSubjectAccessReview).
 
     Returns e.g. ["create deployments.apps", ...]. Fails closed: a review the server answers
-    without a verdict is an error, never a yes. `verbs` may map a kind to verbs of its own
-    through `extra_verbs`.
+    without a verdict is an error, never a yes.
     """
-    from kubernetes import client
+    from tools.kubeapi import path
 
-    authz = client.AuthorizationV1Api(api)
     refused = []
     for api_version, kind in sorted(kinds):
         group = api_version.split("/")[0] if "/" in api_version else ""
         resource = plural(kind)
         for verb in (*verbs, *EXTRA_VERBS.get(kind, ())):
+            attributes = {"group": group, "resource": resource, "verb": verb}
+            if kind not in CLUSTER_SCOPED:
+                attributes["namespace"] = namespace
             # A review has no name: the API server refuses one with metadata (HTTP 422).
-            review = client.V1SelfSubjectAccessReview(
-                spec=client.V1SelfSubjectAccessReviewSpec(
-                    resource_attributes=client.V1ResourceAttributes(
-                        group=group,
-                        resource=resource,
-                        verb=verb,
-                        namespace=None if kind in CLUSTER_SCOPED else namespace,
-                    )
-                ),
-            )
+            review = {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attributes},
+            }
             answer = call(
                 api,
-                lambda r=review: authz.create_self_subject_access_review(r, _request_timeout=TIMEOUT),
+                lambda r=review: api.create(path("selfsubjectaccessreviews"), r),
                 "checking permissions (SelfSubjectAccessReview)",
             )
-            allowed = getattr(getattr(answer, "status", None), "allowed", None)
+            allowed = ((answer or {}).get("status") or {}).get("allowed") if isinstance(answer, dict) else None
             if allowed is None:
                 raise ToolError(
-                    f"the Kubernetes API at {server(api)} answered the permission check for {verb} {resource} "
+                    f"the Kubernetes API at {api.server} answered the permission check for {verb} {resource} "
                     "without a verdict: it is not a conforming API server (or a proxy mangles the reply)"
                 )
             if not allowed:
@@ -236,19 +203,19 @@ def denied(api: Any, namespace: str, kinds: set[tuple[str, str]], verbs: tuple[s
     return refused
 
 
-def read_cluster_object(api: Any, read: Callable[[Any], Any], what: str) -> bool | None:
+def read_cluster_object(api: Any, resource: str, name: str, what: str) -> bool | None:
     """Whether a cluster-scoped object exists; None when these credentials may not read it (HTTP 403).
 
     Namespace-scoped deploy identities (`admin` in the namespace) cannot read cluster-scoped
     objects: the caller warns and goes on rather than refusing a deploy that would work.
     """
-    from kubernetes.client.rest import ApiException
+    from tools.kubeapi import ApiError, path
 
     def attempt() -> bool | None:
         try:
-            read(api)
+            api.get(path(resource, name=name))
             return True
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return False
             if exc.status == 403:

@@ -133,37 +133,25 @@ class Cloud:
     def prerequisites(self, api: Any) -> tuple[list[str], list[str]]:
         """What the cluster (or the cloud account) lacks for the chart, and what could not be checked.
 
-        `api` is a kubernetes ApiClient for the target cluster. Checks the CSI driver of this
+        `api` is a `tools.kubeapi.Kube` for the target cluster. Checks the CSI driver of this
         cloud's bucket mounts and the ingress class the chart uses. Returns (missing, unchecked),
         one line each saying what to install, or why it was not checked (a cluster-scoped read
         that a namespace-scoped identity may not do).
         """
-        from kubernetes import client
-
         from tools import kube
 
         missing: list[str] = []
         unchecked: list[str] = []
         wanted = []
         if self.csi_driver:
-            wanted.append(
-                (
-                    f"CSIDriver {self.csi_driver}",
-                    lambda a: client.StorageV1Api(a).read_csi_driver(self.csi_driver),
-                    f"CSIDriver {self.csi_driver} is not installed: {self.csi_driver_install}",
-                )
-            )
+            problem = f"CSIDriver {self.csi_driver} is not installed: {self.csi_driver_install}"
+            wanted.append(("csidrivers", self.csi_driver, f"CSIDriver {self.csi_driver}", problem))
         hint = INGRESS_CONTROLLERS.get(self.ingress_class)
         if hint:
-            wanted.append(
-                (
-                    f"IngressClass {self.ingress_class}",
-                    lambda a: client.NetworkingV1Api(a).read_ingress_class(self.ingress_class),
-                    f"IngressClass {self.ingress_class} does not exist: {hint}",
-                )
-            )
-        for what, read, problem in wanted:
-            found = kube.read_cluster_object(api, read, what)
+            problem = f"IngressClass {self.ingress_class} does not exist: {hint}"
+            wanted.append(("ingressclasses", self.ingress_class, f"IngressClass {self.ingress_class}", problem))
+        for resource, name, what, problem in wanted:
+            found = kube.read_cluster_object(api, resource, name, what)
             if found is None:
                 unchecked.append(
                     f"{what} not checked: these credentials may not read it (cluster scope); "

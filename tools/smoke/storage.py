@@ -4,7 +4,6 @@ and reads a file on the bucket mount, then everything it made is deleted."""
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import secrets
 import time
@@ -16,7 +15,6 @@ from tools.errors import ToolError
 from tools.report import REPORTER
 from tools.settings import Settings
 from tools.smoke.watch import (
-    API_TIMEOUT,
     COMPONENT_LABEL,
     RELEASE_ANNOTATION,
     STORAGE_MOUNT,
@@ -25,7 +23,6 @@ from tools.smoke.watch import (
     Outcome,
     Problem,
     _annotations,
-    _api_message,
     _colon,
     _json,
     _name,
@@ -40,17 +37,17 @@ from tools.smoke.watch import (
 # -- user storage ---------------------------------------------------------------------------------------
 def user_environment(cluster: Cluster, release: str) -> tuple[dict[str, str], str]:
     """The chart's user-environment settings (its ConfigMap) and the user pods' service account."""
-    from kubernetes.client.exceptions import ApiException
+    from tools.kubeapi import ApiError, path
 
     try:
-        listing = cluster.core.list_namespaced_config_map(
-            cluster.namespace, _preload_content=False, _request_timeout=API_TIMEOUT
-        )
-    except ApiException as exc:
-        raise ToolError(f"cannot list ConfigMaps in {cluster.namespace}: {exc.status} {exc.reason}") from None
+        listing = cluster.api.get(path("configmaps", cluster.namespace))
+    except ApiError as exc:
+        raise ToolError(
+            f"cannot list ConfigMaps in {cluster.namespace}: {exc.status} {exc.message or exc.reason}"
+        ) from None
     maps = [
         m
-        for m in json.loads(listing.data or b"{}").get("items") or []
+        for m in listing.get("items") or []
         if _annotations(m).get(RELEASE_ANNOTATION) == release and _name(m).endswith("-user-environment")
     ]
     if not maps:
@@ -193,7 +190,7 @@ def _storage_labels(release: str) -> dict[str, str]:
 
 def check_storage(cluster: Cluster, settings: Settings, args: argparse.Namespace) -> Check:
     """Run the throwaway pod; report each phase's time; always clean up."""
-    from kubernetes.client.exceptions import ApiException
+    from tools.kubeapi import ApiError
 
     start = time.monotonic()
     config, service_account = user_environment(cluster, settings.release)
@@ -236,15 +233,14 @@ def check_storage(cluster: Cluster, settings: Settings, args: argparse.Namespace
         phases.append(f"schedule+mount+start {started - t_created:.1f}s")
         phases.append(f"run {t_end - started:.1f}s")
         if outcome.ok:
-            logs, source = container_logs(cluster.core, cluster.namespace, name, "check", False)
+            logs, source = container_logs(cluster.api, cluster.namespace, name, "check", False)
             phases.append(in_pod_timings(logs) or f"in-pod timings unavailable ({source})")
         elif outcome.problem:
             report_problem("storage check failed", outcome.problem, cluster)
         else:
             REPORTER.error(f"storage check: pod {name} {outcome.summary}: {outcome.waiting.get(name, '')}")
-    except ApiException as exc:
-        body = _api_message(exc)
-        phases.append(f"failed: {exc.status} {exc.reason}{_colon(body)}")
+    except ApiError as exc:
+        phases.append(f"failed: {exc.status} {exc.reason}{_colon(exc.message)}")
     finally:
         t_delete = time.monotonic()
         gone = _delete_all(cluster, created)
@@ -275,42 +271,33 @@ def _volume_kind(pod: dict[str, Any]) -> str:
     return "emptyDir (no bucket on this cloud)"
 
 
+def _object_path(obj: dict[str, Any], namespace: str, name: str | None = None) -> str:
+    from tools.kubeapi import path
+
+    resource = {"PersistentVolume": "persistentvolumes", "PersistentVolumeClaim": "persistentvolumeclaims"}.get(
+        obj["kind"], "pods"
+    )
+    return path(resource, None if resource == "persistentvolumes" else namespace, name)
+
+
 def _create(cluster: Cluster, obj: dict[str, Any]) -> None:
-    kind = obj["kind"]
-    if kind == "PersistentVolume":
-        cluster.core.create_persistent_volume(obj, _request_timeout=API_TIMEOUT, _preload_content=False)
-    elif kind == "PersistentVolumeClaim":
-        cluster.core.create_namespaced_persistent_volume_claim(
-            cluster.namespace, obj, _request_timeout=API_TIMEOUT, _preload_content=False
-        )
-    else:
-        response = cluster.core.create_namespaced_pod(
-            cluster.namespace, obj, _request_timeout=API_TIMEOUT, _preload_content=False
-        )
-        # known at once, before its watch event arrives
-        cluster.objects["pods"][_name(obj)] = json.loads(response.data or b"{}") or obj
+    created = cluster.api.create(_object_path(obj, cluster.namespace), obj)
+    if obj["kind"] == "Pod":  # known at once, before its watch event arrives
+        cluster.objects["pods"][_name(obj)] = created or obj
 
 
 def _delete_all(cluster: Cluster, created: list[dict[str, Any]]) -> bool:
     """Delete what the storage check created, the pod first; True when the pod is gone."""
-    from kubernetes.client.exceptions import ApiException
+    from tools.kubeapi import ApiError
 
     gone = True
     for obj in reversed(created):  # the pod first, its volume last
         name = _name(obj)
         try:
+            cluster.api.delete(_object_path(obj, cluster.namespace, name))
             if obj["kind"] == "Pod":
-                cluster.core.delete_namespaced_pod(
-                    name, cluster.namespace, _request_timeout=API_TIMEOUT, _preload_content=False
-                )
                 gone = _wait_gone(cluster, name, 30.0)
-            elif obj["kind"] == "PersistentVolumeClaim":
-                cluster.core.delete_namespaced_persistent_volume_claim(
-                    name, cluster.namespace, _request_timeout=API_TIMEOUT, _preload_content=False
-                )
-            else:
-                cluster.core.delete_persistent_volume(name, _request_timeout=API_TIMEOUT, _preload_content=False)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status != 404:
                 REPORTER.warning(f"could not delete {obj['kind']} {name}: {exc.status} {exc.reason}: delete it by hand")
     return gone

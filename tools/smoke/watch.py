@@ -130,30 +130,18 @@ class Cluster:
 
     REQUIRED = ("deployments", "pods")
 
-    def __init__(self, api_client: Any, namespace: str, kinds: Sequence[str]) -> None:
-        from kubernetes import client
+    def __init__(self, api: Any, namespace: str, kinds: Sequence[str]) -> None:
+        from tools.kubeapi import path
 
-        self.api_client = api_client
+        self.api = api  # a tools.kubeapi.Kube
         self.namespace = namespace
-        self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
-        self.networking = client.NetworkingV1Api(api_client)
-        listers: dict[str, Callable[..., Any]] = {
-            "deployments": self.apps.list_namespaced_deployment,
-            "replicasets": self.apps.list_namespaced_replica_set,
-            "pods": self.core.list_namespaced_pod,
-            "events": self.core.list_namespaced_event,
-            "ingresses": self.networking.list_namespaced_ingress,
-        }
         self.kinds = list(kinds)
-        self._listers = {kind: listers[kind] for kind in kinds}
+        self._paths = {kind: path(kind, namespace) for kind in kinds}
         self.objects: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in kinds}
         self.unavailable: dict[str, str] = {}
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._stop = threading.Event()
         self._synced = {kind: threading.Event() for kind in kinds}
-        self._watches: dict[str, Any] = {}
-        self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -175,12 +163,8 @@ class Cluster:
             REPORTER.warning(f"cannot watch {kind} in namespace {self.namespace}: {why}; going on without them")
 
     def stop(self) -> None:
+        """The watch threads end at their next event or when the server closes the watch."""
         self._stop.set()
-        with self._lock:
-            watches = list(self._watches.values())
-        for watcher in watches:
-            with suppress(Exception):
-                watcher.stop()
 
     def __enter__(self) -> Cluster:
         try:
@@ -194,41 +178,27 @@ class Cluster:
         self.stop()
 
     def _follow(self, kind: str) -> None:
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
+        from tools.kubeapi import ApiError
 
-        lister = self._listers[kind]
+        url = self._paths[kind]
         while not self._stop.is_set():
             try:
-                listing = lister(self.namespace, _preload_content=False, _request_timeout=API_TIMEOUT)
-                document = json.loads(listing.data or b"{}")
+                document = self.api.get(url)
                 self._queue.put(("sync", kind, document.get("items") or []))
                 self._synced[kind].set()
-                watcher = watch.Watch()
-                with self._lock:
-                    self._watches[kind] = watcher
                 if self._stop.is_set():
                     return
-                options: dict[str, Any] = {
-                    "timeout_seconds": WATCH_SECONDS,
-                    "_request_timeout": (API_TIMEOUT, WATCH_SECONDS + 5),
-                    "deserialize": False,
-                }
                 version = (document.get("metadata") or {}).get("resourceVersion")
-                if version:
-                    options["resource_version"] = version
-                for event in watcher.stream(lister, self.namespace, **options):
+                for event in self.api.watch(url, version, WATCH_SECONDS, self._stop.is_set):
+                    if event.get("type") == "ERROR":  # e.g. 410 Gone: the version expired, list again
+                        break
                     self._queue.put(("event", kind, event.get("type"), event.get("object") or {}))
-                    if self._stop.is_set():
-                        return
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status == 410:  # the resourceVersion expired: list again
                     continue
-                self._failed(kind, f"{exc.status} {exc.reason}".strip())
+                self._failed(kind, f"{exc.status} {exc.message or exc.reason}".strip())
                 if self._stop.wait(2):
                     return
-            except KeyError:  # an ERROR event the client could not unpack: start over
-                continue
             except Exception as exc:  # timeouts, closed streams, connection errors
                 if self._stop.is_set():
                     return
@@ -274,12 +244,11 @@ class Cluster:
 
     def refresh_deployments(self, names: Sequence[str]) -> None:
         """Read the Deployments now (after a change we made, before its watch events arrive)."""
+        from tools.kubeapi import path
+
         self.drain(0)
         for name in names:
-            response = self.apps.read_namespaced_deployment(
-                name, self.namespace, _preload_content=False, _request_timeout=API_TIMEOUT
-            )
-            self.objects["deployments"][name] = json.loads(response.data or b"{}")
+            self.objects["deployments"][name] = self.api.get(path("deployments", self.namespace, name))
 
     # -- questions -----------------------------------------------------------------------------
     def events_for(self, kind: str, name: str) -> list[dict[str, Any]]:
@@ -554,38 +523,32 @@ def judge_rollout(cluster: Cluster, names: Sequence[str]) -> Callable[[], tuple[
 
 
 # -- evidence ----------------------------------------------------------------------------------------
-def container_logs(core: Any, namespace: str, pod: str, container: str, previous: bool) -> tuple[list[str], str]:
+def container_logs(api: Any, namespace: str, pod: str, container: str, previous: bool) -> tuple[list[str], str]:
     """The last log lines of a container, and which instance they are from (or why there are none)."""
-    from kubernetes.client.exceptions import ApiException
+    from tools.kubeapi import ApiError, path
 
     # The kubelet keeps one ended instance per container: right after a restart the previous
     # instance may already be gone, or the current one may be the one that ended.
-    attempts = [previous, not previous]
     why = ""
-    for prev in attempts:
+    for prev in (previous, not previous):
+        query = {"tailLines": LOG_LINES, "previous": "true" if prev else "false"}
+        if container:
+            query["container"] = container
         try:
-            response = core.read_namespaced_pod_log(
-                pod,
-                namespace,
-                container=container or None,
-                tail_lines=LOG_LINES,
-                previous=prev,
-                _preload_content=False,
-                _request_timeout=API_TIMEOUT,
-            )
-        except ApiException as exc:
-            why = f"{exc.status} {exc.reason}".strip()
+            text = api.request("GET", path("pods", namespace, pod, "log"), query=query)
+        except ApiError as exc:
+            why = f"{exc.status} {exc.message or exc.reason}".strip()
             continue
         except Exception as exc:
             return [], f"logs unavailable: {_short_error(exc)}"
-        kind = (response.headers.get("Content-Type") or "").split(";")[0].strip()
-        if kind and kind != "text/plain":
-            return [], f"logs unavailable: the API server answered {kind}, not text/plain (it does not serve pod logs)"
-        text = response.data.decode("utf-8", errors="replace")
-        if text.startswith("unable to retrieve container logs"):
-            why = text.strip()
+        if not isinstance(text, bytes):
+            why = "the API server answered application/json, not text/plain (it does not serve pod logs)"
+            return [], f"logs unavailable: {why}"
+        decoded = text.decode("utf-8", errors="replace")
+        if decoded.startswith("unable to retrieve container logs"):
+            why = decoded.strip()
             continue
-        lines = [line for line in text.splitlines() if line.strip()][-LOG_LINES:]
+        lines = [line for line in decoded.splitlines() if line.strip()][-LOG_LINES:]
         return lines, "previous instance" if prev else "current instance"
     return [], f"logs unavailable: {why}"
 
@@ -612,7 +575,7 @@ def report_problem(title: str, problem: Problem, cluster: Cluster) -> None:
     else:
         lines.append(f"no events for {subject[0].lower()} {subject[1]}")
     if problem.pod and problem.logs:
-        logs, source = container_logs(cluster.core, cluster.namespace, problem.pod, problem.container, problem.previous)
+        logs, source = container_logs(cluster.api, cluster.namespace, problem.pod, problem.container, problem.previous)
         if logs:
             lines.append(f"last {len(logs)} log lines of container {problem.container or '?'} ({source}):")
             lines += [f"  {line}" for line in logs]
@@ -643,7 +606,7 @@ def report_waiting(title: str, outcome: Outcome, cluster: Cluster, names: Sequen
             lines += [f"    {describe_event(e)}" for e in cluster.events_for("Pod", _name(pod))[-EVENT_LINES:]]
             for container in (pod.get("status") or {}).get("containerStatuses") or []:
                 if "running" in (container.get("state") or {}) and not container.get("ready"):
-                    logs, source = container_logs(cluster.core, cluster.namespace, _name(pod), container["name"], False)
+                    logs, source = container_logs(cluster.api, cluster.namespace, _name(pod), container["name"], False)
                     lines.append(f"    container {container['name']} runs but is not ready; {source}")
                     lines += [f"      {line}" for line in logs[-10:]]
     message = f"{title}: {outcome.summary}"
@@ -810,13 +773,6 @@ def _json(text: str | None, default: Any, name: str) -> Any:
         return json.loads(text)
     except ValueError:
         raise ToolError(f"{name} in the chart's user-environment ConfigMap is not JSON") from None
-
-
-def _api_message(exc: Any) -> str:
-    try:
-        return json.loads(exc.body).get("message") or ""
-    except Exception:
-        return ""
 
 
 def _short_error(exc: BaseException) -> str:
