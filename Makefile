@@ -10,6 +10,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 IMAGES_FILE ?= out/images.json
 ARGS ?=
+# Extra flags of one step only (so a whole chain can pass them): e.g. SMOKE_ARGS=--no-endpoints
+HELM_DEPLOY_ARGS ?=
+SMOKE_ARGS ?=
 # DRY_RUN=true: build, secrets and helm-deploy say what they would change and change nothing;
 # smoke only checks (no rollback on failure)
 DRY_RUN ?=
@@ -48,10 +51,10 @@ secrets: setup ## Create or update the Kubernetes Secrets (generated keys are ke
 	$(PY) -m tools.make_secrets $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
 
 helm-deploy: setup ## Preflight, database bucket, install or upgrade the release (images pinned by digest)
-	$(PY) -m tools.helm_deploy $(STEP_ARGS) --images $(IMAGES_FILE) $(DRY_FLAG) $(ARGS)
+	$(PY) -m tools.helm_deploy $(STEP_ARGS) --images $(IMAGES_FILE) $(DRY_FLAG) $(HELM_DEPLOY_ARGS) $(ARGS)
 
 smoke: setup ## Watch the rollout, check the endpoints and user storage; roll back on failure
-	$(PY) -m tools.smoke_test $(STEP_ARGS) --images $(IMAGES_FILE) $(if $(DRY_FLAG),--no-rollback) $(ARGS)
+	$(PY) -m tools.smoke_test $(STEP_ARGS) --images $(IMAGES_FILE) $(if $(DRY_FLAG),--no-rollback) $(SMOKE_ARGS) $(ARGS)
 
 deploy: validate build secrets helm-deploy smoke ## The whole chain for CLOUD
 

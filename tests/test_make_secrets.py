@@ -244,3 +244,29 @@ def test_no_cluster_access_is_one_clear_line(tmp_path, monkeypatch, capfd):
     assert main(["--cloud", "local", "--env-file", env(tmp_path, "nowhere")]) == 1
     (line,) = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
     assert f"cannot reach the Kubernetes API at http://127.0.0.1:{port}" in line
+
+
+def test_a_secret_edited_by_hand_is_kept_and_a_missing_key_is_restored(tmp_path, namespace, api_calls, capfd):
+    """Someone ran `kubectl edit secret`: a value they changed is theirs to keep (never rotated back
+    silently), an extra key they added stays, and a generated key they deleted is made again."""
+    from kubernetes import client
+
+    envfile = env(tmp_path, namespace)
+    assert main(["--cloud", "local", "--env-file", envfile]) == 0
+    before = decoded(raw(namespace, BACKEND))
+    core = client.CoreV1Api(admin_api(os.environ["KUBECONFIG"]))
+    edited = base64.b64encode(b"x" * 64).decode()
+    core.patch_namespaced_secret(BACKEND, namespace, {"data": {"SECRET_KEY": edited, "EXTRA": "eWVz"}})
+    core.patch_namespaced_secret(FRONTEND, namespace, [{"op": "remove", "path": "/data/NEXTAUTH_SECRET"}])
+    capfd.readouterr()
+    api_calls.clear()
+    assert main(["--cloud", "local", "--env-file", envfile]) == 0
+    out = capfd.readouterr().out
+    after = decoded(raw(namespace, BACKEND))
+    assert after["SECRET_KEY"] == "x" * 64 and after["EXTRA"] == "yes"
+    assert after["FILE_ENCRYPTION_KEY"] == before["FILE_ENCRYPTION_KEY"]
+    frontend = decoded(raw(namespace, FRONTEND))
+    assert len(frontend["NEXTAUTH_SECRET"]) >= 64
+    assert "NEXTAUTH_SECRET: created (generated)" in out and "SECRET_KEY: kept" in out
+    assert [m for m, _ in writes(api_calls)] == ["PATCH"]  # only the frontend Secret
+    assert_no_secret_in(out, raw(namespace, BACKEND), raw(namespace, FRONTEND))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import urllib.request
+from pathlib import Path
 from urllib.parse import urlparse
 
 import boto3
@@ -55,3 +57,57 @@ def test_docker_engine_answers(docker_host: str) -> None:
         check=True,
     )
     assert proc.stdout.strip()
+
+
+def test_testbed_up_outlives_the_command_and_down_stops_exactly_it(tmp_path) -> None:
+    """`make testbed-up` is for manual use: its parts must survive the command that started them."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tools.settings import REPO_ROOT
+
+    root = tmp_path / "bed"
+    command = [sys.executable, "-m", "tests.testbed"]
+    up = subprocess.run(
+        [*command, "up", str(root), "--parts", "registry,moto"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert up.returncode == 0, up.stderr
+    env = dict(line.removeprefix("export ").split("=", 1) for line in (root / "env").read_text().splitlines())
+    registry, moto = json.loads(env["REGISTRY"]), json.loads(env["AWS_ENDPOINT_URL"])
+    pids = [int((root / f"{name}.pid").read_text()) for name in ("registry", "moto")]
+    time.sleep(1)  # the command is gone; a part tied to it would be dying now
+    with urllib.request.urlopen(f"http://{registry}/v2/", timeout=5) as resp:
+        assert resp.status == 200
+    with urllib.request.urlopen(f"{moto}/moto-api/", timeout=5) as resp:
+        assert resp.status == 200
+    down = subprocess.run([*command, "down", str(root)], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert down.returncode == 0, down.stderr
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat")
+        state = stat.read_text().split()[2] if stat.exists() else ""
+        assert state in ("", "Z"), f"part {pid} still runs"
+    assert not (root / "env").exists() and not list(root.glob("*.pid"))
+    assert os.path.isdir(root)
+
+
+def test_the_real_cluster_is_real_and_says_no(cluster: str, on_cluster) -> None:
+    """A node that runs pods, an API on loopback, and RBAC that refuses an identity with no rights."""
+    from kubernetes.client.rest import ApiException
+
+    from tests.realcluster import api, core, create_namespace, delete_namespace, service_account_kubeconfig
+
+    assert _host(api(cluster).configuration.host) == "127.0.0.1"
+    nodes = core(cluster).list_node().items
+    assert any(c.type == "Ready" and c.status == "True" for n in nodes for c in n.status.conditions)
+    namespace = create_namespace(cluster, "probe")
+    try:
+        nobody = service_account_kubeconfig(cluster, namespace, "nobody", Path(tempfile.mkdtemp()))
+        try:
+            core(nobody).list_namespaced_secret(namespace)
+            raise AssertionError("a ServiceAccount with no binding listed Secrets")
+        except ApiException as exc:
+            assert exc.status == 403
+    finally:
+        delete_namespace(cluster, namespace)

@@ -28,6 +28,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 PGBIN = Path("/usr/lib/postgresql/15/bin")
@@ -395,11 +396,12 @@ class TestBed:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    def start_all(self) -> dict[str, str]:
+    def start_all(self, parts: Sequence[str] = ("docker", "registry", "moto", "gcs", "cluster")) -> dict[str, str]:
         """The parts for manual use: KUBECONFIG is the real cluster (the emulator is the tests' own)."""
-        for part in (self.docker, self.registry, self.moto, self.gcs, self.cluster):
-            part()
-        return {**self.env, "KUBECONFIG": self.env["CLUSTER_KUBECONFIG"]}
+        for part in parts:
+            getattr(self, part)()
+        cluster = {"KUBECONFIG": self.env["CLUSTER_KUBECONFIG"]} if "CLUSTER_KUBECONFIG" in self.env else {}
+        return {**self.env, **cluster}
 
     # -- stop ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -555,21 +557,37 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+MANUAL_PARTS = ("docker", "registry", "moto", "gcs", "cluster")
+
+
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["up"]:
-        root = Path(argv[1]) if len(argv) > 1 else Path(".testbed")
-        bed = TestBed(str(root.resolve()), detached=True)
-        env = bed.start_all()
-        envfile = root / "env"
-        envfile.write_text("".join(f"export {k}={json.dumps(v)}\n" for k, v in env.items()))
-        print(f"test bed up under {root}; run: source {envfile}")
-        return 0
-    if argv[:1] == ["down"]:
-        _stop_from_pids(Path(argv[1]) if len(argv) > 1 else Path(".testbed"))
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.testbed", description="start or stop the test bed")
+    parser.add_argument("action", choices=("up", "down"))
+    parser.add_argument("root", nargs="?", default=".testbed", help="its folder (default .testbed)")
+    parser.add_argument("--parts", default=",".join(MANUAL_PARTS), help=f"with up: some of {','.join(MANUAL_PARTS)}")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    if args.action == "down":
+        _stop_from_pids(root)
         print("test bed stopped")
         return 0
-    print("usage: python -m tests.testbed up|down [ROOT]", file=sys.stderr)
-    return 2
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = sorted(set(parts) - set(MANUAL_PARTS))
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(unknown)}: use some of {','.join(MANUAL_PARTS)}")
+    bed = TestBed(str(root.resolve()), detached=True)
+    try:
+        env = bed.start_all(parts)
+    except PartUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        _stop_from_pids(root)
+        return 1
+    envfile = root / "env"
+    envfile.write_text("".join(f"export {k}={json.dumps(v)}\n" for k, v in env.items()))
+    print(f"test bed up under {root}; run: source {envfile}")
+    return 0
 
 
 if __name__ == "__main__":
