@@ -20,7 +20,7 @@ DRY_FLAG = $(if $(filter true 1 yes,$(DRY_RUN)),--dry-run)
 STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
 
 .PHONY: help setup plan validate build secrets helm-deploy smoke deploy deploy-aws deploy-gcp deploy-local \
-        test lint lint-workflows lint-chart bench bench-build bench-smoke testbed-up testbed-down setup-checkov clean
+        test lint lint-workflows lint-chart bench bench-build bench-smoke bench-deploy testbed-up testbed-down setup-checkov clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
 .NOTPARALLEL:
 
@@ -90,13 +90,16 @@ lint-workflows: setup ## actionlint, zizmor (offline) and yamllint on .github/
 lint-chart: plan ## Render the chart for CLOUD (plan) and helm lint it with those values
 	$(VENV)/bin/helm lint helm --strict -f out/plan/$(CLOUD)/values.yaml
 
-bench: bench-build bench-smoke ## Every benchmark
+bench: bench-build bench-smoke bench-deploy ## Every benchmark
 
 bench-build: setup ## Cold, warm and one-changed build_push runs against a local registry
-	$(PY) -m tools.bench_build
+	$(PY) -m bench.build
 
-bench-smoke: setup ## Detection latency of smoke_test for failing pods (min/median/max)
-	$(PY) -m tools.bench_smoke
+bench-smoke: setup ## Detection latency of smoke_test for failing pods on the real cluster and the emulator
+	$(PY) -m bench.smoke
+
+bench-deploy: setup ## First deploy, no-op redeploy, one image changed on the real cluster: time per step
+	$(PY) -m bench.deploy
 
 testbed-up: setup ## Start the test bed under .testbed/ (source .testbed/env to use it)
 	$(PY) -m tests.testbed up .testbed

@@ -273,7 +273,6 @@ def smoke_test(settings: Settings, kubeconfig: str, args: argparse.Namespace) ->
     from tools.kube import api_client as kube_client
 
     expected = _load_images(args.images)
-    revision = chart_revision(settings, kubeconfig)
     kinds = ["deployments", "replicasets", "pods", "events"] + ([] if args.no_endpoints else ["ingresses"])
     checks: list[Check] = []
     addresses: list[str] = []
@@ -282,6 +281,7 @@ def smoke_test(settings: Settings, kubeconfig: str, args: argparse.Namespace) ->
         Cluster(api_client, settings.namespace, kinds) as cluster,
     ):
         register_release_secrets(cluster)
+        revision = chart_revision(settings, kubeconfig)  # after the watches are open: they are what is timed
         names = release_deployments(cluster, settings.release)
         checks += check_rollout(cluster, names, args.deadline, args.grace, "rollout")
         if args.no_endpoints:

@@ -196,6 +196,11 @@ class Cluster:
             except ApiError as exc:
                 if exc.status == 410:  # the resourceVersion expired: list again
                     continue
+                if exc.status == 504 and self._synced[kind].is_set():
+                    # "Too large resource version": the watch cache lags behind the list; it catches up in ms
+                    if self._stop.wait(0.1):
+                        return
+                    continue
                 self._failed(kind, f"{exc.status} {exc.message or exc.reason}".strip())
                 if self._stop.wait(2):
                     return
