@@ -90,3 +90,76 @@ def test_run_failure_is_one_clear_error_with_secrets_redacted(capsys: pytest.Cap
 def test_run_missing_binary() -> None:
     with pytest.raises(ToolError, match="no-such-binary-xyz is not installed"):
         run(["no-such-binary-xyz"])
+
+
+def test_markdown_cells_are_inert() -> None:
+    """Event text and log lines reach the job summary: no row break, no HTML, no link, no image."""
+    event = 'Back-off | pulling "x"\nnew row | <img src=x onerror=alert(1)> [click](http://evil) ![i](http://e) *b* `c`'
+    table = markdown_table(["reason"], [[event]])
+    row = table.splitlines()[2]
+    assert len(table.splitlines()) == 3  # the newline did not start a row
+    assert row.count(" | ") == 0 and row.startswith("| ") and row.endswith(" |")
+    assert "<img" not in row and "&lt;img" in row
+    assert "[click]" not in row and "\\[click\\]" in row and "\\*b\\*" in row and "\\`c\\`" in row
+
+
+def test_masks_and_annotations_survive_workflow_command_characters(monkeypatch) -> None:
+    """A secret with %, CR or LF: the mask is escaped as the runner expects, and an annotation is
+    redacted before it is escaped (escaping first would hide the secret from redaction)."""
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    out = io.StringIO()
+    reporter = Reporter(out=out, err=io.StringIO())
+    secret = "p%40ss:w0rd,with%0Apercent"
+    reporter.register_secrets([secret])
+    reporter.annotate("error", f"login failed for {secret}", title=f"user {secret}")
+    text = out.getvalue()
+    assert "::add-mask::p%2540ss:w0rd,with%250Apercent\n" in text
+    annotation = text.splitlines()[-1]
+    assert annotation.startswith("::error title=user ***::login failed for ***"), annotation
+    assert "p%40ss" not in annotation and "p%2540ss" not in annotation
+
+
+def test_sigterm_removes_temporary_credentials(tmp_path: Path) -> None:
+    """A cancelled CI job sends SIGTERM: the copied kubeconfig must not stay behind in /tmp."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    from tests.envfiles import good_env, write_env
+    from tools.settings import REPO_ROOT
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers: the tool waits
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{silent.getsockname()[1]}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: pinned, context: {cluster: c, user: u}}]\n"
+        "current-context: pinned\n"
+    )
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env_file = write_env(tmp_path / "local.env", good_env("local", KUBE_CONTEXT="pinned"))
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "TMPDIR": str(scratch), "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.smoke_test", "--cloud", "local", "--env-file", str(env_file), "--no-endpoints"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not list(scratch.iterdir()):  # the tool copied the kubeconfig to pin the context
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        silent.close()
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    assert list(scratch.iterdir()) == []

@@ -257,9 +257,16 @@ FILE_CASES = [
         "key-without-equals",
         lambda d: _write_bytes(d / "k.env", b"CLOUD_PROVIDER=aws\nSECRET_KEY\n"),
         2,
-        "SECRET_KEY has no '='",
+        "k.env:2: a line with no '='",
     ),
+    ("symlink-loop", lambda d: _symlink(d / "loop.env", d / "loop.env"), 2, "loop.env is a symlink loop"),
+    ("dangling-symlink", lambda d: _symlink(d / "gone.env", d / "nowhere.env"), 2, "nowhere.env, which does not exist"),
 ]
+
+
+def _symlink(path: Path, target: Path) -> Path:
+    path.symlink_to(target)
+    return path
 
 
 def _write_bytes(path: Path, data: bytes) -> Path:
@@ -398,3 +405,53 @@ def test_help_imports_no_cloud_sdk() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
     assert "IMPORTED []" in proc.stdout
+
+
+# -- hardening: what a review of bad inputs found ----------------------------------------------------------
+def test_a_secret_wrapped_onto_its_own_line_is_never_echoed(tmp_path: Path, monkeypatch, capfd) -> None:
+    """The value of a long secret pasted with a line break: the continuation line has no '='."""
+    secret = canary("WRAPPED_SECRET_VALUE")
+    env_file = tmp_path / "aws.env"
+    env_file.write_text(f"CLOUD_PROVIDER=aws\nSECRET_KEY=\n{secret}\n")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    code, out, err = run_cli(capfd, "--env-file", str(env_file))
+    assert code == 2
+    assert secret not in out + err and secret[:12] not in out + err
+    assert "aws.env:3: a line with no '='" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAX_USER_PODS", "\u00b2", "is not a positive whole number"),  # superscript two: isdigit() says yes
+        ("MAX_USER_PODS", "\u0663", "is not a positive whole number"),  # Arabic-Indic three
+        ("TOKEN_EXPIRE_HOURS", "1" + "0" * 26, "is not a positive whole number"),
+        ("TOKEN_EXPIRE_HOURS", "10000", "is more than 720, the largest sane value"),
+        ("MAX_INACTIVE_HOURS", "0", "is not a positive whole number"),
+    ],
+)
+def test_numbers_are_ascii_digits_within_bounds(tmp_path: Path, capfd, name: str, value: str, message: str) -> None:
+    env_file = write_env(tmp_path / "aws.env", good_env("aws", **{name: value}))
+    code, out, err = run_cli(capfd, "--env-file", str(env_file))
+    assert code == 1, err
+    (line,) = [line for line in err.splitlines() if f"{name}:" in line]
+    assert message in line
+    assert "Traceback" not in out + err and "unexpected" not in err
+
+
+def test_a_long_value_is_shortened_in_its_error(tmp_path: Path, capfd) -> None:
+    env_file = write_env(tmp_path / "aws.env", good_env("aws", AUTH_PROVIDER="x" * 10000))
+    code, _, err = run_cli(capfd, "--env-file", str(env_file))
+    assert code == 1
+    (line,) = [line for line in err.splitlines() if "AUTH_PROVIDER:" in line]
+    assert "(10000 characters)" in line and len(line) < 300
+
+
+def test_a_key_set_twice_is_a_warning_naming_both_lines(tmp_path: Path, capfd) -> None:
+    env_file = write_env(tmp_path / "aws.env", good_env("aws"))
+    env_file.write_text(env_file.read_text() + "MAX_USER_PODS=20\nMAX_USER_PODS=30\n")
+    lines = env_file.read_text().splitlines()
+    first, second = (i + 1 for i, line in enumerate(lines) if line.startswith("MAX_USER_PODS="))
+    code, out, _ = run_cli(capfd, "--env-file", str(env_file))
+    assert code == 0
+    assert f"MAX_USER_PODS is set twice (lines {first} and {second}): the last one wins" in out

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from tools.errors import ToolError
 from tools.report import REPORTER
@@ -35,8 +37,12 @@ def main_boundary(run: Callable[[Sequence[str] | None], int]) -> Callable[[Seque
     """Wrap a tool's `main(argv)` so that it returns an exit code and prints no traceback."""
 
     def wrapped(argv: Sequence[str] | None = None) -> int:
+        previous = _on_sigterm()
         try:
             return run(argv)
+        except Terminated:
+            REPORTER.error("terminated (SIGTERM): stopped; temporary credentials were removed")
+            return 143
         except ConfigError as exc:
             for problem in exc.problems:
                 REPORTER.error(problem, title="configuration")
@@ -54,5 +60,26 @@ def main_boundary(run: Callable[[Sequence[str] | None], int]) -> Callable[[Seque
                 sys.stderr.write(REPORTER.redact(traceback.format_exc()))
             REPORTER.error(f"unexpected {type(exc).__name__}: {exc} (set CMB_DEBUG=1 for details)")
             return 3
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapped
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (CI cancelled the job, a container is stopping): unwind like Ctrl-C, so every
+    `finally` and context manager runs and temporary credentials (Docker config, kubeconfig) go."""
+
+
+def _on_sigterm() -> Any:
+    """Make SIGTERM raise `Terminated` in the main thread; returns the handler it replaced (or None)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, terminate)

@@ -47,8 +47,10 @@ class Reporter:
                 if len(part.strip()) >= _MIN_SECRET_LEN and part not in self._secrets:
                     self._secrets.add(part)
                     if self.github and "\n" not in part:
-                        # The mask command is the only place a value is written, as GitHub requires.
-                        self.out.write(f"::add-mask::{part}\n")
+                        # The mask command is the only place a value is written, as GitHub requires;
+                        # escaped as every workflow command's data (the runner unescapes it), so a
+                        # '%', CR or LF in the value cannot cut the command short.
+                        self.out.write(f"::add-mask::{_escape_data(part)}\n")
         self.out.flush()
 
     def forget_secrets(self) -> None:
@@ -90,8 +92,9 @@ class Reporter:
 
     def annotate(self, level: str, message: str, title: str | None = None) -> None:
         if self.github:
-            props = f" title={_escape_property(title)}" if title else ""
-            self.out.write(self.redact(f"::{level}{props}::{_escape_data(message)}") + "\n")
+            # Redact first, then escape: an escaped secret would no longer match its redaction.
+            props = f" title={_escape_property(self.redact(title))}" if title else ""
+            self.out.write(f"::{level}{props}::{_escape_data(self.redact(message))}\n")
             self.out.flush()
 
     @contextmanager
@@ -144,8 +147,19 @@ def _escape_property(text: str) -> str:
 
 def markdown_table(header: list[str], rows: Iterable[Iterable[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+_MARKDOWN_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]~|"})
+
+
+def markdown_cell(value: object) -> str:
+    """Text from anywhere (Kubernetes events, container logs) as one inert table cell: no line
+    break can end the row, no HTML or Markdown (links, images, emphasis) is interpreted."""
+    text = " ".join(str(value).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.translate(_MARKDOWN_SPECIAL)
 
 
 REPORTER = Reporter()

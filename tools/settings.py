@@ -48,6 +48,7 @@ class Var:
     choices: tuple[str, ...] = ()
     pattern: str | None = None
     pattern_help: str = ""
+    maximum: int = 0  # int variables: the largest sane value (0: no bound)
 
 
 VARS: tuple[Var, ...] = (
@@ -262,9 +263,11 @@ VARS: tuple[Var, ...] = (
     Var("ENABLE_SECURITY_HEADERS", "security headers on responses", default="true", kind="bool"),
     Var("CSP_ENABLED", "Content-Security-Policy header", default="true", kind="bool"),
     Var("JWT_ALGORITHM", "HS256, HS384 or HS512", default="HS256", kind="enum", choices=JWT_ALGORITHMS),
-    Var("TOKEN_EXPIRE_HOURS", "session token lifetime in hours", default="8", kind="int"),
-    Var("MAX_INACTIVE_HOURS", "hours before an idle user environment is stopped", default="4", kind="int"),
-    Var("MAX_USER_PODS", "most user environments at once", default="50", kind="int"),
+    Var("TOKEN_EXPIRE_HOURS", "session token lifetime in hours", default="8", kind="int", maximum=720),
+    Var(
+        "MAX_INACTIVE_HOURS", "hours before an idle user environment is stopped", default="4", kind="int", maximum=8760
+    ),
+    Var("MAX_USER_PODS", "most user environments at once", default="50", kind="int", maximum=10000),
 )
 VARS_BY_NAME = {v.name: v for v in VARS}
 SECRET_VARS = tuple(v.name for v in VARS if v.secret)
@@ -341,6 +344,13 @@ def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
     from dotenv.parser import parse_stream
 
     p = Path(path)
+    if p.is_symlink() and not p.exists():
+        try:
+            p.resolve(strict=True)
+        except RuntimeError:
+            raise ConfigError([f"env file {p} is a symlink loop: point it at a real file"], 2) from None
+        except OSError:
+            raise ConfigError([f"env file {p} is a link to {os.readlink(p)}, which does not exist"], 2) from None
     if not p.exists():
         raise ConfigError([f"env file {p} does not exist: copy env/<cloud>.env.example to it and fill it in"], 2)
     if p.is_dir():
@@ -351,13 +361,35 @@ def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
         raise ConfigError([f"env file {p} is not readable: fix its permissions (chmod 600 {p})"], 2) from None
     except UnicodeDecodeError:
         raise ConfigError([f"env file {p} is not UTF-8 text: save it as UTF-8"], 2) from None
-    bad = [b.original.line for b in parse_stream(io.StringIO(text)) if b.error]
+    bindings = list(parse_stream(io.StringIO(text)))
+    bad = [b.original.line for b in bindings if b.error]
     if bad:
         raise ConfigError([f"{p}:{n}: not a KEY=VALUE line: fix or comment it out with #" for n in bad], 2)
+    # A line without '=' is often a long value wrapped onto a line of its own: never echo it, it
+    # may be (part of) a secret.
+    bare = [b.original.line for b in bindings if b.key and b.value is None]
+    if bare:
+        raise ConfigError(
+            [
+                f"{p}:{n}: a line with no '=' (a value wrapped onto its own line?): write KEY=VALUE on one line"
+                for n in bare
+            ],
+            2,
+        )
+    first_line: dict[str, int] = {}
+    for binding in bindings:
+        if not binding.key:
+            continue
+        if binding.key in first_line:
+            from tools.report import REPORTER
+
+            REPORTER.warning(
+                f"{p}: {binding.key} is set twice (lines {first_line[binding.key]} and {binding.original.line}): "
+                "the last one wins; delete the other",
+                title="env file",
+            )
+        first_line[binding.key] = binding.original.line
     values = dotenv_values(stream=io.StringIO(text), interpolate=False)
-    missing = [k for k, v in values.items() if v is None]
-    if missing:
-        raise ConfigError([f"{p}: {k} has no '=': write {k}=VALUE (or {k}= for empty)" for k in missing], 2)
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -451,19 +483,30 @@ def _check_var(var: Var, cloud: str, values: dict[str, str], problems: list[str]
 
 def _check_value(var: Var, value: str) -> str | None:
     if var.kind == "enum" and value not in var.choices:
-        return f"{value!r} is not allowed: use one of {', '.join(var.choices)}"
+        return f"{shown_value(value)} is not allowed: use one of {', '.join(var.choices)}"
     if var.kind == "bool" and value.lower() not in ("true", "false"):
-        return f"{value!r} is not a boolean: use true or false"
-    if var.kind == "int" and (not value.isdigit() or int(value) < 1):
-        return f"{value!r} is not a positive whole number: use e.g. {var.default}"
+        return f"{shown_value(value)} is not a boolean: use true or false"
+    if var.kind == "int":
+        # ASCII digits only: str.isdigit() also accepts superscripts like "²", which int() refuses
+        if not re.fullmatch(r"[0-9]{1,9}", value) or int(value) < 1:
+            return f"{shown_value(value)} is not a positive whole number: use e.g. {var.default}"
+        if var.maximum and int(value) > var.maximum:
+            return f"{value} is more than {var.maximum}, the largest sane value: use e.g. {var.default}"
     if var.kind == "email" and not _EMAIL.match(value):
-        return f"{value!r} is not an e-mail address: use name@example.org"
+        return f"{shown_value(value)} is not an e-mail address: use name@example.org"
     if var.kind == "url" and not _URL.match(value):
-        return f"{value!r} is not a URL: use https://host/path"
+        return f"{shown_value(value)} is not a URL: use https://host/path"
     if var.pattern and not re.match(var.pattern, value):
-        shown = "(value hidden)" if var.secret else repr(value)
+        shown = "(value hidden)" if var.secret else shown_value(value)
         return f"{shown} is malformed: use {var.pattern_help}"
     return None
+
+
+def shown_value(value: str, limit: int = 60) -> str:
+    """A value as an error message quotes it: repr, cut to `limit` characters with its length said."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 def example_values() -> dict[str, dict[str, str]]:
