@@ -55,6 +55,7 @@ def _floor() -> float:
 
 def one_round(workdir: Path) -> dict[str, float]:
     sys.path.insert(0, str(REPO))
+    from tests.envfiles import auth_lines
     from tests.fixtures.apps import env_lines, stage_apps
     from tests.testbed import TestBed
 
@@ -66,7 +67,7 @@ def one_round(workdir: Path) -> dict[str, float]:
         env_file = workdir / "bench.env"
         env_file.write_text(
             "CLOUD_PROVIDER=local\nCLUSTER_NAME=bench\nBASE_DOMAIN=bench.example.org\n"
-            f"REGISTRY_URL={registry}\n" + env_lines(contexts)
+            f"REGISTRY_URL={registry}\n" + auth_lines() + env_lines(contexts)
         )
         env = {**os.environ, **bed.env, "NO_COLOR": "1"}
         env.pop("GITHUB_ACTIONS", None)

@@ -68,3 +68,8 @@ def write_env(path: Path, values: dict[str, str]) -> Path:
 
 def secret_values(values: dict[str, str]) -> list[str]:
     return [values[k] for k in SECRETS if values.get(k)]
+
+
+def auth_lines() -> str:
+    """Env file lines for a complete sign-in provider (every changing step runs the rules)."""
+    return "".join(f"{k}={COMMON[k]}\n" for k in ("GOOGLE_CLIENT_ID", "GOOGLE_CLIENT_SECRET"))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.envfiles import auth_lines
 from tests.fixtures.apps import env_lines, stage_apps
 from tests.testbed import free_port
 from tools.build_push import (
@@ -174,7 +175,9 @@ def test_dockerfile_outside_the_context_counts(tmp_path: Path, context: Path) ->
 def env_file(tmp_path: Path, body: str, registry: str = "127.0.0.1:5000", cloud: str = "local") -> Path:
     path = tmp_path / f"{cloud}.env"
     path.write_text(
-        f"CLOUD_PROVIDER={cloud}\nCLUSTER_NAME=unit\nBASE_DOMAIN=cmb.example.org\nREGISTRY_URL={registry}\n" + body
+        f"CLOUD_PROVIDER={cloud}\nCLUSTER_NAME=unit\nBASE_DOMAIN=cmb.example.org\nREGISTRY_URL={registry}\n"
+        + auth_lines()
+        + body
     )
     return path
 

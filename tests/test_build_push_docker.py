@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.envfiles import auth_lines
 from tests.fixtures.apps import HEALTH, NAMES, env_lines, stage_apps
 from tests.testbed import free_port
 from tools.build_push import content_tag, load_images, main
@@ -118,6 +119,7 @@ def project(tmp_path: Path, docker_host: str, registry: str, bed_env: dict[str, 
     env_file = tmp_path / "local.env"
     env_file.write_text(
         f"CLOUD_PROVIDER=local\nCLUSTER_NAME={cluster}\nBASE_DOMAIN=cmb.example.org\nREGISTRY_URL={registry}\n"
+        + auth_lines()
         + env_lines(contexts)
     )
     return Project(tmp_path, registry, cluster, contexts, env_file, tmp_path / "out" / "images.json", log, capfd)
@@ -369,7 +371,7 @@ def test_gcp_logs_in_with_an_oauth_access_token(project: Project, monkeypatch) -
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(credentials))
     env = project.env_file.read_text().replace("CLOUD_PROVIDER=local\n", "CLOUD_PROVIDER=gcp\n")
     env = env.replace(f"REGISTRY_URL={project.registry}\n", f"REGISTRY_URL={project.registry}/cmb-project/images\n")
-    project.env_file.write_text(env + "PROJECT_ID=cmb-project\nREGION=us-central1\n")
+    project.env_file.write_text(env + "PROJECT_ID=cmb-project\nREGION=us-central1\nLETSENCRYPT_EMAIL=ops@example.org\n")
     access_token = "ya29.a0-test-access-token-" + uuid.uuid4().hex
 
     with responses.RequestsMock() as google:
@@ -394,7 +396,7 @@ def test_gcp_without_credentials_fails_before_building(project: Project, monkeyp
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(project.root / "missing.json"))
     monkeypatch.setenv("HOME", str(project.root))  # no gcloud default credentials either
     env = project.env_file.read_text().replace("CLOUD_PROVIDER=local\n", "CLOUD_PROVIDER=gcp\n")
-    project.env_file.write_text(env + "PROJECT_ID=cmb-project\nREGION=us-central1\n")
+    project.env_file.write_text(env + "PROJECT_ID=cmb-project\nREGION=us-central1\nLETSENCRYPT_EMAIL=ops@example.org\n")
     code, _, err = project.run()
     assert code == 1
     assert "no Google credentials" in err and "GOOGLE_APPLICATION_CREDENTIALS" in err

@@ -250,3 +250,50 @@ def test_local_uses_the_users_kubeconfig_and_pins_the_context(tmp_path, monkeypa
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert not os.path.exists(path)
     assert yaml.safe_load(own.read_text())["current-context"] == "a"  # the user's file is untouched
+
+
+@pytest.mark.testbed
+def test_an_updating_eks_cluster_is_a_warning_not_a_refusal(moto_url, bed_env, monkeypatch, capfd):
+    """EKS keeps its API up through an add-on or version upgrade (status UPDATING, often for long).
+    moto has no way to put a cluster in that state, so EKS's DescribeCluster answer is staged at the
+    network edge (AWS_ENDPOINT_URL_EKS); STS, which signs the token, is still moto."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    cluster = {
+        "name": "cmb-upgrading",
+        "arn": f"arn:aws:eks:us-east-1:{ACCOUNT}:cluster/cmb-upgrading",
+        "status": "UPDATING",
+        "endpoint": "https://127.0.0.1:1",
+        "certificateAuthority": {"data": ""},
+    }
+
+    class Eks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"cluster": cluster}).encode()
+            self.send_response(200 if self.path == "/clusters/cmb-upgrading" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Eks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EKS", f"http://127.0.0.1:{server.server_port}")
+    try:
+        with AwsCloud(aws_settings("cmb-upgrading")).cluster_access() as path:
+            assert yaml.safe_load(Path(path).read_text())["clusters"][0]["cluster"]["server"] == cluster["endpoint"]
+        cluster["status"] = "FAILED"
+        with (
+            pytest.raises(ToolError, match="EKS cluster cmb-upgrading is FAILED: wait until it is ACTIVE"),
+            AwsCloud(aws_settings("cmb-upgrading")).cluster_access(),
+        ):
+            pass
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "EKS cluster cmb-upgrading is UPDATING (an upgrade is under way); going on" in capfd.readouterr().out

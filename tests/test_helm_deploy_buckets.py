@@ -33,7 +33,8 @@ def aws() -> AwsCloud:
 
 def gcp() -> GcpCloud:
     cluster = f"cmb{uuid.uuid4().hex[:8]}"
-    return GcpCloud(load_settings(cloud="gcp", environ=good_env("gcp", CLUSTER_NAME=cluster)))
+    # the emulator is honoured only in dev: elsewhere STORAGE_EMULATOR_HOST is refused
+    return GcpCloud(load_settings(cloud="gcp", environ=good_env("gcp", CLUSTER_NAME=cluster, ENVIRONMENT="dev")))
 
 
 def s3_state(name: str) -> dict[str, object]:
@@ -138,3 +139,13 @@ def test_gcs_dry_run_creates_nothing(gcs_url, bed_env):
 def test_local_needs_no_bucket():
     cloud = LocalCloud(load_settings(cloud="local", environ=good_env("local")))
     assert "PersistentVolumeClaim" in cloud.ensure_database_bucket()
+
+
+def test_the_gcs_emulator_is_refused_outside_dev(gcs_url, bed_env):
+    """STORAGE_EMULATOR_HOST left in a production shell would send the database bucket's calls to
+    an emulator with anonymous credentials: a clear error, not a silent switch."""
+    from tools.errors import ToolError
+
+    production = GcpCloud(load_settings(cloud="gcp", environ=good_env("gcp")))
+    with pytest.raises(ToolError, match=r"STORAGE_EMULATOR_HOST=http://127\.0\.0\.1:\d+ is set: GCS calls would go"):
+        production.ensure_database_bucket()

@@ -564,6 +564,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     names = select_images(args.images)
     settings = settings_from(args)
+    from tools.rules import require_valid
+
+    require_valid(settings, "build_push")  # before any repository is made or image pushed
     cloud = cloud_for(settings)
     release = release_tag(args.tag, settings)
     jobs = plan(settings, cloud, names, need_source=not (args.skip_build and release))

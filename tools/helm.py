@@ -41,19 +41,40 @@ def helm_binary() -> str:
 
 def client(**kwargs: Any) -> Any:
     """A pyhelm3 Client on our helm binary."""
+    import subprocess
+
     from pyhelm3 import Client
 
-    return Client(executable=helm_binary(), **kwargs)
+    try:
+        return Client(executable=helm_binary(), **kwargs)  # runs `helm version` at once
+    except (subprocess.CalledProcessError, OSError) as exc:
+        raise broken_helm(exc) from None
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run one pyhelm3 coroutine, turning its errors into one clear line."""
+    import subprocess
+
     from pyhelm3 import errors
 
     try:
         return asyncio.run(coroutine)
     except errors.Error as exc:
         raise ToolError(f"helm: {helm_reason(exc)}") from None
+    except (subprocess.CalledProcessError, OSError) as exc:  # pyhelm3 asks `helm version` first
+        raise broken_helm(exc) from None
+
+
+def broken_helm(exc: BaseException) -> ToolError:
+    """The helm binary cannot run at all (126: not executable here, e.g. another CPU architecture)."""
+    import subprocess
+
+    binary = helm_binary()
+    reason = f"exit code {exc.returncode}" if isinstance(exc, subprocess.CalledProcessError) else str(exc)
+    return ToolError(
+        f"{binary} does not run ({reason}): it is broken or built for another system; reinstall it "
+        "(`make setup`, or your package manager) or point HELM_BIN at a working helm"
+    )
 
 
 def helm_reason(exc: BaseException) -> str:

@@ -16,7 +16,6 @@ install/upgrade. Exit 0 ok, 1 failure, 2 usage.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime
 import difflib
@@ -66,6 +65,8 @@ def load_values(path: str | None) -> dict[str, Any]:
         return {}
     import yaml
 
+    if os.path.isdir(path):
+        raise UsageError(f"--values {path} is a directory: give a YAML file of chart values")
     try:
         with open(path, encoding="utf-8") as handle:
             values = yaml.safe_load(handle) or {}
@@ -367,7 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="extra flag for helm upgrade/install, repeatable: --helm-flag=--skip-schema-validation",
     )
     args = parser.parse_args(argv)
-    duration_seconds(args.timeout)
+    duration_seconds(args.timeout)  # every argument is checked before the first network call
+    overrides = load_values(args.values)
+    if not (Path(args.chart) / "Chart.yaml").is_file():
+        raise UsageError(f"--chart {args.chart} has no Chart.yaml: give the chart's folder (default helm/)")
     options = Options(Path(args.chart), args.timeout, args.wait, args.dry_run, args.helm_flags)
     settings = cli.settings_from(args)
     from tools.rules import require_valid
@@ -384,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in missing:
             REPORTER.error(line, title="helm_deploy")
         raise ToolError(f"{len(missing)} image(s) not deployable: nothing was changed")
-    values = merge(cloud.chart_values(images), load_values(args.values))
+    values = merge(cloud.chart_values(images), overrides)
     rendered = [o for o in render(settings.release, settings.namespace, values, options.chart) if o]
     with cloud.cluster_access() as kubeconfig:
         api = kube.api_client(kubeconfig)
@@ -414,12 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(coroutine: Any) -> Any:
     """Run the release steps; a helm error that escaped the steps' own handling is still one line."""
-    from pyhelm3 import errors
+    from tools.helm import run_async
 
-    try:
-        return asyncio.run(coroutine)
-    except errors.Error as exc:
-        raise ToolError(f"helm: {helm_reason(exc)}") from None
+    return run_async(coroutine)
 
 
 if __name__ == "__main__":

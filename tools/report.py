@@ -151,12 +151,13 @@ def markdown_table(header: list[str], rows: Iterable[Iterable[object]]) -> str:
     return "\n".join(lines)
 
 
-_MARKDOWN_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]~|"})
+_MARKDOWN_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\[]|"})
 
 
 def markdown_cell(value: object) -> str:
-    """Text from anywhere (Kubernetes events, container logs) as one inert table cell: no line
-    break can end the row, no HTML or Markdown (links, images, emphasis) is interpreted."""
+    """Text from anywhere (Kubernetes events, container logs) as one safe table cell: no line break
+    or pipe can end the row or cell, no HTML, link or image is interpreted (code spans and
+    emphasis may render, harmlessly: the tools' own cells use them)."""
     text = " ".join(str(value).split())
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.translate(_MARKDOWN_SPECIAL)

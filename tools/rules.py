@@ -81,6 +81,9 @@ def require_valid(settings: Settings, step: str) -> None:
     from tools.errors import ToolError
     from tools.report import REPORTER
 
+    example = example_file_problem(settings)
+    if example:  # never deploy from the tracked example (it invites filling in a tracked file)
+        raise ToolError(f"{example}; {step} does not run on an example file", 2)
     found = errors(check(settings))
     for finding in found:
         REPORTER.error(str(finding), title=step)
@@ -89,6 +92,15 @@ def require_valid(settings: Settings, step: str) -> None:
             f"{len(found)} configuration error(s): nothing was changed; fix them "
             f"(python -m tools.validate_secrets) and run {step} again"
         )
+
+
+def example_file_problem(settings: Settings) -> str | None:
+    """What to do when the settings come from a tracked `env/*.env.example` file, else None."""
+    path = settings.env_file or ""
+    if not path.endswith(".example"):
+        return None
+    own = path.removesuffix(".example")
+    return f"{path} is the tracked example: cp {path} {own}, fill it in (it is git-ignored) and use that"
 
 
 def chosen_providers_note(settings: Settings) -> str:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -253,6 +254,8 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds: use e.g. 300")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
     return value
@@ -264,6 +267,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.ca_bundle and not os.path.isfile(args.ca_bundle):
         raise UsageError(f"--ca-bundle {args.ca_bundle} is not a file")
     settings = settings_from(args)
+    from tools.rules import example_file_problem
+
+    example = example_file_problem(settings)
+    if example:  # it may roll a release back: not from an example file
+        raise UsageError(f"{example}; smoke_test does not run on an example file")
     cloud = cloud_for(settings)
     with cloud.cluster_access() as kubeconfig:
         return smoke_test(settings, kubeconfig, args)

@@ -42,8 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors = rules.errors(findings)
     warnings = [f for f in findings if f.level == "warning"]
     source = settings.env_file or "the environment"
+    example = rules.example_file_problem(settings)
     if errors:
         REPORTER.line("error", f"{len(errors)} error(s), {len(warnings)} warning(s) in {source} for {settings.cloud}")
+        if example:
+            REPORTER.line("info", example)
+        return 1
+    if example:
+        REPORTER.error(example, title="configuration")
         return 1
     REPORTER.ok(
         f"{source} is valid for {settings.cloud} ({len(warnings)} warning(s); {rules.chosen_providers_note(settings)})"

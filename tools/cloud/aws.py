@@ -133,9 +133,14 @@ class AwsCloud(Cloud):
 
     @contextmanager
     def cluster_access(self) -> Iterator[str]:
+        from tools.report import REPORTER
+
         cluster = self.eks_cluster
-        if cluster.get("status", "ACTIVE") != "ACTIVE":
-            raise ToolError(f"EKS cluster {cluster['name']} is {cluster['status']}: wait until it is ACTIVE")
+        status = cluster.get("status", "ACTIVE")
+        if status == "UPDATING":  # an add-on or version upgrade: the API keeps answering meanwhile
+            REPORTER.warning(f"EKS cluster {cluster['name']} is UPDATING (an upgrade is under way); going on")
+        elif status != "ACTIVE":
+            raise ToolError(f"EKS cluster {cluster['name']} is {status}: wait until it is ACTIVE")
         ca = (cluster.get("certificateAuthority") or {}).get("data", "")
         name = cluster.get("arn") or cluster["name"]
         with temporary_kubeconfig(name, cluster["endpoint"], ca, self.eks_token()) as path:

@@ -144,7 +144,13 @@ class GcpCloud(Cloud):
 
         from google.cloud import storage
 
-        if os.environ.get("STORAGE_EMULATOR_HOST"):
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:
+            if self.settings.environment != "dev":
+                raise ToolError(
+                    f"STORAGE_EMULATOR_HOST={emulator} is set: GCS calls would go to an emulator with anonymous "
+                    f"credentials, not to Google: unset it (or set ENVIRONMENT=dev for a test run)"
+                )
             from google.auth.credentials import AnonymousCredentials
 
             return storage.Client(project=self.settings["PROJECT_ID"], credentials=AnonymousCredentials())
