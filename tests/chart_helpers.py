@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.envfiles import good_env
+from tests.skips import unavailable
 from tools.cloud import Cloud, cloud_for
 from tools.settings import load_settings
 
@@ -39,10 +39,7 @@ def helm_bin(name: str) -> str:
     """The path of `helm4` or `helm3`; skip (fail under CI) when it is not installed."""
     path = HELMS[name]
     if not path.exists():
-        msg = f"{path} missing: run `python -m tools.install_helm --with-helm3`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        unavailable(f"{path} missing: run `python -m tools.install_helm --with-helm3`")
     return str(path)
 
 

