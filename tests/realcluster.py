@@ -126,7 +126,7 @@ class StandIns:
         return cls(registry, images_file, contexts, variants)
 
     def images(self) -> dict[str, dict[str, str]]:
-        from tools.build_push import load_images
+        from tools.images import load_images
 
         return load_images(self.images_file)
 

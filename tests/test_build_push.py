@@ -14,15 +14,10 @@ import pytest
 from tests.envfiles import auth_lines
 from tests.fixtures.apps import env_lines, stage_apps
 from tests.testbed import free_port
-from tools.build_push import (
-    content_tag,
-    context_entries,
-    load_images,
-    main,
-    parse_dockerignore,
-    write_images,
-)
+from tools.build_push import main
+from tools.content_tag import content_tag, context_entries, parse_dockerignore
 from tools.errors import ToolError
+from tools.images import load_images, write_images
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -311,15 +306,15 @@ def test_write_images_is_atomic_and_keeps_other_images(tmp_path: Path) -> None:
     path = tmp_path / "out" / "images.json"
     first = [Job("backend", "r:5000/c-backend", tags=["c-0"], digest=DIGEST_A)]
     first.append(Job("frontend", "r:5000/c-frontend", tags=["c-1"], digest=DIGEST_A))
-    write_images(path, "r:5000", first)
-    data = write_images(path, "r:5000", [Job("frontend", "r:5000/c-frontend", tags=["c-2"], digest=DIGEST_B)])
+    write_images(path, "r:5000", {job.name: job.record() for job in first})
+    second = Job("frontend", "r:5000/c-frontend", tags=["c-2"], digest=DIGEST_B)
+    data = write_images(path, "r:5000", {"frontend": second.record()})
     assert list(data["images"]) == ["backend", "frontend"]
     assert data["images"]["backend"]["tags"] == ["c-0"] and data["images"]["frontend"]["digest"] == DIGEST_B
     assert json.loads(path.read_text()) == data
     assert [p.name for p in path.parent.iterdir()] == ["images.json"], "no temporary file left behind"
-    other = write_images(
-        path, "elsewhere:5000", [Job("frontend", "elsewhere:5000/c-frontend", ["c-2"], digest=DIGEST_B)]
-    )
+    elsewhere = Job("frontend", "elsewhere:5000/c-frontend", ["c-2"], digest=DIGEST_B)
+    other = write_images(path, "elsewhere:5000", {"frontend": elsewhere.record()})
     assert list(other["images"]) == ["frontend"], "entries of another registry are not carried over"
 
 

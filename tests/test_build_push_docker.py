@@ -24,7 +24,9 @@ import pytest
 from tests.envfiles import auth_lines
 from tests.fixtures.apps import HEALTH, NAMES, env_lines, stage_apps
 from tests.testbed import free_port
-from tools.build_push import content_tag, load_images, main
+from tools.build_push import main
+from tools.content_tag import content_tag
+from tools.images import load_images
 
 pytestmark = pytest.mark.testbed
 MANIFEST_ACCEPT = ", ".join(

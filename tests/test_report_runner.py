@@ -163,3 +163,25 @@ def test_sigterm_removes_temporary_credentials(tmp_path: Path) -> None:
     assert proc.returncode == 143, err
     assert "terminated (SIGTERM)" in err and "Traceback" not in err
     assert list(scratch.iterdir()) == []
+
+
+def test_no_step_imports_another_step_or_a_private_helper() -> None:
+    """The steps are independent scripts: they share small modules, never each other; and no
+    module reaches for another module's private (underscore) names."""
+    import ast
+
+    from tools.settings import REPO_ROOT
+
+    steps = {"validate_secrets", "build_push", "make_secrets", "helm_deploy", "smoke_test", "plan"}
+    found = []
+    for path in sorted((REPO_ROOT / "tools").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tools"):
+                target = node.module.split(".")[-1]
+                names = [alias.name for alias in node.names]
+                if target in steps and target != path.stem:
+                    found.append(f"{path.name} imports step {target}")
+                if node.module == "tools":
+                    found += [f"{path.name} imports step {n}" for n in names if n in steps]
+                found += [f"{path.name} imports private {node.module}.{n}" for n in names if n.startswith("_")]
+    assert found == []

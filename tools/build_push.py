@@ -21,7 +21,7 @@ DOCKER_CONFIG folder that is deleted afterwards.
 Output: `out/images.json` (`--output`), written atomically and only when every image
 succeeded: {"registry": R, "images": {NAME: {"repository": REPO, "tags": [CONTENT, RELEASE?],
 "digest": "sha256:..."}}}. Images not built in this run keep their entry from the previous
-file (same registry). `load_images()` reads it for helm_deploy. Under GitHub Actions also the
+file (same registry), through tools/images.py, which the later steps read it with. Under GitHub Actions also the
 step output `images` (the same JSON) and a row per image in the job summary.
 
 Environment: DOCKER (the docker client, default `docker`), DOCKER_BUILDKIT (default: BuildKit
@@ -31,159 +31,26 @@ when buildx is installed, else the legacy builder).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import posixpath
 import re
-import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tools.cli import main_boundary, parser, settings_from
 from tools.cloud import Cloud, RegistryAuth, cloud_for
+from tools.content_tag import CONTENT_TAG, content_tag
 from tools.errors import ToolError, UsageError
-from tools.registry import DIGEST, Registry
+from tools.images import DEFAULT_OUTPUT, write_images
+from tools.registry import Registry
 from tools.report import REPORTER, markdown_table
 from tools.settings import IMAGES, ConfigError, Settings
 
-DEFAULT_OUTPUT = "out/images.json"
-CONTENT_PREFIX = "c-"
-CONTENT_TAG = re.compile(r"^c-[0-9a-f]{12}$")
 DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 GIT_RELEASE = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$")
-_HASH_VERSION = b"cmbcluster-content-tag-v1\0"
-
-
-# -- .dockerignore ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class IgnorePattern:
-    text: str  # cleaned, without the leading "!"
-    exclusion: bool  # a "!" line: re-include what earlier lines excluded
-    regex: re.Pattern[str]
-
-
-def parse_dockerignore(text: str) -> list[IgnorePattern]:
-    """Docker's reading of .dockerignore: comments, trimming, Clean(), a leading "/" dropped."""
-    patterns = []
-    for number, raw in enumerate(text.lstrip("\ufeff").splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        exclusion = line.startswith("!")
-        if exclusion:
-            line = line[1:].strip()
-            if not line:
-                raise ToolError(f".dockerignore line {number}: a lone '!' is not a pattern: remove it")
-        cleaned = posixpath.normpath(line)
-        if cleaned.startswith("//"):
-            cleaned = cleaned[1:]
-        if len(cleaned) > 1 and cleaned.startswith("/"):
-            cleaned = cleaned[1:]
-        try:
-            regex = re.compile(_pattern_regex(cleaned))
-        except re.error:
-            raise ToolError(f".dockerignore line {number}: bad pattern {line!r}: fix its [ ] brackets") from None
-        patterns.append(IgnorePattern(cleaned, exclusion, regex))
-    return patterns
-
-
-def _pattern_regex(pattern: str) -> str:
-    """The regular expression Docker's patternmatcher builds for one pattern."""
-    out, i = "^", 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "*":
-            if pattern[i + 1 : i + 2] == "*":
-                i += 1
-                if pattern[i + 1 : i + 2] == "/":  # "**/" is "**"
-                    i += 1
-                out += ".*" if i + 1 >= len(pattern) else "(.*/)?"
-            else:
-                out += "[^/]*"
-        elif ch == "?":
-            out += "[^/]"
-        elif ch in ".+()|{}$":
-            out += "\\" + ch
-        elif ch == "\\":
-            if i + 1 < len(pattern):
-                i += 1
-                out += "\\" + pattern[i]
-            else:
-                out += "\\\\"
-        else:
-            out += ch  # including [ ] character classes
-        i += 1
-    return out + "$"
-
-
-def is_ignored(path: str, patterns: Sequence[IgnorePattern]) -> bool:
-    """Docker's MatchesOrParentMatches: the last pattern matching the path or a parent folder wins."""
-    parents = path.split("/")[:-1]
-    matched = False
-    for pattern in patterns:
-        if pattern.exclusion != matched:
-            continue
-        hit = bool(pattern.regex.match(path)) or any(
-            pattern.regex.match("/".join(parents[: i + 1])) for i in range(len(parents))
-        )
-        if hit:
-            matched = not pattern.exclusion
-    return matched
-
-
-def context_entries(context: Path, patterns: Sequence[IgnorePattern]) -> Iterator[tuple[str, os.stat_result]]:
-    """The (relative path, lstat) of every entry Docker puts in the build context, sorted.
-
-    An ignored folder is skipped whole unless a `!` pattern starts with its path (Docker's
-    own shortcut: `!**/keep` does not reach into an ignored folder, `!dir/keep` does).
-    """
-    exceptions = [p.text + "/" for p in patterns if p.exclusion]
-
-    def walk(folder: Path, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
-        with os.scandir(folder) as scan:
-            entries = sorted(scan, key=lambda e: e.name)
-        for entry in entries:
-            rel = prefix + entry.name
-            st = entry.stat(follow_symlinks=False)
-            is_dir = stat.S_ISDIR(st.st_mode)
-            if patterns and is_ignored(rel, patterns):
-                if is_dir and any(e.startswith(rel + "/") for e in exceptions):
-                    yield from walk(Path(entry.path), rel + "/")
-                continue
-            yield rel, st
-            if is_dir:
-                yield from walk(Path(entry.path), rel + "/")
-
-    yield from walk(context, "")
-
-
-def content_tag(context: Path, dockerfile: Path) -> str:
-    """`c-` + 12 hex digits of the hash of the Dockerfile and the context Docker would send."""
-    digest = hashlib.sha256(_HASH_VERSION)
-    _feed(digest, b"Dockerfile", dockerfile.read_bytes())
-    ignore_file = context / ".dockerignore"
-    ignore_text = ignore_file.read_text(encoding="utf-8") if ignore_file.is_file() else ""
-    _feed(digest, b".dockerignore", ignore_text.encode())  # Docker always sends it
-    for rel, st in context_entries(context, parse_dockerignore(ignore_text)):
-        mode = stat.S_IMODE(st.st_mode)
-        path = context / rel
-        if stat.S_ISREG(st.st_mode):
-            with open(path, "rb") as handle:
-                body = hashlib.file_digest(handle, "sha256").digest()
-            _feed(digest, f"F {rel} {mode:o}".encode(), body)
-        elif stat.S_ISDIR(st.st_mode):
-            _feed(digest, f"D {rel} {mode:o}".encode(), b"")
-        elif stat.S_ISLNK(st.st_mode):
-            _feed(digest, f"L {rel}".encode(), os.readlink(path).encode())
-    return CONTENT_PREFIX + digest.hexdigest()[:12]
-
-
-def _feed(digest: Any, head: bytes, body: bytes) -> None:
-    digest.update(b"%d:%s%d:%s" % (len(head), head, len(body), body))
 
 
 # -- what to build ---------------------------------------------------------------------------
@@ -477,64 +344,6 @@ class Publisher:
         job.status, job.digest, job.tags = "built", digest, push
 
 
-# -- images.json ---------------------------------------------------------------------------------
-def write_images(path: Path, registry: str, jobs: Sequence[Job]) -> dict[str, Any]:
-    """Write the image list atomically; images not in `jobs` keep their previous entry."""
-    images: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            previous = json.loads(path.read_text(encoding="utf-8"))
-            if previous.get("registry") == registry:
-                images = {k: v for k, v in (previous.get("images") or {}).items() if k in IMAGES}
-        except (ValueError, AttributeError, OSError):
-            images = {}
-    images.update({job.name: job.record() for job in jobs})
-    data = {"registry": registry, "images": {name: images[name] for name in IMAGES if name in images}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: the rename is atomic
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        with open(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, indent=2) + "\n")
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise ToolError(f"cannot write {path} ({exc.strerror or exc}): choose another --output") from None
-    return data
-
-
-def load_images(path: str | os.PathLike[str] = DEFAULT_OUTPUT) -> dict[str, dict[str, str]]:
-    """Read build_push's output for the chart: {name: {"repository", "tag", "digest"}}.
-
-    `tag` is the release tag when one was given, else the content tag (the last of `tags`).
-    """
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ToolError(f"{p} does not exist: run `python -m tools.build_push` (make build) first") from None
-    except (OSError, ValueError) as exc:
-        raise ToolError(f"{p} is not a readable image list ({exc}): run tools.build_push again") from None
-    images = data.get("images") if isinstance(data, dict) else None
-    if not isinstance(images, dict):
-        raise ToolError(f"{p} has no 'images' object: run tools.build_push again")
-    out = {}
-    for name, entry in images.items():
-        ok = (
-            name in IMAGES
-            and isinstance(entry, dict)
-            and isinstance(entry.get("repository"), str)
-            and isinstance(entry.get("tags"), list)
-            and entry["tags"]
-            and isinstance(entry.get("digest"), str)
-            and DIGEST.match(entry["digest"])
-        )
-        if not ok:
-            raise ToolError(f"{p}: entry {name!r} is malformed (needs repository, tags, digest): run build_push again")
-        out[name] = {"repository": entry["repository"], "tag": entry["tags"][-1], "digest": entry["digest"]}
-    return out
-
-
 def report_github(data: dict[str, Any], jobs: Sequence[Job]) -> None:
     """Step output `images` and a job-summary row per image (no-ops outside GitHub Actions)."""
     REPORTER.output("images", json.dumps(data, separators=(",", ":")))
@@ -578,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     stream = args.verbose or REPORTER.github
     Publisher(cloud, release, force=args.force_rebuild, skip_build=args.skip_build, stream=stream).run(jobs)
-    data = write_images(Path(args.output), cloud.registry(), jobs)
+    data = write_images(Path(args.output), cloud.registry(), {job.name: job.record() for job in jobs})
     report_github(data, jobs)
     built = sum(j.status == "built" for j in jobs)
     REPORTER.ok(f"{len(jobs)} image(s) ready, {built} built; wrote {args.output}")

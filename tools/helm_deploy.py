@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from tools import cli
-from tools.build_push import DEFAULT_OUTPUT
-from tools.build_push import load_images as read_images
 from tools.errors import ToolError, UsageError
 from tools.helm import helm_reason
+from tools.images import DEFAULT_OUTPUT
+from tools.images import load_images as read_images
 from tools.report import REPORTER, markdown_table
 from tools.settings import IMAGES, REPO_ROOT, Settings
 

@@ -20,7 +20,6 @@ from tools import cli, helm, rules
 from tools.cloud import Cloud, cloud_for
 from tools.report import REPORTER, markdown_table
 from tools.settings import REPO_ROOT, Settings
-from tools.validate_secrets import report as report_findings
 
 
 def image_tags(cloud: Cloud) -> dict[str, dict[str, str]]:
@@ -34,7 +33,7 @@ def image_tags(cloud: Cloud) -> dict[str, dict[str, str]]:
 
 
 def content_tag_or_none(settings: Settings, image: str) -> str | None:
-    from tools.build_push import content_tag
+    from tools.content_tag import content_tag
 
     if not Path(settings.context(image)).is_dir() or not Path(settings.dockerfile(image)).is_file():
         return None
@@ -76,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.monotonic()
     findings = rules.check(settings)
-    report_findings(settings, findings, verbose=False)
+    rules.report(findings, verbose=False, title="plan")
     errors = rules.errors(findings)
     REPORTER.line("error" if errors else "ok", f"validate: {len(errors)} error(s)", time.monotonic() - start)
 

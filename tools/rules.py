@@ -76,6 +76,19 @@ def errors(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.level == "error"]
 
 
+def report(findings: list[Finding], verbose: bool = True, title: str = "validate_secrets") -> None:
+    """One line per finding (errors and warnings also as annotations); notes only when verbose."""
+    from tools.report import REPORTER
+
+    for finding in findings:
+        if finding.level == "error":
+            REPORTER.error(str(finding), title=title)
+        elif finding.level == "warning":
+            REPORTER.warning(str(finding), title=title)
+        elif verbose:
+            REPORTER.info(str(finding))
+
+
 def require_valid(settings: Settings, step: str) -> None:
     """Refuse (before any change) when the rules report errors: every step that changes something calls this."""
     from tools.errors import ToolError

@@ -45,6 +45,7 @@ from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET, cloud_for
 from tools.errors import ToolError, UsageError
 from tools.report import REPORTER, markdown_table
 from tools.settings import SECRET_VARS, Settings
+from tools.smoke import objects
 from tools.smoke.endpoints import check_endpoints
 from tools.smoke.storage import check_storage
 from tools.smoke.watch import (
@@ -56,9 +57,8 @@ from tools.smoke.watch import (
     DEFAULT_STORAGE_DEADLINE,
     Check,
     Cluster,
-    _labels,
-    _print_check,
     check_rollout,
+    print_check,
     release_deployments,
 )
 
@@ -127,7 +127,7 @@ def image_rows(
     rows, warnings = [], []
     for name in names:
         deployment = cluster.objects["deployments"].get(name) or {}
-        component = _labels(deployment).get(COMPONENT_LABEL) or name
+        component = objects.labels(deployment).get(COMPONENT_LABEL) or name
         containers = (((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
         running = {
             c.get("name"): (c.get("imageID") or "").rpartition("@")[2]
@@ -303,7 +303,7 @@ def smoke_test(settings: Settings, kubeconfig: str, args: argparse.Namespace) ->
             checks.append(Check("user storage", "skipped", None, "--no-storage-check"))
         elif _healthy(checks):
             checks.append(check_storage(cluster, settings, args))
-            _print_check(checks[-1])
+            print_check(checks[-1])
         else:
             checks.append(Check("user storage", "skipped", None, "not run: an earlier check failed"))
         healthy = _healthy(checks)
@@ -315,7 +315,7 @@ def smoke_test(settings: Settings, kubeconfig: str, args: argparse.Namespace) ->
             checks.append(Check("rollback", "skipped", None, "--no-rollback: the release is left as it is"))
         elif not healthy:
             check, target = rollback(settings, kubeconfig)
-            _print_check(check)
+            print_check(check)
             checks.append(check)
             if target is not None:
                 cluster.refresh_deployments(names)
@@ -333,7 +333,7 @@ def _healthy(checks: Sequence[Check]) -> bool:
 def _load_images(path: str | None) -> dict[str, dict[str, str]]:
     if not path:
         return {}
-    from tools.build_push import load_images
+    from tools.images import load_images
 
     return load_images(path)
 

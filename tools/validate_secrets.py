@@ -12,17 +12,7 @@ from collections.abc import Sequence
 
 from tools import cli, rules
 from tools.report import REPORTER
-from tools.settings import ConfigError, Settings
-
-
-def report(settings: Settings, findings: list[rules.Finding], verbose: bool = True) -> None:
-    for finding in findings:
-        if finding.level == "error":
-            REPORTER.error(str(finding), title="validate_secrets")
-        elif finding.level == "warning":
-            REPORTER.warning(str(finding), title="validate_secrets")
-        elif verbose:
-            REPORTER.info(str(finding))
+from tools.settings import ConfigError
 
 
 @cli.main_boundary
@@ -38,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         REPORTER.line("error", f"{len(exc.problems)} configuration problem(s): fix them and run again")
         return exc.exit_code
     findings = rules.check(settings)
-    report(settings, findings, verbose=not args.quiet)
+    rules.report(findings, verbose=not args.quiet)
     errors = rules.errors(findings)
     warnings = [f for f in findings if f.level == "warning"]
     source = settings.env_file or "the environment"

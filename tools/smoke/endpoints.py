@@ -8,7 +8,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tools.settings import Settings
-from tools.smoke.watch import Check, Cluster, _colon, _name, _print_check, _short_error, describe_event
+from tools.smoke import objects
+from tools.smoke.watch import Check, Cluster, describe_event, print_check
 
 
 # -- endpoints ----------------------------------------------------------------------------------------
@@ -19,7 +20,7 @@ def ingress_addresses(cluster: Cluster, release: str, deadline_at: float) -> tup
         return Check("ingress address", "failed", 0.0, f"cannot read Ingresses: {cluster.unavailable['ingresses']}"), []
     while True:
         ingresses = cluster.release_objects("ingresses", release)
-        found = {_name(i): _ingress_address(i) for i in ingresses}
+        found = {objects.name(i): _ingress_address(i) for i in ingresses}
         if ingresses and all(found.values()):
             addresses = list(dict.fromkeys(a for a in found.values() if a))
             detail = ", ".join(f"{name}: {address}" for name, address in found.items())
@@ -95,11 +96,11 @@ def check_url(
                     target, headers=headers, timeout=timeout, verify=ca_bundle or True, allow_redirects=False
                 )
             except requests.exceptions.SSLError as exc:
-                last = f"TLS verification failed: {_short_error(exc)}"
+                last = f"TLS verification failed: {objects.short_error(exc)}"
             except requests.exceptions.Timeout:
                 last = f"no answer within the request timeout ({timeout:.1f}s)"
             except requests.exceptions.ConnectionError as exc:
-                last = f"cannot connect: {_short_error(exc)}"
+                last = f"cannot connect: {objects.short_error(exc)}"
             else:
                 last = _judge_response(response, expect_status)
                 if not last:
@@ -118,16 +119,16 @@ def _judge_response(response: Any, expect_status: str | None) -> str:
     body = response.text[:200].strip().replace("\n", " ")
     if response.status_code != 200:
         where = f" to {response.headers.get('Location')}" if response.is_redirect else ""
-        return f"answered HTTP {response.status_code} {response.reason or ''}".rstrip() + where + _colon(body)
+        return f"answered HTTP {response.status_code} {response.reason or ''}".rstrip() + where + objects.colon(body)
     if expect_status is None:
         return ""
     try:
         document = response.json()
     except ValueError:
-        return "answered 200 but not with JSON" + _colon(body)
+        return "answered 200 but not with JSON" + objects.colon(body)
     status = document.get("status") if isinstance(document, dict) else None
     if status != expect_status:
-        return f"answered JSON with status {status!r}, expected {expect_status!r}" + _colon(body)
+        return f"answered JSON with status {status!r}, expected {expect_status!r}" + objects.colon(body)
     return ""
 
 
@@ -135,7 +136,7 @@ def check_endpoints(cluster: Cluster, settings: Settings, args: argparse.Namespa
     deadline_at = time.monotonic() + args.endpoint_deadline
     ingress_check, addresses = ingress_addresses(cluster, settings.release, deadline_at)
     checks = [ingress_check]
-    _print_check(ingress_check)
+    print_check(ingress_check)
     address = args.address
     if address == "ingress":
         if not addresses:
@@ -155,5 +156,5 @@ def check_endpoints(cluster: Cluster, settings: Settings, args: argparse.Namespa
             ca_bundle=args.ca_bundle,
         )
         checks.append(check)
-        _print_check(check)
+        print_check(check)
     return checks, addresses

@@ -14,6 +14,7 @@ from tools.cloud import USER_SERVICE_ACCOUNT, cloud_for
 from tools.errors import ToolError
 from tools.report import REPORTER
 from tools.settings import Settings
+from tools.smoke import objects
 from tools.smoke.watch import (
     COMPONENT_LABEL,
     RELEASE_ANNOTATION,
@@ -22,10 +23,6 @@ from tools.smoke.watch import (
     Cluster,
     Outcome,
     Problem,
-    _annotations,
-    _colon,
-    _json,
-    _name,
     container_logs,
     pod_problem,
     pod_summary,
@@ -48,7 +45,7 @@ def user_environment(cluster: Cluster, release: str) -> tuple[dict[str, str], st
     maps = [
         m
         for m in listing.get("items") or []
-        if _annotations(m).get(RELEASE_ANNOTATION) == release and _name(m).endswith("-user-environment")
+        if objects.annotations(m).get(RELEASE_ANNOTATION) == release and objects.name(m).endswith("-user-environment")
     ]
     if not maps:
         raise ToolError(
@@ -83,14 +80,14 @@ def storage_check_manifests(
     name = f"{release}-storage-check-{token}"[:63]
     mode = config.get("USER_POD_VOLUME_MODE", "none")
     driver = config.get("USER_POD_CSI_DRIVER", "")
-    attributes = _json(config.get("USER_POD_VOLUME_ATTRIBUTES"), {}, "USER_POD_VOLUME_ATTRIBUTES")
-    objects: list[dict[str, Any]] = []
+    attributes = objects.json_setting(config.get("USER_POD_VOLUME_ATTRIBUTES"), {}, "USER_POD_VOLUME_ATTRIBUTES")
+    made: list[dict[str, Any]] = []
     if mode == "csi-inline":
         csi = {"driver": driver, "volumeAttributes": {"bucketName": bucket, **attributes}}
         volume = {"name": "user-data", "csi": csi}
     elif mode == "csi-static-pv":
         pv_name = f"{namespace}-{name}"[:253]
-        objects.append(
+        made.append(
             {
                 "apiVersion": "v1",
                 "kind": "PersistentVolume",
@@ -101,7 +98,9 @@ def storage_check_manifests(
                     "persistentVolumeReclaimPolicy": "Retain",
                     "storageClassName": "",
                     "claimRef": {"namespace": namespace, "name": name},
-                    "mountOptions": _json(config.get("USER_POD_MOUNT_OPTIONS"), [], "USER_POD_MOUNT_OPTIONS"),
+                    "mountOptions": objects.json_setting(
+                        config.get("USER_POD_MOUNT_OPTIONS"), [], "USER_POD_MOUNT_OPTIONS"
+                    ),
                     "csi": {
                         "driver": driver,
                         "volumeHandle": pv_name,
@@ -110,7 +109,7 @@ def storage_check_manifests(
                 },
             }
         )
-        objects.append(
+        made.append(
             {
                 "apiVersion": "v1",
                 "kind": "PersistentVolumeClaim",
@@ -131,7 +130,7 @@ def storage_check_manifests(
     image = config.get("USER_POD_IMAGE") or ""
     if not image:
         raise ToolError("USER_POD_IMAGE is empty in the chart's user-environment ConfigMap")
-    annotations = _json(config.get("USER_POD_ANNOTATIONS"), {}, "USER_POD_ANNOTATIONS")
+    annotations = objects.json_setting(config.get("USER_POD_ANNOTATIONS"), {}, "USER_POD_ANNOTATIONS")
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -175,8 +174,8 @@ def storage_check_manifests(
             "volumes": [volume],
         },
     }
-    objects.append(pod)
-    return objects
+    made.append(pod)
+    return made
 
 
 def _storage_labels(release: str) -> dict[str, str]:
@@ -196,17 +195,17 @@ def check_storage(cluster: Cluster, settings: Settings, args: argparse.Namespace
     config, service_account = user_environment(cluster, settings.release)
     bucket = args.storage_bucket or cloud_for(settings).database_bucket
     token = secrets.token_hex(4)
-    objects = storage_check_manifests(
+    manifests = storage_check_manifests(
         config, service_account, cluster.namespace, settings.release, bucket, token, int(args.storage_deadline)
     )
-    pod = objects[-1]
-    name = _name(pod)
+    pod = manifests[-1]
+    name = objects.name(pod)
     phases: list[str] = []
     created: list[dict[str, Any]] = []
     REPORTER.info(f"storage check: pod {name} as {service_account}, volume {_volume_kind(pod)}, bucket {bucket}")
     outcome: Outcome | None = None
     try:
-        for obj in objects:
+        for obj in manifests:
             _create(cluster, obj)
             created.append(obj)
         t_created = time.monotonic()
@@ -240,7 +239,7 @@ def check_storage(cluster: Cluster, settings: Settings, args: argparse.Namespace
         else:
             REPORTER.error(f"storage check: pod {name} {outcome.summary}: {outcome.waiting.get(name, '')}")
     except ApiError as exc:
-        phases.append(f"failed: {exc.status} {exc.reason}{_colon(exc.message)}")
+        phases.append(f"failed: {exc.status} {exc.reason}{objects.colon(exc.message)}")
     finally:
         t_delete = time.monotonic()
         gone = _delete_all(cluster, created)
@@ -283,7 +282,7 @@ def _object_path(obj: dict[str, Any], namespace: str, name: str | None = None) -
 def _create(cluster: Cluster, obj: dict[str, Any]) -> None:
     created = cluster.api.create(_object_path(obj, cluster.namespace), obj)
     if obj["kind"] == "Pod":  # known at once, before its watch event arrives
-        cluster.objects["pods"][_name(obj)] = created or obj
+        cluster.objects["pods"][objects.name(obj)] = created or obj
 
 
 def _delete_all(cluster: Cluster, created: list[dict[str, Any]]) -> bool:
@@ -292,7 +291,7 @@ def _delete_all(cluster: Cluster, created: list[dict[str, Any]]) -> bool:
 
     gone = True
     for obj in reversed(created):  # the pod first, its volume last
-        name = _name(obj)
+        name = objects.name(obj)
         try:
             cluster.api.delete(_object_path(obj, cluster.namespace, name))
             if obj["kind"] == "Pod":

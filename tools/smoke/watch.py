@@ -3,7 +3,6 @@ which pod states will not heal by themselves, with the evidence (events, logs) t
 
 from __future__ import annotations
 
-import json
 import queue
 import re
 import threading
@@ -15,6 +14,7 @@ from typing import Any
 
 from tools.errors import ToolError
 from tools.report import REPORTER
+from tools.smoke import objects
 
 DEFAULT_DEADLINE = 300.0  # seconds for a rollout (and for the rollback's)
 DEFAULT_GRACE = 20.0  # seconds a pod may stay Unschedulable (or fail to be created)
@@ -108,7 +108,7 @@ class Outcome:
     ready_after: dict[str, float] = field(default_factory=dict)
 
 
-def _print_check(check: Check) -> None:
+def print_check(check: Check) -> None:
     """One line per check; a failure not yet told goes to stderr with an ::error annotation."""
     message = f"{check.name}: {check.detail}"
     if check.status == "failed" and not check.reported:
@@ -208,7 +208,7 @@ class Cluster:
                 if self._stop.is_set():
                     return
                 if not self._synced[kind].is_set():
-                    self._failed(kind, _short_error(exc))
+                    self._failed(kind, objects.short_error(exc))
                 if self._stop.wait(0.2):
                     return
 
@@ -236,10 +236,10 @@ class Cluster:
     def _apply(self, message: tuple[Any, ...]) -> None:
         if message[0] == "sync":
             _, kind, items = message
-            self.objects[kind] = {_name(item): item for item in items}
+            self.objects[kind] = {objects.name(item): item for item in items}
             return
         _, kind, event_type, obj = message
-        name = _name(obj)
+        name = objects.name(obj)
         if not name:
             return
         if event_type == "DELETED":
@@ -266,8 +266,12 @@ class Cluster:
 
     def release_objects(self, kind: str, release: str) -> list[dict[str, Any]]:
         return sorted(
-            (o for o in self.objects.get(kind, {}).values() if _annotations(o).get(RELEASE_ANNOTATION) == release),
-            key=_name,
+            (
+                o
+                for o in self.objects.get(kind, {}).values()
+                if objects.annotations(o).get(RELEASE_ANNOTATION) == release
+            ),
+            key=objects.name,
         )
 
     def pods_of(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
@@ -283,7 +287,7 @@ class Cluster:
         current_hash = self._current_hash(deployment)
         pods = []
         for pod in self.objects.get("pods", {}).values():
-            labels = _labels(pod)
+            labels = objects.labels(pod)
             if not _selects(selector, labels) or (pod.get("metadata") or {}).get("deletionTimestamp"):
                 continue
             if current_hash and labels.get("pod-template-hash") not in (None, current_hash):
@@ -291,19 +295,19 @@ class Cluster:
             if _images(pod.get("spec") or {}) != template_images:
                 continue
             pods.append(pod)
-        return sorted(pods, key=_name)
+        return sorted(pods, key=objects.name)
 
     def _current_hash(self, deployment: dict[str, Any]) -> str | None:
-        revision = _annotations(deployment).get(REVISION_ANNOTATION)
+        revision = objects.annotations(deployment).get(REVISION_ANNOTATION)
         if not revision:
             return None
-        name = _name(deployment)
+        name = objects.name(deployment)
         for replica_set in self.objects.get("replicasets", {}).values():
             owners = (replica_set.get("metadata") or {}).get("ownerReferences") or []
             if any(o.get("kind") == "Deployment" and o.get("name") == name for o in owners) and (
-                _annotations(replica_set).get(REVISION_ANNOTATION) == revision
+                objects.annotations(replica_set).get(REVISION_ANNOTATION) == revision
             ):
-                return _labels(replica_set).get("pod-template-hash")
+                return objects.labels(replica_set).get("pod-template-hash")
         return None
 
 
@@ -330,7 +334,7 @@ def rollout_state(deployment: dict[str, Any]) -> tuple[bool, str, str | None]:
 
 
 def deployment_problem(deployment: dict[str, Any]) -> Problem | None:
-    name = _name(deployment)
+    name = objects.name(deployment)
     _, _, failed = rollout_state(deployment)
     if failed:
         return Problem(name, "ProgressDeadlineExceeded", failed, hint="the Deployment gave up progressing", logs=False)
@@ -349,7 +353,7 @@ def deployment_problem(deployment: dict[str, Any]) -> Problem | None:
 
 def pod_problem(workload: str, pod: dict[str, Any], events: Sequence[dict[str, Any]]) -> Problem | None:
     """The state of `pod` that will not heal by itself (or only grace-limited), else None."""
-    name = _name(pod)
+    name = objects.name(pod)
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     restart_never = spec.get("restartPolicy") == "Never"
     statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
@@ -386,7 +390,7 @@ def pod_problem(workload: str, pod: dict[str, Any], events: Sequence[dict[str, A
             return Problem(
                 workload,
                 terminated.get("reason") or "Error",
-                f"exited with code {terminated.get('exitCode')}" + _colon(terminated.get("message")),
+                f"exited with code {terminated.get('exitCode')}" + objects.colon(terminated.get("message")),
                 pod=name,
                 container=container.get("name") or "",
                 hint="the container failed",
@@ -510,7 +514,7 @@ def judge_rollout(cluster: Cluster, names: Sequence[str]) -> Callable[[], tuple[
             if problem:
                 problems.append(problem)
             finished, why, _ = rollout_state(deployment)
-            revision = _annotations(deployment).get(REVISION_ANNOTATION)
+            revision = objects.annotations(deployment).get(REVISION_ANNOTATION)
             if finished:
                 done[name] = f"{why}" + (f", revision {revision}" if revision else "")
             else:
@@ -519,7 +523,7 @@ def judge_rollout(cluster: Cluster, names: Sequence[str]) -> Callable[[], tuple[
             if (meta.get("generation") or 0) > (status.get("observedGeneration") or 0):
                 continue  # pods of the new revision do not exist yet
             for pod in cluster.pods_of(deployment):
-                found = pod_problem(name, pod, cluster.events_for("Pod", _name(pod)))
+                found = pod_problem(name, pod, cluster.events_for("Pod", objects.name(pod)))
                 if found:
                     problems.append(found)
         return problems, waiting, done
@@ -545,7 +549,7 @@ def container_logs(api: Any, namespace: str, pod: str, container: str, previous:
             why = f"{exc.status} {exc.message or exc.reason}".strip()
             continue
         except Exception as exc:
-            return [], f"logs unavailable: {_short_error(exc)}"
+            return [], f"logs unavailable: {objects.short_error(exc)}"
         if not isinstance(text, bytes):
             why = "the API server answered application/json, not text/plain (it does not serve pod logs)"
             return [], f"logs unavailable: {why}"
@@ -607,11 +611,13 @@ def report_waiting(title: str, outcome: Outcome, cluster: Cluster, names: Sequen
             lines.append("  no pods of the new revision")
             lines += [f"  {describe_event(e)}" for e in cluster.events_for("Deployment", name)[-EVENT_LINES:]]
         for pod in pods:
-            lines.append(f"  pod {_name(pod)}: {pod_summary(pod)}")
-            lines += [f"    {describe_event(e)}" for e in cluster.events_for("Pod", _name(pod))[-EVENT_LINES:]]
+            lines.append(f"  pod {objects.name(pod)}: {pod_summary(pod)}")
+            lines += [f"    {describe_event(e)}" for e in cluster.events_for("Pod", objects.name(pod))[-EVENT_LINES:]]
             for container in (pod.get("status") or {}).get("containerStatuses") or []:
                 if "running" in (container.get("state") or {}) and not container.get("ready"):
-                    logs, source = container_logs(cluster.api, cluster.namespace, _name(pod), container["name"], False)
+                    logs, source = container_logs(
+                        cluster.api, cluster.namespace, objects.name(pod), container["name"], False
+                    )
                     lines.append(f"    container {container['name']} runs but is not ready; {source}")
                     lines += [f"      {line}" for line in logs[-10:]]
     message = f"{title}: {outcome.summary}"
@@ -645,11 +651,11 @@ def release_deployments(cluster: Cluster, release: str) -> list[str]:
             f"no Deployments of release {release} in namespace {cluster.namespace}: "
             "run helm_deploy first, or check RELEASE_NAME and NAMESPACE"
         )
-    components = {_labels(d).get(COMPONENT_LABEL) or _name(d) for d in deployments}
+    components = {objects.labels(d).get(COMPONENT_LABEL) or objects.name(d) for d in deployments}
     missing = [c for c in ("backend", "frontend") if not any(c in x for x in components)]
     if missing:
         REPORTER.warning(f"release {release} has no {' or '.join(missing)} Deployment; checking the others")
-    return [_name(d) for d in deployments]
+    return [objects.name(d) for d in deployments]
 
 
 def check_rollout(cluster: Cluster, names: Sequence[str], deadline: float, grace: float, label: str) -> list[Check]:
@@ -659,7 +665,7 @@ def check_rollout(cluster: Cluster, names: Sequence[str], deadline: float, grace
     for name in names:
         deployment = cluster.objects["deployments"].get(name) or {}
         finished, why, _ = rollout_state(deployment) if deployment else (False, "deleted", None)
-        revision = _annotations(deployment).get(REVISION_ANNOTATION)
+        revision = objects.annotations(deployment).get(REVISION_ANNOTATION)
         detail = why + (f", revision {revision}" if revision else "")
         if outcome.problem and outcome.problem.workload == name:
             checks.append(Check(f"{label} {name}", "failed", outcome.seconds, outcome.problem.headline()))
@@ -670,7 +676,7 @@ def check_rollout(cluster: Cluster, names: Sequence[str], deadline: float, grace
             checks.append(Check(f"{label} {name}", status, outcome.seconds, outcome.waiting.get(name) or detail))
     for check in checks:
         if check.status != "failed":  # failures are told below, with their evidence
-            _print_check(check)
+            print_check(check)
     if outcome.problem:
         report_problem(f"{label} failed", outcome.problem, cluster)
     elif not outcome.ok:
@@ -679,16 +685,6 @@ def check_rollout(cluster: Cluster, names: Sequence[str], deadline: float, grace
 
 
 # -- small helpers ----------------------------------------------------------------------------------------
-def _name(obj: dict[str, Any]) -> str:
-    return (obj.get("metadata") or {}).get("name") or ""
-
-
-def _labels(obj: dict[str, Any]) -> dict[str, str]:
-    return (obj.get("metadata") or {}).get("labels") or {}
-
-
-def _annotations(obj: dict[str, Any]) -> dict[str, str]:
-    return (obj.get("metadata") or {}).get("annotations") or {}
 
 
 def _images(pod_spec: dict[str, Any]) -> list[tuple[str, str]]:
@@ -765,26 +761,3 @@ def _event_stamp(event: dict[str, Any]) -> str:
     stamp = _event_time(event)
     match = re.search(r"T(\d\d:\d\d:\d\d)", stamp)
     return f"{match.group(1)} " if match else ""
-
-
-def _colon(text: str | None) -> str:
-    return f": {text}" if text else ""
-
-
-def _json(text: str | None, default: Any, name: str) -> Any:
-    if not text:
-        return default
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise ToolError(f"{name} in the chart's user-environment ConfigMap is not JSON") from None
-
-
-def _short_error(exc: BaseException) -> str:
-    """The innermost useful sentence of a requests/urllib3 error."""
-    text = str(exc)
-    for pattern in (r"\[SSL: [A-Z_]+\] ([^(]+)", r"Caused by \w+\('?(.+?)'?\)\)?$", r"\] ([^\]]+)$"):
-        match = re.search(pattern, text)
-        if match:
-            return match.group(1).strip(" '\")")
-    return text[:200]
