@@ -75,7 +75,7 @@ deploy-local: ## The whole chain on a local cluster (kind, k3s, minikube)
 
 setup-checkov: .venv-checkov/.installed ## Install checkov (chart security scan) in its own virtualenv
 
-test: setup setup-checkov ## Run the test suite (starts its own Docker engine, registry, moto, GCS and Kubernetes emulators)
+test: setup setup-checkov ## Run the test suite (starts its own real Kubernetes cluster, Docker engine, registry, moto, GCS)
 	$(PY) -m pytest $(ARGS)
 
 lint: setup ## ruff on the Python code

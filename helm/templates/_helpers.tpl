@@ -330,20 +330,3 @@ cloud.google.com/neg: '{"ingress": true}'
 {{- end }}
 {{- end }}
 
-{{/*
-checkov (Kubernetes checks) findings this chart accepts, each with its reason. Emitted as
-checkov.io/skipN annotations: (list "CKV_K8S_21" ...). A reason must not contain "=".
-*/}}
-{{- define "cmbcluster.checkovReasons" -}}
-CKV_K8S_21: the namespace is the release namespace given with helm -n (the deploy uses cmbcluster); checkov renders the chart without one
-CKV_K8S_35: the backend (pydantic-settings) and the frontend (NextAuth) read their secrets from environment variables; the values come from Kubernetes Secrets made by make_secrets and never from chart values
-CKV_K8S_38: the backend's pod manager calls the Kubernetes API with this token to create user environments (RBAC limited to its namespace in rbac.yaml)
-CKV_K8S_40: uid 1000 is the user the images run as and the owner the bucket mount options give the files
-{{- end }}
-
-{{- define "cmbcluster.checkovSkips" -}}
-{{- $reasons := include "cmbcluster.checkovReasons" . | fromYaml }}
-{{- range $i, $id := . }}
-checkov.io/skip{{ add1 $i }}: {{ printf "%s=%s" $id (get $reasons $id) | quote }}
-{{- end }}
-{{- end }}
