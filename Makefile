@@ -20,7 +20,7 @@ DRY_FLAG = $(if $(filter true 1 yes,$(DRY_RUN)),--dry-run)
 STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
 
 .PHONY: help setup plan validate build secrets helm-deploy smoke deploy deploy-aws deploy-gcp deploy-local \
-        test lint lint-workflows lint-chart bench bench-build bench-smoke bench-deploy testbed-up testbed-down setup-checkov clean
+        test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy testbed-up testbed-down setup-checkov clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
 .NOTPARALLEL:
 
@@ -90,7 +90,10 @@ lint-workflows: setup ## actionlint, zizmor (offline) and yamllint on .github/
 lint-chart: plan ## Render the chart for CLOUD (plan) and helm lint it with those values
 	$(VENV)/bin/helm lint helm --strict -f out/plan/$(CLOUD)/values.yaml
 
-bench: bench-build bench-smoke bench-deploy ## Every benchmark
+bench: bench-help bench-build bench-smoke bench-deploy ## Every benchmark
+
+bench-help: setup ## How long each tool's --help takes (goal: under 0.3 s)
+	$(PY) -m bench.help
 
 bench-build: setup ## Cold, warm and one-changed build_push runs against a local registry
 	$(PY) -m bench.build

@@ -6,7 +6,6 @@ there is none. HELM_BIN overrides both (e.g. `helm3` to hold the chart to Helm 3
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -53,6 +52,7 @@ def client(**kwargs: Any) -> Any:
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run one pyhelm3 coroutine, turning its errors into one clear line."""
+    import asyncio
     import subprocess
 
     from pyhelm3 import errors

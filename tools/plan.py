@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tools import cli, helm, rules
 from tools.cloud import Cloud, cloud_for
 from tools.report import REPORTER, markdown_table
@@ -41,6 +39,8 @@ def content_tag_or_none(settings: Settings, image: str) -> str | None:
 
 
 def write_plan(out_dir: Path, values: dict[str, Any], manifests: list[dict[str, Any]]) -> Path:
+    import yaml
+
     out_dir.mkdir(parents=True, exist_ok=True)
     # JSON is YAML that keeps strings quoted: an account id like 012345678901 must not become a number.
     (out_dir / "values.yaml").write_text(
