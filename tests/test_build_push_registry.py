@@ -47,6 +47,7 @@ class FakeRegistry(ThreadingHTTPServer):
         self.token_requests: list[dict[str, str]] = []
         self.requests: list[tuple[str, str, str]] = []  # method, path, authorization scheme
         self.connections: set[int] = set()
+        self.revoked: set[str] = set()  # tokens it no longer takes (they expired)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -82,8 +83,8 @@ class Handler(BaseHTTPRequestHandler):
                 return True
             self._send(401, b"{}", {"WWW-Authenticate": 'Basic realm="https://fake/",service="ecr.amazonaws.com"'})
             return False
-        if auth.startswith("Bearer token-for "):
-            granted = auth.removeprefix("Bearer token-for ")
+        if auth.startswith("Bearer token-for ") and auth.removeprefix("Bearer ") not in self.server.revoked:
+            granted = auth.removeprefix("Bearer token-for ").split(" #")[0]
             if scope == "" or granted == scope:
                 return True
             resource, _, actions = scope.rpartition(":")
@@ -102,7 +103,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != expected:
             self._send(401, b'{"errors":[{"code":"DENIED"}]}')
             return
-        body = json.dumps({"token": f"token-for {query.get('scope', '')}", "expires_in": 300}).encode()
+        issued = f"token-for {query.get('scope', '')} #{len(self.server.token_requests)}"
+        body = json.dumps({"token": issued, "expires_in": 300}).encode()
         self._send(200, body, {"Content-Type": "application/json"}, chunked=True)
 
     def _manifest(self) -> None:
@@ -240,3 +242,17 @@ def test_untrusted_certificate_is_refused(fake: FakeRegistry, monkeypatch: pytes
 def test_image_of_another_registry_is_refused(fake: FakeRegistry) -> None:
     with pytest.raises(RegistryError, match="is not an image of registry"):
         client(fake).digest("elsewhere.example/proj/img", "v1")
+
+
+def test_an_expired_bearer_token_is_fetched_again_once(fake: FakeRegistry) -> None:
+    """After a long build the registry stops taking the token it gave: ask for a new one, go on."""
+    registry = client(fake)
+    repository = f"127.0.0.1:{fake.port}/proj/repo/img"
+    assert registry.digest(repository, "c-000000000001") == DIGEST
+    fake.revoked |= {f"token-for repository:proj/repo/img:pull #{len(fake.token_requests)}"}
+    assert registry.digest(repository, "c-000000000001") == DIGEST
+    assert [q.get("scope") for q in fake.token_requests] == ["repository:proj/repo/img:pull"] * 2
+    fake.revoked |= {f"token-for repository:proj/repo/img:pull #{n}" for n in range(1, 10)}  # every token
+    with pytest.raises(RegistryError, match="answered 401"):
+        registry.digest(repository, "c-000000000001")
+    assert len(fake.token_requests) == 3, "one new token per refusal, not a loop"
