@@ -1,0 +1,112 @@
+"""The kit laid out from release binaries (the GitHub path, tests/k8s-kit/assemble-from-release.sh)
+is one the kit's own install.sh accepts: every binary present, each checked against its SHA-256.
+
+The release servers are not reachable from here, so their layout is served from loopback with
+the binaries of ../shared/k8s (the same Kubernetes version) and a stand-in crictl."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.skips import unavailable
+from tests.testbed import kit_dir
+from tools.settings import REPO_ROOT
+
+ASSEMBLE = REPO_ROOT / "tests" / "k8s-kit" / "assemble-from-release.sh"
+BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
+
+
+def releases(root: Path, kit: Path, corrupt: str = "") -> None:
+    """dl.k8s.io's and cri-tools' release layout under `root`: binaries with their .sha256 files."""
+    folder = root / "k8s" / "v1.36.2" / "bin" / "linux" / "amd64"
+    folder.mkdir(parents=True)
+    for name in BINARIES:
+        data = subprocess.run(["zstd", "-d", "-c", str(kit / "bin" / f"{name}.zst")], capture_output=True, check=True)
+        (folder / name).write_bytes(data.stdout + (b"tampered" if name == corrupt else b""))
+        (folder / f"{name}.sha256").write_text(hashlib.sha256(data.stdout).hexdigest())
+    crictl = b'#!/bin/sh\necho crictl stand-in "$@"\n'
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("crictl")
+        info.size, info.mode = len(crictl), 0o755
+        tar.addfile(info, io.BytesIO(crictl))
+    tools = root / "cri" / "v1.36.0"
+    tools.mkdir(parents=True)
+    (tools / "crictl-v1.36.0-linux-amd64.tar.gz").write_bytes(buffer.getvalue())
+    digest = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (tools / "crictl-v1.36.0-linux-amd64.tar.gz.sha256").write_text(f"{digest}  crictl-v1.36.0-linux-amd64.tar.gz\n")
+
+
+def assemble(tmp_path: Path, corrupt: str = "") -> tuple[subprocess.CompletedProcess, Path]:
+    kit = kit_dir()
+    if kit is None:
+        unavailable("no kit in ../shared/k8s (or CMB_K8S_KIT) to stage the release servers from")
+    root = tmp_path / "www"
+    releases(root, kit, corrupt)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None  # type: ignore[method-assign]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    dest = tmp_path / "kit"
+    env = {**os.environ, "K8S_RELEASE_URL": f"{base}/k8s", "CRICTL_RELEASE_URL": f"{base}/cri"}
+    try:
+        proc = subprocess.run(["bash", str(ASSEMBLE), str(dest)], capture_output=True, text=True, env=env, check=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    return proc, dest
+
+
+@pytest.mark.testbed
+def test_a_kit_from_release_binaries_installs_with_the_kits_own_installer(tmp_path: Path) -> None:
+    proc, dest = assemble(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    listed = dict(reversed(line.split()) for line in (dest / "bin" / "SHA256SUMS").read_text().splitlines())
+    assert set(listed) == {*BINARIES, "crictl", "crilite"}
+    assert (dest / "reference" / "up.sh").is_file()
+    home = Path(tempfile.mkdtemp(prefix="cmbkit-", dir="/tmp"))  # the kit wants a short path
+    env = {**os.environ, "K8S_NO_APT": "1"}
+    install = subprocess.run(
+        ["bash", str(dest / "reference" / "install.sh"), str(home)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    try:
+        check_installed(install, home, listed)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def check_installed(install: subprocess.CompletedProcess, home: Path, listed: dict[str, str]) -> None:
+    assert install.returncode == 0, install.stderr[-2000:]
+    for name in listed:
+        assert hashlib.sha256((home / "bin" / name).read_bytes()).hexdigest() == listed[name]
+    version = subprocess.run([str(home / "bin" / "kubectl"), "version", "--client"], capture_output=True, text=True)
+    assert "v1.36.2" in version.stdout
+    rmp = subprocess.run(
+        [str(home / "bin" / "crilite"), "-e", "unix:///x.sock", "rmp-all"], capture_output=True, text=True
+    )
+    assert rmp.stdout.strip() == "crictl stand-in --runtime-endpoint unix:///x.sock rmp --all --force"
+
+
+@pytest.mark.testbed
+def test_a_binary_that_does_not_match_its_published_checksum_is_refused(tmp_path: Path) -> None:
+    proc, dest = assemble(tmp_path, corrupt="kubelet")
+    assert proc.returncode != 0
+    assert "checksum mismatch: kubelet" in proc.stderr
+    assert not (dest / "bin" / "SHA256SUMS").exists()
