@@ -299,6 +299,7 @@ def test_user_environment_settings_need_no_cloud_knowledge(case) -> None:
     elif cloud == "aws":
         assert attributes == {"authenticationSource": "pod"}
         assert options == c.storage_values()["aws"]["mountOptions"]
+        assert "allow-overwrite" in options  # re-saving a file: Mountpoint refuses overwrites without it
     else:
         assert attributes == {} and options == []
     # the backend pod restarts when these settings change

@@ -71,8 +71,14 @@ def test_identity_annotations_per_cloud_and_role() -> None:
         "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/users"
     }
     gcp = cloud("gcp")
-    assert gcp.service_account_annotations("user") == {
+    assert gcp.service_account_annotations("backend") == {
         "iam.gke.io/gcp-service-account": "cmbtest-sa@cmb-project.iam.gserviceaccount.com"
+    }
+    assert gcp.service_account_annotations("user") == {  # their own by default, never the backend's
+        "iam.gke.io/gcp-service-account": "cmbtest-user@cmb-project.iam.gserviceaccount.com"
+    }
+    assert cloud("aws").service_account_annotations("user") == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/cmbtest-user-irsa"
     }
     assert cloud("local").service_account_annotations("backend") == {}
 

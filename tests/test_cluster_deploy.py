@@ -123,7 +123,6 @@ def test_a_failed_first_install_is_removed(site: Site, tmp_path: Path) -> None:
 
 
 # -- an interrupted deploy --------------------------------------------------------------------------------
-@pytest.mark.parametrize("helm", ["helm4"], indirect=True)
 def test_a_release_left_pending_by_an_interrupted_deploy_is_recovered(site: Site, tmp_path: Path) -> None:
     assert site.secrets().returncode == 0
     assert site.deploy("--no-wait").returncode == 0

@@ -117,11 +117,14 @@ def aws(cluster: str, **roles: str) -> AwsCloud:
 def test_trust_naming_the_wrong_namespace_is_reported(eks_cluster):
     cluster, issuer = eks_cluster
     make_role(f"{cluster}-backend-irsa", issuer, "system:serviceaccount:default:cmbcluster-ksa")
-    problems = aws(cluster).trust_problems()  # one role for both (AWS_USER_IRSA_ROLE_ARN defaults to it)
+    make_role(f"{cluster}-user-irsa", issuer, "system:serviceaccount:default:cmbcluster-user-sa")
+    problems = aws(cluster).trust_problems()  # both roles name namespace default (defect 6)
     assert len(problems) == 2
-    for account, line in zip(("cmbcluster-ksa", "cmbcluster-user-sa"), problems, strict=True):
+    for role, account, line in zip(
+        ("backend", "user"), ("cmbcluster-ksa", "cmbcluster-user-sa"), problems, strict=True
+    ):
         subject = f"system:serviceaccount:cmbcluster:{account}"
-        assert line.startswith(f"IAM role {cluster}-backend-irsa does not trust {subject} through {issuer}")
+        assert line.startswith(f"IAM role {cluster}-{role}-irsa does not trust {subject} through {issuer}")
 
 
 @pytest.mark.testbed
@@ -140,6 +143,7 @@ def test_trust_for_both_service_accounts_passes(eks_cluster):
 @pytest.mark.testbed
 def test_a_missing_role_is_reported(eks_cluster):
     cluster, _ = eks_cluster
-    (line,) = aws(cluster).trust_problems()
-    assert line.startswith(f"IAM role {cluster}-backend-irsa (arn:aws:iam::123456789012:role/{cluster}-backend-irsa)")
-    assert "does not exist" in line
+    backend, user = aws(cluster).trust_problems()
+    for role, line in (("backend", backend), ("user", user)):
+        assert line.startswith(f"IAM role {cluster}-{role}-irsa (arn:aws:iam::123456789012:role/{cluster}-{role}-irsa)")
+        assert "does not exist" in line

@@ -31,7 +31,9 @@ def test_defaults_follow_other_values() -> None:
     assert settings["API_URL"] == "https://api.cmb.example.org"
     assert settings["FRONTEND_URL"] == "https://cmb.example.org"
     assert settings["AWS_IRSA_ROLE_ARN"] == "arn:aws:iam::123456789012:role/eks-one-backend-irsa"
-    assert settings["AWS_USER_IRSA_ROLE_ARN"] == settings["AWS_IRSA_ROLE_ARN"]
+    assert (
+        settings["AWS_USER_IRSA_ROLE_ARN"] == "arn:aws:iam::123456789012:role/eks-one-user-irsa"
+    )  # never the backend's
     assert settings.namespace == "cmbcluster" and settings.release == "cmbcluster"
 
 

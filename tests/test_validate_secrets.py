@@ -35,6 +35,22 @@ BAD_VALUES: list[tuple[str, str, dict[str, str | None], int, str, str]] = [
     ("aws-region-missing", "aws", {"AWS_REGION": None}, 1, "AWS_REGION", "set AWS_REGION"),
     ("project-missing", "gcp", {"PROJECT_ID": None}, 1, "PROJECT_ID", "set PROJECT_ID"),
     ("project-uppercase", "gcp", {"PROJECT_ID": "My_Project"}, 1, "PROJECT_ID", "lowercase"),
+    (
+        "aws-user-pods-with-the-backends-role",
+        "aws",
+        {"AWS_USER_IRSA_ROLE_ARN": "arn:aws:iam::123456789012:role/cmbtest-backend-irsa"},
+        1,
+        "AWS_USER_IRSA_ROLE_ARN",
+        "create a separate identity",
+    ),
+    (
+        "gcp-user-pods-with-the-backends-account",
+        "gcp",
+        {"GCP_USER_SERVICE_ACCOUNT_EMAIL": "cmbtest-sa@cmb-project.iam.gserviceaccount.com"},
+        1,
+        "GCP_USER_SERVICE_ACCOUNT_EMAIL",
+        "reaches only the user buckets",
+    ),
     ("gcp-region-missing", "gcp", {"REGION": None}, 1, "REGION", "set REGION"),
     ("base-domain-missing", "local", {"BASE_DOMAIN": None}, 1, "BASE_DOMAIN", "set BASE_DOMAIN"),
     ("base-domain-with-scheme", "aws", {"BASE_DOMAIN": "https://cmb.example.org"}, 1, "BASE_DOMAIN", "without"),
@@ -455,3 +471,11 @@ def test_a_key_set_twice_is_a_warning_naming_both_lines(tmp_path: Path, capfd) -
     code, out, _ = run_cli(capfd, "--env-file", str(env_file))
     assert code == 0
     assert f"MAX_USER_PODS is set twice (lines {first} and {second}): the last one wins" in out
+
+
+def test_a_shared_identity_is_only_a_warning_in_dev(tmp_path: Path, capfd) -> None:
+    values = good_env(
+        "aws", ENVIRONMENT="dev", AWS_USER_IRSA_ROLE_ARN="arn:aws:iam::123456789012:role/cmbtest-backend-irsa"
+    )
+    code, out, _ = run_cli(capfd, "--env-file", str(write_env(tmp_path / "aws.env", values)))
+    assert code == 0 and "AWS_USER_IRSA_ROLE_ARN: is the backend's identity" in out

@@ -68,6 +68,7 @@ def check(settings: Settings) -> list[Finding]:
     findings += _check_urls(settings)
     findings += _check_tls_issuer(settings)
     findings += _check_bucket(settings)
+    findings += _check_user_identity(settings)
     order = {"error": 0, "warning": 1, "note": 2}
     return sorted(findings, key=lambda f: order[f.level])
 
@@ -286,3 +287,32 @@ def _check_bucket(settings: Settings) -> list[Finding]:
     problem = check_bucket_name(cloud_for(settings).database_bucket)
     names = "PROJECT_ID and CLUSTER_NAME" if settings.cloud == "gcp" else "CLUSTER_NAME"
     return [Finding("error", "CLUSTER_NAME", f"{problem}: shorten {names}")] if problem else []
+
+
+# -- identities -------------------------------------------------------------------------------
+USER_IDENTITY = {
+    "aws": ("AWS_USER_IRSA_ROLE_ARN", "AWS_IRSA_ROLE_ARN"),
+    "gcp": ("GCP_USER_SERVICE_ACCOUNT_EMAIL", "GCP_SERVICE_ACCOUNT_EMAIL"),
+}
+
+
+def _check_user_identity(settings: Settings) -> list[Finding]:
+    """User pods run users' code: with the backend's identity they could read the database bucket
+    and every user's bucket. Their own identity is required outside dev."""
+    names = USER_IDENTITY.get(settings.cloud)
+    if not names:
+        return []
+    user, backend = names
+    level = "warning" if settings.environment == "dev" else "error"
+    if not settings[user]:
+        return [Finding(level, user, f"not set: give user pods an identity of their own (not {backend}'s)")]
+    if settings[user] == settings[backend]:
+        return [
+            Finding(
+                level,
+                user,
+                f"is the backend's identity ({backend}): user code could then read the database bucket and every "
+                f"user's bucket; create a separate identity that reaches only the user buckets and set {user} to it",
+            )
+        ]
+    return []

@@ -139,9 +139,9 @@ VARS: tuple[Var, ...] = (
     ),
     Var(
         "GCP_USER_SERVICE_ACCOUNT_EMAIL",
-        "Google service account for user pods (default: the backend's)",
+        "Google service account for user pods, never the backend's (default: CLUSTER_NAME-user@PROJECT_ID...)",
         clouds=("gcp",),
-        default=lambda v: v.get("GCP_SERVICE_ACCOUNT_EMAIL", ""),
+        default=lambda v: f"{v.get('CLUSTER_NAME', '')}-user@{v.get('PROJECT_ID', '')}.iam.gserviceaccount.com",
         kind="email",
     ),
     Var(
@@ -179,9 +179,9 @@ VARS: tuple[Var, ...] = (
     ),
     Var(
         "AWS_USER_IRSA_ROLE_ARN",
-        "IAM role for user pods through IRSA (default: the backend's)",
+        "IAM role for user pods through IRSA, never the backend's (default: role/CLUSTER_NAME-user-irsa)",
         clouds=("aws",),
-        default=lambda v: v.get("AWS_IRSA_ROLE_ARN", ""),
+        default=lambda v: f"arn:aws:iam::{v.get('AWS_ACCOUNT_ID', '')}:role/{v.get('CLUSTER_NAME', '')}-user-irsa",
         pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$",
         pattern_help="an IAM role ARN such as arn:aws:iam::123456789012:role/NAME",
     ),

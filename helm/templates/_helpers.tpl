@@ -149,12 +149,16 @@ answers; tests/test_chart_buckets.py holds the two equal.
 {{- $g := .root.Values.global }}
 {{- if eq $g.cloudProvider "gcp" }}
 {{- $email := $g.gcp.workloadIdentityEmail }}
-{{- if eq .role "user" }}{{ $email = $g.gcp.userWorkloadIdentityEmail | default $email }}{{ end }}
-iam.gke.io/gcp-service-account: {{ $email | quote }}
+{{- if eq .role "user" }}{{ $email = $g.gcp.userWorkloadIdentityEmail }}{{ end }}
+{{- with $email }}
+iam.gke.io/gcp-service-account: {{ . | quote }}
+{{- end }}
 {{- else if eq $g.cloudProvider "aws" }}
 {{- $arn := $g.aws.roleArn }}
-{{- if eq .role "user" }}{{ $arn = $g.aws.userRoleArn | default $arn }}{{ end }}
-eks.amazonaws.com/role-arn: {{ $arn | quote }}
+{{- if eq .role "user" }}{{ $arn = $g.aws.userRoleArn }}{{ end }}
+{{- with $arn }}
+eks.amazonaws.com/role-arn: {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 

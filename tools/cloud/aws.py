@@ -23,7 +23,8 @@ class AwsCloud(Cloud):
     csi_driver = "s3.csi.aws.com"
     csi_driver_install = "add the EKS add-on aws-mountpoint-s3-csi-driver (Mountpoint for Amazon S3 CSI driver)"
     # Mountpoint for S3 options; uid/gid match the app's user so it can write.
-    mount_options: ClassVar[list[str]] = ["allow-delete", "allow-other", "uid=1000", "gid=1000"]
+    # allow-overwrite: users re-save their files (Mountpoint refuses overwrites without it)
+    mount_options: ClassVar[list[str]] = ["allow-delete", "allow-overwrite", "allow-other", "uid=1000", "gid=1000"]
     ingress_class = "alb"
     immutable_tags = True  # ensure_repositories creates them with imageTagMutability=IMMUTABLE
 
