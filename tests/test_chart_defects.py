@@ -24,6 +24,7 @@ from tests.chart_helpers import (
     write_values,
 )
 from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT
+from tools.kube import CLUSTER_SCOPED
 from tools.settings import IMAGES
 
 HELMS = ("helm4", "helm3")
@@ -129,13 +130,14 @@ def test_defect_6_everything_lives_in_the_release_namespace(helm: str, cloud: st
     r = render(helm, shim_values(cloud), namespace=ns)
     assert r.rc == 0, r.err
     for doc in r.docs:
-        if doc["kind"] != "PersistentVolume":
+        if doc["kind"] not in CLUSTER_SCOPED:
             assert doc["metadata"]["namespace"] == ns, doc["kind"]
     assert r.env("backend")["NAMESPACE"] == ns
     assert r.one("RoleBinding")["subjects"][0]["namespace"] == ns
     if cloud == "aws":
         pv = r.one("PersistentVolume")
         assert pv["spec"]["claimRef"]["namespace"] == ns and ns in pv["metadata"]["name"]
+        assert r.one("ClusterRoleBinding")["subjects"][0]["namespace"] == ns
     assert "namespace: default" not in r.out
 
 

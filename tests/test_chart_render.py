@@ -21,6 +21,7 @@ from tests.chart_helpers import (
     without_checkov,
 )
 from tools.cloud import BACKEND_SECRET, BACKEND_SERVICE_ACCOUNT, FRONTEND_SECRET, USER_SERVICE_ACCOUNT
+from tools.kube import CLUSTER_SCOPED
 
 HELMS = ("helm4", "helm3")
 MATRIX = [(h, c, a) for h in HELMS for c in CLOUDS for a in AUTHS]
@@ -255,8 +256,23 @@ def test_separate_user_identity(helm: str, cloud: str) -> None:
 
 
 def test_rbac_is_namespaced_and_exactly_what_user_environments_need(case) -> None:
-    r = case[3]
-    assert not [d for d in r.docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    _, cloud, _, r = case
+    cluster_wide = [d for d in r.docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    if cloud != "aws":
+        assert not cluster_wide
+    else:  # user PersistentVolumes on EKS, and nothing else (proven on the real cluster too)
+        cluster_role = r.one("ClusterRole")
+        assert cluster_role["rules"] == [
+            {
+                "apiGroups": [""],
+                "resources": ["persistentvolumes"],
+                "verbs": ["get", "list", "watch", "create", "delete"],
+            }
+        ]
+        assert NAMESPACE in cluster_role["metadata"]["name"]  # one per release namespace
+        assert r.one("ClusterRoleBinding")["subjects"] == [
+            {"kind": "ServiceAccount", "name": BACKEND_SERVICE_ACCOUNT, "namespace": NAMESPACE}
+        ]
     role = r.one("Role")
     granted = {
         (g, res): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for res in rule["resources"]
@@ -439,7 +455,7 @@ def test_standard_labels_and_namespace_on_everything(case) -> None:
             assert f"app.kubernetes.io/{key}" in labels, (doc["kind"], key)
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["helm.sh/chart"].startswith("cmbcluster-")
-        if doc["kind"] != "PersistentVolume":
+        if doc["kind"] not in CLUSTER_SCOPED:
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
 
 

@@ -49,6 +49,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Fixed names the deploy tools also use (constants in tools/cloud.py). */}}
 {{- define "cmbcluster.backendServiceAccount" -}}cmbcluster-ksa{{- end }}
 {{- define "cmbcluster.userServiceAccount" -}}cmbcluster-user-sa{{- end }}
+{{- define "cmbcluster.userVolumesRole" -}}{{ include "cmbcluster.fullname" . }}-{{ .Release.Namespace }}-user-volumes{{- end }}
 {{- define "cmbcluster.backendSecret" -}}cmbcluster-backend-secrets{{- end }}
 {{- define "cmbcluster.frontendSecret" -}}cmbcluster-frontend-secrets{{- end }}
 
