@@ -422,7 +422,8 @@ def test_network_policies(case) -> None:
     frontend_labels = r.deployment("frontend")["spec"]["template"]["metadata"]["labels"]
     for name, port in (("backend", 8000), ("frontend", 8501), ("user-pods", 8888)):
         spec = policies[f"{RELEASE}-{name}"]
-        assert spec["policyTypes"] == ["Ingress"]
+        egress = cloud == "aws" and name == "user-pods"
+        assert spec["policyTypes"] == (["Ingress", "Egress"] if egress else ["Ingress"])
         (rule,) = spec["ingress"]
         assert rule["ports"] == [{"port": port, "protocol": "TCP"}]
         pod_peers = [p for p in rule["from"] if set(p) == {"podSelector"}]
@@ -442,6 +443,18 @@ def test_network_policies(case) -> None:
                 }
             ]
     assert policies[f"{RELEASE}-user-pods"]["podSelector"] == {"matchLabels": {"component": "user-pod"}}
+    # user code may not ask the EC2 instance metadata service for the node's credentials (IRSA needs
+    # none); on GKE the metadata server is Workload Identity itself and must stay reachable
+    if cloud == "aws":
+        (rule,) = policies[f"{RELEASE}-user-pods"]["egress"]
+        assert rule == {
+            "to": [
+                {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}},
+                {"ipBlock": {"cidr": "::/0", "except": ["fd00:ec2::254/128"]}},
+            ]
+        }
+    else:
+        assert "egress" not in policies[f"{RELEASE}-user-pods"]
     for name in ("backend", "frontend"):
         selector = policies[f"{RELEASE}-{name}"]["podSelector"]["matchLabels"]
         assert selector.items() <= r.deployment(name)["spec"]["template"]["metadata"]["labels"].items()
