@@ -86,3 +86,18 @@ def test_build_push_runs_the_configuration_rules_before_touching_a_registry(tmp_
     assert proc.returncode == 1
     assert "SECRET_KEY" in proc.stderr and "nothing was changed" in proc.stderr
     assert "ecr" not in proc.stderr.lower().replace("secret", "") and "Traceback" not in proc.stderr
+
+
+def test_build_push_needs_no_secret_it_does_not_use(tmp_path: Path) -> None:
+    """The CI job that builds gets no application secret (least privilege): the rules judge the rest."""
+    from tests.fixtures.apps import stage_apps
+
+    contexts = {f"{n.upper().replace('-', '_')}_CONTEXT": str(p) for n, p in stage_apps(tmp_path / "apps").items()}
+    values = good_env("local", GOOGLE_CLIENT_SECRET=None, SECRET_KEY=None, NEXTAUTH_SECRET=None, **contexts)
+    env_file = write_env(tmp_path / "local.env", {**values, "REGISTRY_URL": "127.0.0.1:9"})
+    proc = run("build_push", "--cloud", "local", "--env-file", str(env_file), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "would make sure" in proc.stdout
+    weak = write_env(tmp_path / "weak.env", {**values, "REGISTRY_URL": "127.0.0.1:9", "NEXTAUTH_SECRET": "short"})
+    proc = run("build_push", "--cloud", "local", "--env-file", str(weak), "--dry-run")
+    assert proc.returncode == 1 and "NEXTAUTH_SECRET" in proc.stderr  # a secret it was given must be strong

@@ -5,9 +5,11 @@ user's kubeconfig. Every kubeconfig written is 0600 and gone when the block ends
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import stat
+import subprocess
 import urllib.parse
 import uuid
 from pathlib import Path
@@ -54,7 +56,7 @@ def assert_private_and_removed(path: str, seen: dict[str, object]) -> None:
 
 # -- EKS ---------------------------------------------------------------------------------------
 @pytest.mark.testbed
-def test_eks_kubeconfig_from_describe_cluster_and_signed_token(moto_url, bed_env, capfd):
+def test_eks_kubeconfig_from_describe_cluster_and_signed_token(moto_url, bed_env, capfd, monkeypatch):
     import boto3
 
     name = f"cmb-{uuid.uuid4().hex[:8]}"
@@ -75,7 +77,17 @@ def test_eks_kubeconfig_from_describe_cluster_and_signed_token(moto_url, bed_env
     }
     assert cluster["name"] == described["arn"] == config["current-context"]
     (user,) = config["users"]
-    token = user["user"]["token"]
+    plugin = user["user"]["exec"]  # a token that renews itself: helm and the tools run this plugin
+    assert plugin["apiVersion"] == "client.authentication.k8s.io/v1beta1"
+    assert plugin["args"] == ["-m", "tools.eks_token", "--cluster", name, "--region", "eu-west-1"]
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")  # stdout stays the credential alone, even in CI
+    shown = subprocess.run([plugin["command"], *plugin["args"]], capture_output=True, text=True, check=True)
+    credential = json.loads(shown.stdout)
+    assert credential["kind"] == "ExecCredential"
+    expires = datetime.datetime.fromisoformat(credential["status"]["expirationTimestamp"].replace("Z", "+00:00"))
+    lifetime = (expires - datetime.datetime.now(datetime.UTC)).total_seconds()
+    assert 13 * 60 < lifetime <= 14 * 60
+    token = credential["status"]["token"]
     assert token.startswith("k8s-aws-v1.") and not token.endswith("=")
     encoded = token.removeprefix("k8s-aws-v1.")
     assert set(encoded) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")

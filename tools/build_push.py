@@ -375,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = settings_from(args)
     from tools.rules import require_valid
 
-    require_valid(settings, "build_push")  # before any repository is made or image pushed
+    require_valid(settings, "build_push", uses_secrets=False)  # before any repository is made or image pushed
     cloud = cloud_for(settings)
     release = release_tag(args.tag, settings)
     jobs = plan(settings, cloud, names, need_source=not (args.skip_build and release))

@@ -18,6 +18,7 @@ import json
 import os
 import ssl
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -94,7 +95,8 @@ class Credentials:
     def __init__(self, user: dict[str, Any], base: str) -> None:
         self.user, self.base = user, base
         self._token: str | None = user.get("token")
-        self._expires: float | None = None
+        self._renew_at: float | None = None  # when an exec token is renewed (90% of its lifetime, as client-go)
+        self._lock = threading.Lock()  # the smoke test's watch threads share one client
         self.exec_spec = user.get("exec")
         if user.get("username") or user.get("auth-provider"):
             raise ToolError(
@@ -108,9 +110,10 @@ class Credentials:
 
     def token(self, refresh: bool = False) -> str | None:
         if self.exec_spec:
-            if refresh or self._token is None or (self._expires is not None and time.time() > self._expires - 30):
-                self._run_exec()
-            return self._token
+            with self._lock:
+                if refresh or self._token is None or (self._renew_at is not None and time.time() >= self._renew_at):
+                    self._run_exec()
+                return self._token
         token_file = self.user.get("tokenFile")
         if token_file:  # read each time: a projected token is rotated on disk
             with open(self._resolve(token_file), encoding="utf-8") as handle:
@@ -148,7 +151,12 @@ class Credentials:
         REPORTER.register_secrets([token])
         self._token = token
         expiry = status.get("expirationTimestamp")
-        self._expires = datetime.datetime.fromisoformat(expiry.replace("Z", "+00:00")).timestamp() if expiry else None
+        if expiry:
+            now = time.time()
+            expires = datetime.datetime.fromisoformat(expiry.replace("Z", "+00:00")).timestamp()
+            self._renew_at = now + max(0.0, expires - now) * 0.9
+        else:
+            self._renew_at = None
 
 
 class Kube:

@@ -26,6 +26,10 @@ class Reporter:
         self._out, self._err = out, err
         self._secrets: set[str] = set()
 
+    def print_to_stderr(self) -> None:
+        """For a tool whose stdout is data another program reads (an exec credential plugin)."""
+        self._out = sys.stderr
+
     @property
     def out(self) -> TextIO:  # resolved late: tests and wrappers replace sys.stdout
         return self._out or sys.stdout

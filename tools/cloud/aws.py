@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -109,28 +110,7 @@ class AwsCloud(Cloud):
         return _aws_call(describe, "EKS describe_cluster")
 
     def eks_token(self) -> str:
-        """A bearer token for EKS, made as aws-iam-authenticator makes it.
-
-        `k8s-aws-v1.` + unpadded base64url of a presigned STS GetCallerIdentity URL (60 s) whose
-        signed headers include `x-k8s-aws-id: CLUSTER`."""
-        import base64
-
-        from tools.report import REPORTER
-
-        cluster = self.settings.cluster_name
-        sts = self._client("sts")
-
-        def add_cluster_header(request: Any, **_: Any) -> None:
-            request.headers["x-k8s-aws-id"] = cluster  # signed: EKS checks the token is for this cluster
-
-        sts.meta.events.register("before-sign.sts.GetCallerIdentity", add_cluster_header)
-        url = _aws_call(
-            lambda: sts.generate_presigned_url("get_caller_identity", Params={}, ExpiresIn=60, HttpMethod="GET"),
-            "signing the EKS token (STS GetCallerIdentity)",
-        )
-        token = "k8s-aws-v1." + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
-        REPORTER.register_secrets([token])
-        return token
+        return eks_token(self.settings.cluster_name, self.settings["AWS_REGION"])
 
     @contextmanager
     def cluster_access(self) -> Iterator[str]:
@@ -144,7 +124,17 @@ class AwsCloud(Cloud):
             raise ToolError(f"EKS cluster {cluster['name']} is {status}: wait until it is ACTIVE")
         ca = (cluster.get("certificateAuthority") or {}).get("data", "")
         name = cluster.get("arn") or cluster["name"]
-        with temporary_kubeconfig(name, cluster["endpoint"], ca, self.eks_token()) as path:
+        self.eks_token()  # fail here, in one clear line, when the credentials cannot sign one
+        # An EKS token lasts 15 minutes: helm and the tools' client run this plugin again for a
+        # fresh one when it expires (a slow rollout plus a rollback outlives one token).
+        plugin = {
+            "apiVersion": EXEC_API_VERSION,
+            "command": sys.executable,
+            "args": ["-m", "tools.eks_token", "--cluster", cluster["name"], "--region", self.settings["AWS_REGION"]],
+            "interactiveMode": "Never",
+            "provideClusterInfo": False,
+        }
+        with temporary_kubeconfig(name, cluster["endpoint"], ca, user={"exec": plugin}) as path:
             yield path
 
     # -- database bucket -----------------------------------------------------------------------
@@ -323,3 +313,33 @@ def _aws_call(call: Any, what: str) -> Any:
         err = exc.response.get("Error", {})
         code = err.get("Code", "error")
         raise ToolError(f"{what}: {code}: {err.get('Message', '')}", code=code) from None
+
+
+EXEC_API_VERSION = "client.authentication.k8s.io/v1beta1"
+EKS_TOKEN_LIFETIME = 14 * 60  # seconds: EKS accepts a token for 15 minutes; renew a minute early
+
+
+def eks_token(cluster: str, region: str) -> str:
+    """A bearer token for EKS, made as aws-iam-authenticator makes it.
+
+    `k8s-aws-v1.` + unpadded base64url of a presigned STS GetCallerIdentity URL (60 s) whose
+    signed headers include `x-k8s-aws-id: CLUSTER`."""
+    import base64
+
+    import boto3
+
+    from tools.report import REPORTER
+
+    sts = boto3.client("sts", region_name=region)
+
+    def add_cluster_header(request: Any, **_: Any) -> None:
+        request.headers["x-k8s-aws-id"] = cluster  # signed: EKS checks the token is for this cluster
+
+    sts.meta.events.register("before-sign.sts.GetCallerIdentity", add_cluster_header)
+    url = _aws_call(
+        lambda: sts.generate_presigned_url("get_caller_identity", Params={}, ExpiresIn=60, HttpMethod="GET"),
+        "signing the EKS token (STS GetCallerIdentity)",
+    )
+    token = "k8s-aws-v1." + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+    REPORTER.register_secrets([token])
+    return token

@@ -214,9 +214,12 @@ class Cloud:
 
 
 @contextmanager
-def temporary_kubeconfig(name: str, server: str, ca_data: str, token: str) -> Iterator[str]:
-    """A kubeconfig with one cluster, user (bearer token) and context: mode 0600 in a private
-    temporary folder, removed with the folder when the block ends, whatever happens in it."""
+def temporary_kubeconfig(
+    name: str, server: str, ca_data: str, token: str = "", user: dict[str, Any] | None = None
+) -> Iterator[str]:
+    """A kubeconfig with one cluster, user and context: mode 0600 in a private temporary folder,
+    removed with the folder when the block ends, whatever happens in it. The user is a bearer
+    `token`, or `user` as given (e.g. an exec credential plugin that renews its token)."""
     import os
     import shutil
     import tempfile
@@ -225,7 +228,8 @@ def temporary_kubeconfig(name: str, server: str, ca_data: str, token: str) -> It
 
     from tools.report import REPORTER
 
-    REPORTER.register_secrets([token])
+    if token:
+        REPORTER.register_secrets([token])
     cluster: dict[str, str] = {"server": server}
     if ca_data:
         cluster["certificate-authority-data"] = ca_data
@@ -233,7 +237,7 @@ def temporary_kubeconfig(name: str, server: str, ca_data: str, token: str) -> It
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": name, "cluster": cluster}],
-        "users": [{"name": name, "user": {"token": token}}],
+        "users": [{"name": name, "user": user or {"token": token}}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
         "current-context": name,
     }
