@@ -309,3 +309,32 @@ def test_an_updating_eks_cluster_is_a_warning_not_a_refusal(moto_url, bed_env, m
         server.shutdown()
         server.server_close()
     assert "EKS cluster cmb-upgrading is UPDATING (an upgrade is under way); going on" in capfd.readouterr().out
+
+
+@pytest.mark.testbed
+def test_the_alb_sources_are_the_clusters_vpc_cidrs(moto_url, bed_env):
+    """The NetworkPolicy admits the ALB from the VPC's own blocks, read at deploy time: not all of
+    10/8, 172.16/12 and 192.168/16, which include every pod."""
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    ec2.associate_vpc_cidr_block(VpcId=vpc, CidrBlock="10.43.0.0/16")
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+    name = f"cmb-{uuid.uuid4().hex[:8]}"
+    boto3.client("eks", region_name="us-east-1").create_cluster(
+        name=name, roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks", resourcesVpcConfig={"subnetIds": [subnet]}
+    )
+    from tests.envfiles import good_env
+    from tools.settings import load_settings
+
+    cloud = AwsCloud(load_settings(cloud="aws", environ=good_env("aws", CLUSTER_NAME=name)))
+    assert cloud.deploy_values() == {"networkPolicy": {"aws": {"loadBalancerCidrs": ["10.42.0.0/16", "10.43.0.0/16"]}}}
+    from tools.helm import render
+
+    values = {**cloud.chart_values(), **cloud.deploy_values()}
+    (policy,) = [
+        o for o in render("cmbcluster", "cmbcluster", values) if o and o["metadata"]["name"].endswith("-user-pods")
+    ]
+    sources = [peer["ipBlock"]["cidr"] for peer in policy["spec"]["ingress"][0]["from"]]
+    assert sources == ["10.42.0.0/16", "10.43.0.0/16"]

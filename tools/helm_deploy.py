@@ -388,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in missing:
             REPORTER.error(line, title="helm_deploy")
         raise ToolError(f"{len(missing)} image(s) not deployable: nothing was changed")
-    values = merge(cloud.chart_values(images), overrides)
+    values = merge(merge(cloud.chart_values(images), cloud.deploy_values()), overrides)
     rendered = [o for o in render(settings.release, settings.namespace, values, options.chart) if o]
     with cloud.cluster_access() as kubeconfig:
         api = kube.api_client(kubeconfig)

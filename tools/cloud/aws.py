@@ -112,6 +112,34 @@ class AwsCloud(Cloud):
     def eks_token(self) -> str:
         return eks_token(self.settings.cluster_name, self.settings["AWS_REGION"])
 
+    def vpc_cidrs(self) -> list[str]:
+        """The CIDR blocks of the cluster's VPC: where the ALB (target type ip) reaches pods from.
+
+        Read at deploy time (describe_cluster -> VPC -> describe_vpcs), so the NetworkPolicy admits
+        the load balancer and not every private address (which would include every pod).
+        """
+        config = self.eks_cluster.get("resourcesVpcConfig") or {}
+        ec2 = self._client("ec2")
+        vpc_id = config.get("vpcId")
+        if not vpc_id and config.get("subnetIds"):
+            subnets = _aws_call(
+                lambda: ec2.describe_subnets(SubnetIds=config["subnetIds"])["Subnets"], "EC2 describe_subnets"
+            )
+            vpc_id = subnets[0]["VpcId"] if subnets else ""
+        if not vpc_id:
+            raise ToolError(f"EKS cluster {self.settings.cluster_name} names no VPC: check the cluster in the console")
+        vpcs = _aws_call(lambda: ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"], "EC2 describe_vpcs")
+        blocks = {
+            a["CidrBlock"]
+            for v in vpcs
+            for a in v.get("CidrBlockAssociationSet") or []
+            if (a.get("CidrBlockState") or {}).get("State", "associated") == "associated"
+        }
+        return sorted(blocks or {v["CidrBlock"] for v in vpcs})
+
+    def deploy_values(self) -> dict[str, Any]:
+        return {"networkPolicy": {"aws": {"loadBalancerCidrs": self.vpc_cidrs()}}}
+
     @contextmanager
     def cluster_access(self) -> Iterator[str]:
         from tools.report import REPORTER

@@ -206,6 +206,10 @@ class Cloud:
     def global_cloud_values(self) -> dict[str, Any]:
         return {}
 
+    def deploy_values(self) -> dict[str, Any]:
+        """Chart values read from the cloud at deploy time (plan has no cloud access and leaves them out)."""
+        return {}
+
     def storage_values(self) -> dict[str, Any]:
         return {self.name: {"driver": self.csi_driver, "mountOptions": list(self.mount_options)}}
 

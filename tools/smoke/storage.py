@@ -71,7 +71,9 @@ t0=$(now); printf '%s\n' "$TOKEN" > "$f"; t1=$(now)
 printf '%s\n' "$TOKEN-saved-again" > "$f"; t2=$(now)
 got=$(cat "$f"); t3=$(now)
 rm -f "$f"; t4=$(now)
-if [ "$got" != "$TOKEN-saved-again" ]; then echo "storage-check: read back something else than was written" >&2; exit 3; fi
+if [ "$got" != "$TOKEN-saved-again" ]; then
+  echo "storage-check: read back something else than was written" >&2; exit 3
+fi
 echo "storage-check ok write_ms=$(( (t1 - t0) / 1000000 )) overwrite_ms=$(( (t2 - t1) / 1000000 ))" \
   "read_ms=$(( (t3 - t2) / 1000000 )) delete_ms=$(( (t4 - t3) / 1000000 ))"
 """
