@@ -6,6 +6,7 @@ local cluster), or a custom Role that lacks one verb."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def test_a_role_missing_one_verb_is_named_exactly(site: Site, cluster: str, tmp_
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith(
         f"error   these credentials may not patch deployments.apps in namespace {site.namespace}: "
-        "ask a cluster admin to bind them the `admin` ClusterRole there"
+        "ask a cluster admin to grant what `make rbac CLOUD=local` prints (`admin` in the namespace)"
     ), lines
     assert "Traceback" not in result.stderr
     assert site.history() == []
@@ -75,8 +76,84 @@ def test_no_rights_at_all_lists_every_refusal_and_changes_nothing(
     monkeypatch.setenv("KUBECONFIG", nobody)
     result = site.deploy("--no-wait")
     assert result.returncode == 1
-    assert "may not get deployments.apps, create deployments.apps, patch deployments.apps, delete deployments" in (
-        result.stderr
-    )
-    assert "create configmaps" in result.stderr and "list secrets" in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "these credentials may not" in line]
+    named = line.split("may not ", 1)[1].split(" in namespace")[0].split(", ")
+    for verb in ("get", "create", "patch", "delete"):
+        assert f"{verb} deployments.apps" in named and f"{verb} configmaps" in named
+    assert "list secrets" in named and "update secrets" in named  # helm's release records
     assert site.history() == []
+
+
+# -- what `make rbac` prints is exactly enough ---------------------------------------------------------
+def apply_rbac(cluster: str, docs: list[dict]) -> list[tuple[str, str]]:
+    """Apply `make rbac`'s output as a cluster admin; returns the cluster-scoped objects made."""
+    from kubernetes import client
+
+    rbac = client.RbacAuthorizationV1Api(api(cluster))
+    made = []
+    for doc in docs:
+        if doc["kind"] == "RoleBinding":
+            rbac.create_namespaced_role_binding(doc["metadata"]["namespace"], doc)
+        elif doc["kind"] == "ClusterRole":
+            rbac.create_cluster_role(doc)
+            made.append(("ClusterRole", doc["metadata"]["name"]))
+        else:
+            rbac.create_cluster_role_binding(doc)
+            made.append(("ClusterRoleBinding", doc["metadata"]["name"]))
+    return made
+
+
+def rbac_output(site: Site, cloud: str, subject: str) -> list[dict]:
+    import yaml
+
+    from tests.envfiles import good_env, write_env
+    from tests.realcluster import run_tool
+
+    env_file = write_env(site.folder / f"{cloud}-rbac.env", good_env(cloud, NAMESPACE=site.namespace))
+    proc = run_tool("rbac", "--cloud", cloud, "--env-file", str(env_file), "--subject", subject)
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def test_make_rbac_for_local_is_enough_for_a_namespace_scoped_deploy(site: Site, cluster: str, tmp_path, monkeypatch):
+    deployer = service_account_kubeconfig(cluster, site.namespace, "deployer", tmp_path)
+    docs = rbac_output(site, "local", f"ServiceAccount:{site.namespace}/deployer")
+    assert [d["kind"] for d in docs] == ["RoleBinding"]  # nothing cluster-wide on a plain cluster
+    assert apply_rbac(cluster, docs) == []
+    monkeypatch.setenv("KUBECONFIG", deployer)
+    assert site.secrets().returncode == 0
+    result = site.deploy()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert site.history() == [(1, "deployed")]
+
+
+def test_make_rbac_for_aws_grants_exactly_the_rights_preflight_checks(site: Site, cluster: str, tmp_path):
+    from kubernetes import client
+
+    from tests.envfiles import good_env
+    from tools import kube
+    from tools.cloud import AwsCloud
+    from tools.helm import render
+    from tools.rights import deploy_rights
+    from tools.settings import load_settings
+
+    deployer = service_account_kubeconfig(cluster, site.namespace, "deployer", tmp_path)
+    docs = rbac_output(site, "aws", f"ServiceAccount:{site.namespace}/deployer")
+    assert [d["kind"] for d in docs] == ["RoleBinding", "ClusterRole", "ClusterRoleBinding"]
+    settings = load_settings(cloud="aws", environ=good_env("aws", NAMESPACE=site.namespace))
+    rights = deploy_rights([o for o in render("cmbcluster", site.namespace, AwsCloud(settings).chart_values()) if o])
+    made = apply_rbac(cluster, docs)
+    rbac = client.RbacAuthorizationV1Api(api(cluster))
+    try:
+        with kube.api_client(deployer) as as_deployer:
+            assert kube.denied(as_deployer, site.namespace, rights) == []  # enough
+            rbac.delete_cluster_role_binding(made[1][1])
+            refused = kube.denied(as_deployer, site.namespace, rights)
+        # and needed: without the cluster-wide part, exactly the cluster-scoped rights are missing
+        assert refused and all(
+            name.split()[1].split(".")[0] in ("persistentvolumes", "clusterroles", "clusterrolebindings")
+            for name in refused
+        )
+    finally:
+        for kind, name in made:
+            with contextlib.suppress(client.exceptions.ApiException):  # the binding may be gone already
+                (rbac.delete_cluster_role if kind == "ClusterRole" else rbac.delete_cluster_role_binding)(name)

@@ -308,16 +308,6 @@ def show_diff(live: list[dict[str, Any]], rendered: list[dict[str, Any]], namesp
 
 
 # -- preflight -----------------------------------------------------------------------------------
-def manifest_kinds(rendered: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    kinds = {(o.get("apiVersion", ""), o.get("kind", "")) for o in rendered if o and o.get("kind")}
-    driver = os.environ.get("HELM_DRIVER", "secret").lower()
-    if driver in ("", "secret", "secrets"):  # Helm keeps its release records as Secrets in the namespace
-        kinds.add(("v1", "Secret"))
-    elif driver in ("configmap", "configmaps"):
-        kinds.add(("v1", "ConfigMap"))
-    return kinds
-
-
 def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str, Any]]) -> list[str]:
     """Everything the deploy needs from the cluster and the account, as one line per missing piece.
 
@@ -326,14 +316,17 @@ def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str,
     """
     from tools import kube
     from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET
+    from tools.rights import deploy_rights
 
     namespace = settings.namespace
-    refused = kube.denied(api, namespace, manifest_kinds(rendered))
+    rights = deploy_rights(rendered)
+    refused = kube.denied(api, namespace, rights)
     if refused:  # nothing else matters until this is fixed
+        extra = ", plus a ClusterRole for the cluster-scoped kinds" if any(r.cluster_scoped for r in rights) else ""
         raise ToolError(
-            f"these credentials may not {', '.join(refused)} in namespace {namespace}: ask a cluster admin to bind "
-            f"them the `admin` ClusterRole there (kubectl create rolebinding cmbcluster-deploy --clusterrole=admin "
-            f"--user=IDENTITY -n {namespace})"
+            f"these credentials may not {', '.join(refused)} in namespace {namespace}: ask a cluster admin to "
+            f"grant what `make rbac CLOUD={settings.cloud}` prints (`admin` in the namespace{extra})"
+            + cloud.access_hint(namespace)
         )
     problems = []
     for secret in (BACKEND_SECRET, FRONTEND_SECRET):

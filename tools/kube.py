@@ -12,28 +12,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from tools.errors import ToolError
+from tools.rights import Right
 
 T = TypeVar("T")
-VERBS = ("get", "create", "patch", "delete")  # what helm does to each kind a release manages
-# Helm's release records (Secrets in the namespace) are also listed and updated.
-EXTRA_VERBS = {"Secret": ("list", "update")}
-# Kinds a namespace cannot hold: permission checks for them are cluster-wide.
-CLUSTER_SCOPED = frozenset(
-    {
-        "Namespace",
-        "PersistentVolume",
-        "StorageClass",
-        "CSIDriver",
-        "IngressClass",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "CustomResourceDefinition",
-        "PriorityClass",
-        "ValidatingWebhookConfiguration",
-        "MutatingWebhookConfiguration",
-        "ClusterIssuer",
-    }
-)
 
 
 def api_client(kubeconfig: str) -> Any:
@@ -155,31 +136,18 @@ def ensure_namespace(api: Any, namespace: str, dry_run: bool = False) -> tuple[b
 
 
 # -- permissions -------------------------------------------------------------------------------
-def plural(kind: str) -> str:
-    """The resource name of a kind, as Kubernetes' RESTMapper guesses it (Ingress -> ingresses)."""
-    lower = kind.lower()
-    if lower.endswith(("s", "x", "z", "ch", "sh")):
-        return lower + "es"
-    if lower.endswith("y") and lower[-2:-1] not in ("a", "e", "i", "o", "u"):
-        return lower[:-1] + "ies"
-    return lower + "s"
+def denied(api: Any, namespace: str, rights: list[Right]) -> list[str]:
+    """Which of `rights` the credentials lack (SelfSubjectAccessReview), e.g. ["create deployments.apps"].
 
-
-def denied(api: Any, namespace: str, kinds: set[tuple[str, str]], verbs: tuple[str, ...] = VERBS) -> list[str]:
-    """Which verbs on which (apiVersion, kind) the credentials may not use (SelfSubjectAccessReview).
-
-    Returns e.g. ["create deployments.apps", ...]. Fails closed: a review the server answers
-    without a verdict is an error, never a yes.
+    Fails closed: a review the server answers without a verdict is an error, never a yes.
     """
     from tools.kubeapi import path
 
     refused = []
-    for api_version, kind in sorted(kinds):
-        group = api_version.split("/")[0] if "/" in api_version else ""
-        resource = plural(kind)
-        for verb in (*verbs, *EXTRA_VERBS.get(kind, ())):
-            attributes = {"group": group, "resource": resource, "verb": verb}
-            if kind not in CLUSTER_SCOPED:
+    for right in rights:
+        for verb, name in zip(right.verbs, right.names(), strict=True):
+            attributes = {"group": right.group, "resource": right.resource, "verb": verb}
+            if not right.cluster_scoped:
                 attributes["namespace"] = namespace
             # A review has no name: the API server refuses one with metadata (HTTP 422).
             review = {
@@ -195,11 +163,11 @@ def denied(api: Any, namespace: str, kinds: set[tuple[str, str]], verbs: tuple[s
             allowed = ((answer or {}).get("status") or {}).get("allowed") if isinstance(answer, dict) else None
             if allowed is None:
                 raise ToolError(
-                    f"the Kubernetes API at {api.server} answered the permission check for {verb} {resource} "
+                    f"the Kubernetes API at {api.server} answered the permission check for {name} "
                     "without a verdict: it is not a conforming API server (or a proxy mangles the reply)"
                 )
             if not allowed:
-                refused.append(f"{verb} {resource}{'.' + group if group else ''}")
+                refused.append(name)
     return refused
 
 

@@ -137,6 +137,15 @@ class AwsCloud(Cloud):
         }
         return sorted(blocks or {v["CidrBlock"] for v in vpcs})
 
+    def access_hint(self, namespace: str) -> str:
+        cluster = self.settings.cluster_name
+        return (
+            f"; on EKS: aws eks associate-access-policy --cluster-name {cluster} --principal-arn ROLE_ARN "
+            "--policy-arn arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminPolicy "
+            f"--access-scope type=namespace,namespaces={namespace}, and the ClusterRole bound to the access "
+            "entry's username"
+        )
+
     def deploy_values(self) -> dict[str, Any]:
         return {"networkPolicy": {"aws": {"loadBalancerCidrs": self.vpc_cidrs()}}}
 

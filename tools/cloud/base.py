@@ -206,6 +206,10 @@ class Cloud:
     def global_cloud_values(self) -> dict[str, Any]:
         return {}
 
+    def access_hint(self, namespace: str) -> str:
+        """How this cloud grants a deploy identity Kubernetes rights (appended to preflight's refusal)."""
+        return ""
+
     def deploy_values(self) -> dict[str, Any]:
         """Chart values read from the cloud at deploy time (plan has no cloud access and leaves them out)."""
         return {}
