@@ -143,8 +143,7 @@ def main() -> int:
                 values.update({f"{n.upper().replace('-', '_')}_CONTEXT": str(p) for n, p in contexts.items()})
                 env_file = write_env(folder / "local.env", values)
                 images = folder / "images.json"
-                parts = {k: v for k, v in bed.env.items() if not k.startswith(("HELM_DRIVER", "KMOCK"))}
-                env = {**os.environ, **parts, "KUBECONFIG": relayed, "NO_COLOR": "1"}
+                env = {**os.environ, **bed.cluster_env(), "KUBECONFIG": relayed, "NO_COLOR": "1"}
                 for key in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY"):
                     env.pop(key, None)
                 run_chain("first deploy", env, env_file, images, relay)

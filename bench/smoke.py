@@ -170,8 +170,7 @@ def real_cluster_runs(runs: int) -> list[tuple[str, float]] | None:
         except PartUnavailable as exc:
             print(f"real cluster: not available here ({exc})")
             return None
-        env = {k: v for k, v in bed.env.items() if not k.startswith(("HELM_DRIVER", "KMOCK"))}
-        env = {**os.environ, **env, "KUBECONFIG": kubeconfig, "NO_COLOR": "1"}
+        env = {**os.environ, **bed.cluster_env(), "NO_COLOR": "1"}
         os.environ.update({"KUBECONFIG": kubeconfig, "DOCKER_HOST": env["DOCKER_HOST"]})
         with tempfile.TemporaryDirectory(prefix="bench-smoke-real-") as folder:
             stand_ins = StandIns.build(Path(folder), env, registry)

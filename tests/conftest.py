@@ -115,12 +115,12 @@ def cluster_namespace(cluster: str, request: pytest.FixtureRequest) -> Iterator[
 @pytest.fixture
 def on_cluster(testbed: TestBed, cluster: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """This test's process (and its subprocesses) talks to the real cluster, helm with its default storage."""
-    for key, value in testbed.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("KUBECONFIG", cluster)
-    for key in ("HELM_DRIVER", "HELM_DRIVER_SQL_CONNECTION_STRING", "KMOCK_URL"):
+    env = testbed.cluster_env()
+    for key in testbed.env.keys() - env.keys():  # the emulator's settings (kmock, Helm's SQL driver)
         monkeypatch.delenv(key, raising=False)
-    return {k: v for k, v in os.environ.items() if k in testbed.env or k == "KUBECONFIG"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
 
 
 @pytest.fixture(scope="session")

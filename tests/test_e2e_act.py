@@ -219,10 +219,8 @@ def bed(
     for name, folder in APP_LAYOUT.items():
         shutil.copytree(staged[name], app / folder)
     ensure_ingress_class(cluster)
-    parts = {k: v for k, v in testbed.env.items() if not k.startswith(("HELM_DRIVER", "KMOCK"))}
     env = {  # the runner's environment: the test bed's, with the real cluster
-        **parts,
-        "KUBECONFIG": cluster,
+        **testbed.cluster_env(),
         "E2E_VENV": str(venv),
         "E2E_APP_SOURCE": str(app),
         "AWS_EC2_METADATA_DISABLED": "true",

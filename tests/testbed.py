@@ -268,6 +268,13 @@ class TestBed:
         ensure_test_storage(kubeconfig, self.root / "volumes" if not own else None)
         return kubeconfig
 
+    def cluster_env(self) -> dict[str, str]:
+        """The started parts' environment for a process that talks to the real cluster: its
+        kubeconfig, and none of the emulator's settings (kmock, Helm's SQL driver)."""
+        kubeconfig = self.cluster()
+        parts = {k: v for k, v in self.env.items() if not k.startswith(("HELM_DRIVER", "KMOCK"))}
+        return {**parts, "KUBECONFIG": kubeconfig}
+
     def _start_kit(self) -> str:
         kit = kit_dir()
         if kit is None:
