@@ -338,3 +338,51 @@ def test_the_alb_sources_are_the_clusters_vpc_cidrs(moto_url, bed_env):
     ]
     sources = [peer["ipBlock"]["cidr"] for peer in policy["spec"]["ingress"][0]["from"]]
     assert sources == ["10.42.0.0/16", "10.43.0.0/16"]
+
+
+@pytest.mark.testbed
+def test_preflight_warns_when_eks_enforces_no_network_policy(moto_url, bed_env, monkeypatch):
+    """The chart's NetworkPolicies only bite when the VPC CNI add-on's network policy agent is on.
+    moto has no EKS add-ons, so DescribeAddon is staged at the network edge (AWS_ENDPOINT_URL_EKS)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answers: list[tuple[int, dict]] = []
+
+    class Eks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = answers.pop(0)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            if status == 404:
+                self.send_header("x-amzn-ErrorType", "ResourceNotFoundException")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Eks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EKS", f"http://127.0.0.1:{server.server_port}")
+    addon = {"addonName": "vpc-cni", "clusterName": "cmb-np", "status": "ACTIVE"}
+    answers += [
+        (404, {"message": "No addon: vpc-cni found in cluster: cmb-np"}),
+        (200, {"addon": {**addon, "configurationValues": '{"env": {"ENABLE_PREFIX_DELEGATION": "true"}}'}}),
+        (200, {"addon": {**addon, "configurationValues": '{"enableNetworkPolicy": "true"}'}}),
+    ]
+    cloud = AwsCloud(aws_settings("cmb-np"))
+    try:
+        missing = cloud.network_policy_warning()
+        off = cloud.network_policy_warning()
+        on = cloud.network_policy_warning()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert missing is not None and missing.startswith("EKS cluster cmb-np has no managed vpc-cni add-on")
+    assert off is not None and "does not enforce NetworkPolicy (vpc-cni enableNetworkPolicy is off)" in off
+    assert """--configuration-values '{"enableNetworkPolicy":"true"}'""" in off
+    assert on is None

@@ -260,7 +260,37 @@ class AwsCloud(Cloud):
     # -- prerequisites -------------------------------------------------------------------------
     def prerequisites(self, api: Any) -> tuple[list[str], list[str]]:
         missing, unchecked = super().prerequisites(api)
-        return missing + self.trust_problems(), unchecked
+        enforcement = self.network_policy_warning()
+        return missing + self.trust_problems(), unchecked + ([enforcement] if enforcement else [])
+
+    def network_policy_warning(self) -> str | None:
+        """EKS enforces NetworkPolicy only when the VPC CNI add-on's network policy agent is on;
+        without it the chart's policies (user pods' isolation, no metadata service) do nothing."""
+        import json
+
+        import botocore.exceptions
+
+        cluster = self.settings.cluster_name
+        fix = (
+            f"aws eks update-addon --cluster-name {cluster} --addon-name vpc-cni "
+            """--configuration-values '{"enableNetworkPolicy":"true"}'"""
+        )
+        try:
+            addon = self._client("eks").describe_addon(clusterName=cluster, addonName="vpc-cni")["addon"]
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "ResourceNotFoundException":
+                return f"EKS cluster {cluster} has no managed vpc-cni add-on: NetworkPolicy is not enforced; {fix}"
+            return f"NetworkPolicy enforcement of {cluster} not checked: reading the vpc-cni add-on answered {code}"
+        except botocore.exceptions.BotoCoreError as exc:
+            return f"NetworkPolicy enforcement of {cluster} not checked: reading the vpc-cni add-on failed ({exc})"
+        try:
+            values = json.loads(addon.get("configurationValues") or "{}")
+        except ValueError:
+            values = {}
+        if str(values.get("enableNetworkPolicy", "")).lower() != "true":
+            return f"EKS cluster {cluster} does not enforce NetworkPolicy (vpc-cni enableNetworkPolicy is off): {fix}"
+        return None
 
     def trust_problems(self) -> list[str]:
         """Each IRSA role must trust this cluster's OIDC issuer for its service account in NAMESPACE."""
