@@ -149,3 +149,40 @@ def test_the_gcs_emulator_is_refused_outside_dev(gcs_url, bed_env):
     production = GcpCloud(load_settings(cloud="gcp", environ=good_env("gcp")))
     with pytest.raises(ToolError, match=r"STORAGE_EMULATOR_HOST=http://127\.0\.0\.1:\d+ is set: GCS calls would go"):
         production.ensure_database_bucket()
+
+
+# -- the smoke test's user bucket -------------------------------------------------------------------
+def test_the_smoke_bucket_is_a_user_bucket_made_once_and_emptied_after(moto_url, bed_env):
+    """The storage check mounts a bucket as the user identity: one named by the user-bucket rule
+    (CLUSTER-user-*, what the user role may reach), never the database's; what it wrote goes."""
+    import boto3
+
+    cloud = aws()
+    name = cloud.smoke_bucket
+    assert name.startswith(f"{cloud.user_bucket_prefix}-") and name != cloud.database_bucket
+    assert cloud.ensure_smoke_bucket().startswith(f"s3://{name} created")
+    assert cloud.ensure_smoke_bucket().startswith(f"s3://{name} exists")  # a second run changes nothing
+    s3 = boto3.client("s3", region_name="us-east-1")
+    blocks = s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"]
+    assert all(blocks.values())
+    for body in (b"first", b"saved again"):  # two versions, as the check's overwrite leaves
+        s3.put_object(Bucket=name, Key=".cmbcluster-storage-check-abc", Body=body)
+    s3.put_object(Bucket=name, Key="users-data.txt", Body=b"keep")
+    assert cloud.empty_storage_check(name, ".cmbcluster-storage-check-") == 2
+    assert [o["Key"] for o in s3.list_object_versions(Bucket=name).get("Versions", [])] == ["users-data.txt"]
+
+
+def test_the_gcs_smoke_bucket_is_made_once_and_emptied_after(gcs_url, bed_env):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    cloud = gcp()
+    name = cloud.smoke_bucket
+    assert name.startswith(f"{cloud.user_bucket_prefix}-") and name != cloud.database_bucket
+    assert cloud.ensure_smoke_bucket().startswith(f"gs://{name} created")
+    assert cloud.ensure_smoke_bucket().startswith(f"gs://{name} exists")
+    bucket = storage.Client(project="cmb-project", credentials=AnonymousCredentials()).bucket(name)
+    bucket.blob(".cmbcluster-storage-check-abc").upload_from_string(b"x")
+    bucket.blob("users-data.txt").upload_from_string(b"keep")
+    assert cloud.empty_storage_check(name, ".cmbcluster-storage-check-") == 1
+    assert [b.name for b in bucket.client.list_blobs(name)] == ["users-data.txt"]

@@ -434,7 +434,7 @@ def test_healthy_rollout_passes_every_check(release: Release, capfd: pytest.Capt
     with Kubelet(release.kubeconfig, release.namespace) as kubelet, responses.RequestsMock() as rsps:
         kubelet.settle()
         healthy_endpoints(rsps)
-        code, out, err, _ = release.smoke(capfd, "--deadline", "20")
+        code, out, err, _ = release.smoke(capfd, "--deadline", "20", "--storage-bucket", "cmbtest-user-probe")
     assert code == 0, out + err
     assert re.search(r"ok\s+rollout cmbcluster-backend: 1/1 ready", out)
     assert re.search(r"ok\s+rollout cmbcluster-frontend: 1/1 ready", out)
@@ -448,7 +448,10 @@ def test_healthy_rollout_passes_every_check(release: Release, capfd: pytest.Capt
     assert pod["spec"]["containers"][0]["image"] == "registry.example/cmbcluster-user-env:good"
     volume = pod["spec"]["volumes"][0]["csi"]
     assert volume["driver"] == "gcsfuse.csi.storage.gke.io"
-    assert volume["volumeAttributes"] == {"bucketName": "cmbtest-db", "mountOptions": "implicit-dirs,uid=1000,gid=1000"}
+    assert volume["volumeAttributes"] == {
+        "bucketName": "cmbtest-user-probe",
+        "mountOptions": "implicit-dirs,uid=1000,gid=1000",
+    }
     storage_line = next(line for line in out.splitlines() if "user storage:" in line)
     assert re.search(r"create [\d.]+s, schedule\+mount\+start [\d.]+s, run [\d.]+s", storage_line)
     assert "in-pod timings unavailable (logs unavailable: the API server answered application/json" in storage_line
@@ -651,7 +654,7 @@ def test_storage_pod_follows_the_real_charts_user_environment(cloud: str) -> Non
     identity = {k: v for k, v in (account["metadata"].get("annotations") or {}).items() if k in bindings}
     assert identity == shim.service_account_annotations("user")
     objects = storage.storage_check_manifests(
-        config["data"], env["USER_POD_SA_NAME"], "cmbcluster", "cmbcluster", shim.database_bucket, "abc123", 60
+        config["data"], env["USER_POD_SA_NAME"], "cmbcluster", "cmbcluster", shim.smoke_bucket, "abc123", 60
     )
     pod = objects[-1]
     assert pod["spec"]["serviceAccountName"] == USER_SERVICE_ACCOUNT
@@ -664,7 +667,7 @@ def test_storage_pod_follows_the_real_charts_user_environment(cloud: str) -> Non
         assert len(objects) == 1
         assert volume["csi"]["driver"] == shim.csi_driver == "gcsfuse.csi.storage.gke.io"
         assert volume["csi"]["volumeAttributes"] == {
-            "bucketName": "cmb-project-cmbtest-db",
+            "bucketName": "cmbtest-user-smoke-cmb-project",  # a user bucket, never the database's
             "mountOptions": ",".join(shim.mount_options),
         }
         assert pod["metadata"]["annotations"] == {"gke-gcsfuse/volumes": "true"}
@@ -676,7 +679,7 @@ def test_storage_pod_follows_the_real_charts_user_environment(cloud: str) -> Non
         assert pv["spec"]["claimRef"] == {"namespace": "cmbcluster", "name": pvc["metadata"]["name"]}
         assert pv["spec"]["csi"]["driver"] == shim.csi_driver == "s3.csi.aws.com"
         assert pv["spec"]["csi"]["volumeAttributes"] == {
-            "bucketName": "cmbtest-db-123456789012",
+            "bucketName": "cmbtest-user-smoke-123456789012",
             "authenticationSource": "pod",
         }
         assert pv["spec"]["mountOptions"] == shim.storage_values()["aws"]["mountOptions"]

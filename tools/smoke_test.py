@@ -17,7 +17,8 @@
 3. User storage. A throwaway pod built from the chart's user-environment settings (the
    ConfigMap `<release>-user-environment` the backend's pod manager reads: image, annotations,
    volume mode, CSI driver and attributes; the service account from USER_POD_SA_NAME) mounts
-   the database bucket (or `--storage-bucket`), writes a file, reads it back and deletes it;
+   a user bucket (the smoke bucket, made if missing; or `--storage-bucket`), never the
+   database's, writes a file, saves it again, reads it back and deletes it;
    the pod (and its PersistentVolume and claim on AWS) is deleted and each phase timed.
 4. On failure the release is rolled back to its previous deployed revision (`helm rollback`,
    unless `--no-rollback`) and the rollback's own rollout is checked. The exit code is 1.
@@ -238,7 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds for the Ingress address and the HTTPS checks together (180)",
     )
     p.add_argument("--no-storage-check", action="store_true", help="skip the user storage check")
-    p.add_argument("--storage-bucket", metavar="NAME", help="bucket for the storage check (default: the database's)")
+    p.add_argument(
+        "--storage-bucket",
+        metavar="NAME",
+        help="bucket for the storage check (default: CLUSTER_NAME-user-smoke-ACCOUNT|PROJECT, made if missing)",
+    )
     p.add_argument(
         "--storage-deadline",
         type=_seconds,

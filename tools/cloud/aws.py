@@ -176,9 +176,36 @@ class AwsCloud(Cloud):
 
     # -- database bucket -----------------------------------------------------------------------
     def ensure_database_bucket(self, dry_run: bool = False) -> str:
+        return self._ensure_bucket(self.database_bucket, dry_run)
+
+    @property
+    def smoke_bucket(self) -> str:
+        return f"{self.user_bucket_prefix}-smoke-{self.settings['AWS_ACCOUNT_ID']}"  # names are global in S3
+
+    def ensure_smoke_bucket(self) -> str:
+        return self._ensure_bucket(self.smoke_bucket, dry_run=False)
+
+    def empty_storage_check(self, bucket: str, prefix: str) -> int:
+        """Delete every version of the storage check's objects (the bucket is versioned)."""
+        s3 = self._client("s3")
+
+        def delete() -> int:
+            listing = s3.list_object_versions(Bucket=bucket, Prefix=prefix)
+            doomed = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for section in ("Versions", "DeleteMarkers")
+                for v in listing.get(section) or []
+            ]
+            if doomed:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
+            return len(doomed)
+
+        return _aws_call(delete, f"S3 emptying the storage check's objects in {bucket}")
+
+    def _ensure_bucket(self, name: str, dry_run: bool) -> str:
         import botocore.exceptions
 
-        name, region, account = self.database_bucket, self.settings["AWS_REGION"], self.settings["AWS_ACCOUNT_ID"]
+        region, account = self.settings["AWS_REGION"], self.settings["AWS_ACCOUNT_ID"]
         s3 = self._client("s3")
 
         def head() -> bool:

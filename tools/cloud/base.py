@@ -130,6 +130,20 @@ class Cloud:
         """
         return "none needed (the database lives on a PersistentVolumeClaim)"
 
+    @property
+    def smoke_bucket(self) -> str:
+        """The bucket the smoke test's storage check mounts as a user: one of the user buckets (its
+        name follows their rule, so the user identity may reach it), never the database's."""
+        return ""
+
+    def ensure_smoke_bucket(self) -> str:
+        """Make sure the smoke bucket exists, private and encrypted. Returns what was done."""
+        return "none needed (no bucket on this cloud)"
+
+    def empty_storage_check(self, bucket: str, prefix: str) -> int:
+        """Delete what the storage check left under `prefix` in `bucket`; returns how many objects."""
+        return 0
+
     def prerequisites(self, api: Any) -> tuple[list[str], list[str]]:
         """What the cluster (or the cloud account) lacks for the chart, and what could not be checked.
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from tools.cloud import USER_SERVICE_ACCOUNT, cloud_for
+from tools.cloud import USER_SERVICE_ACCOUNT, check_bucket_name, cloud_for
 from tools.errors import ToolError
 from tools.report import REPORTER
 from tools.settings import Settings
@@ -61,12 +61,13 @@ def user_environment(cluster: Cluster, release: str) -> tuple[dict[str, str], st
     return maps[0].get("data") or {}, service_account or USER_SERVICE_ACCOUNT
 
 
+STORAGE_PREFIX = ".cmbcluster-storage-check-"  # what the check writes; emptied from the bucket afterwards
 # Write a new file, save it again (an overwrite: Mountpoint refuses it without allow-overwrite),
 # read it back, delete it; each timed. No rename: Mountpoint for S3 cannot rename in
 # general-purpose buckets, so checking it would fail every healthy EKS release.
 STORAGE_SCRIPT = r"""set -eu
 now() { t=$(date +%s%N); case "$t" in *N) echo "$(date +%s)000000000" ;; *) echo "$t" ;; esac; }
-f="$MOUNT/.cmbcluster-storage-check-$TOKEN"
+f="$MOUNT/.cmbcluster-storage-check-$TOKEN"  # STORAGE_PREFIX
 t0=$(now); printf '%s\n' "$TOKEN" > "$f"; t1=$(now)
 printf '%s\n' "$TOKEN-saved-again" > "$f"; t2=$(now)
 got=$(cat "$f"); t3=$(now)
@@ -199,7 +200,15 @@ def check_storage(cluster: Cluster, settings: Settings, args: argparse.Namespace
 
     start = time.monotonic()
     config, service_account = user_environment(cluster, settings.release)
-    bucket = args.storage_bucket or cloud_for(settings).database_bucket
+    cloud = cloud_for(settings)
+    # A user bucket (the user identity may reach it), never the database's: it is made once here
+    # with the deploy credentials and emptied of what the check wrote afterwards.
+    bucket = args.storage_bucket or cloud.smoke_bucket
+    if bucket and not args.storage_bucket:
+        problem = check_bucket_name(bucket)
+        if problem:
+            raise ToolError(f"{problem}: shorten CLUSTER_NAME or give --storage-bucket")
+        REPORTER.info(f"storage check bucket: {cloud.ensure_smoke_bucket()}")
     token = secrets.token_hex(4)
     manifests = storage_check_manifests(
         config, service_account, cluster.namespace, settings.release, bucket, token, int(args.storage_deadline)
@@ -208,7 +217,8 @@ def check_storage(cluster: Cluster, settings: Settings, args: argparse.Namespace
     name = objects.name(pod)
     phases: list[str] = []
     created: list[dict[str, Any]] = []
-    REPORTER.info(f"storage check: pod {name} as {service_account}, volume {_volume_kind(pod)}, bucket {bucket}")
+    shown = bucket or "none (this cloud mounts no bucket)"
+    REPORTER.info(f"storage check: pod {name} as {service_account}, volume {_volume_kind(pod)}, bucket {shown}")
     outcome: Outcome | None = None
     try:
         for obj in manifests:
@@ -251,11 +261,16 @@ def check_storage(cluster: Cluster, settings: Settings, args: argparse.Namespace
         gone = _delete_all(cluster, created)
         if created and created[-1] is pod:
             phases.append(f"delete {time.monotonic() - t_delete:.1f}s" + ("" if gone else " (still terminating)"))
+        if bucket:
+            try:
+                cloud.empty_storage_check(bucket, STORAGE_PREFIX)
+            except ToolError as exc:
+                REPORTER.warning(f"storage check: {exc}")
     took = time.monotonic() - start
     if outcome is None:
         return Check("user storage", "failed", took, "; ".join(phases))
     if outcome.ok:
-        return Check("user storage", "ok", took, f"bucket {bucket}: " + ", ".join(phases))
+        return Check("user storage", "ok", took, f"bucket {shown}: " + ", ".join(phases))
     why = outcome.problem.headline() if outcome.problem else f"{outcome.summary}: {outcome.waiting.get(name, '')}"
     return Check("user storage", "failed", took, f"{why}; " + ", ".join(phases), reported=True)
 
