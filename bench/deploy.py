@@ -124,9 +124,7 @@ def main() -> int:
     bed = TestBed()
     try:
         try:
-            kubeconfig = bed.cluster()
-            bed.docker()
-            registry = bed.registry()
+            kubeconfig, registry = bed.cluster_with_images()
         except PartUnavailable as exc:
             print(f"bench-deploy needs the real cluster: {exc}")
             return 1

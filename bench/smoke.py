@@ -164,9 +164,7 @@ def real_cluster_runs(runs: int) -> list[tuple[str, float]] | None:
     bed = TestBed()
     try:
         try:
-            kubeconfig = bed.cluster()
-            bed.docker()
-            registry = bed.registry()
+            kubeconfig, registry = bed.cluster_with_images()
         except PartUnavailable as exc:
             print(f"real cluster: not available here ({exc})")
             return None

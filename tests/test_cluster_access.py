@@ -5,6 +5,7 @@ user's kubeconfig. Every kubeconfig written is 0600 and gone when the block ends
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import json
 import os
@@ -269,10 +270,6 @@ def test_an_updating_eks_cluster_is_a_warning_not_a_refusal(moto_url, bed_env, m
     """EKS keeps its API up through an add-on or version upgrade (status UPDATING, often for long).
     moto has no way to put a cluster in that state, so EKS's DescribeCluster answer is staged at the
     network edge (AWS_ENDPOINT_URL_EKS); STS, which signs the token, is still moto."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     cluster = {
         "name": "cmb-upgrading",
         "arn": f"arn:aws:eks:us-east-1:{ACCOUNT}:cluster/cmb-upgrading",
@@ -281,22 +278,10 @@ def test_an_updating_eks_cluster_is_a_warning_not_a_refusal(moto_url, bed_env, m
         "certificateAuthority": {"data": ""},
     }
 
-    class Eks(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"cluster": cluster}).encode()
-            self.send_response(200 if self.path == "/clusters/cmb-upgrading" else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(path: str) -> tuple[int, dict, str]:
+        return (200, {"cluster": cluster}, "") if path == "/clusters/cmb-upgrading" else (404, {}, "NotFound")
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Eks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_EKS", f"http://127.0.0.1:{server.server_port}")
-    try:
+    with staged_eks(monkeypatch, answer):
         with AwsCloud(aws_settings("cmb-upgrading")).cluster_access() as path:
             assert yaml.safe_load(Path(path).read_text())["clusters"][0]["cluster"]["server"] == cluster["endpoint"]
         cluster["status"] = "FAILED"
@@ -305,9 +290,6 @@ def test_an_updating_eks_cluster_is_a_warning_not_a_refusal(moto_url, bed_env, m
             AwsCloud(aws_settings("cmb-upgrading")).cluster_access(),
         ):
             pass
-    finally:
-        server.shutdown()
-        server.server_close()
     assert "EKS cluster cmb-upgrading is UPDATING (an upgrade is under way); going on" in capfd.readouterr().out
 
 
@@ -344,20 +326,39 @@ def test_the_alb_sources_are_the_clusters_vpc_cidrs(moto_url, bed_env):
 def test_preflight_warns_when_eks_enforces_no_network_policy(moto_url, bed_env, monkeypatch):
     """The chart's NetworkPolicies only bite when the VPC CNI add-on's network policy agent is on.
     moto has no EKS add-ons, so DescribeAddon is staged at the network edge (AWS_ENDPOINT_URL_EKS)."""
+    addon = {"addonName": "vpc-cni", "clusterName": "cmb-np", "status": "ACTIVE"}
+    answers = [
+        (404, {"message": "No addon: vpc-cni found in cluster: cmb-np"}, "ResourceNotFoundException"),
+        (200, {"addon": {**addon, "configurationValues": '{"env": {"ENABLE_PREFIX_DELEGATION": "true"}}'}}, ""),
+        (200, {"addon": {**addon, "configurationValues": '{"enableNetworkPolicy": "true"}'}}, ""),
+    ]
+    cloud = AwsCloud(aws_settings("cmb-np"))
+    with staged_eks(monkeypatch, lambda path: answers.pop(0)):
+        missing = cloud.network_policy_warning()
+        off = cloud.network_policy_warning()
+        on = cloud.network_policy_warning()
+    assert missing is not None and missing.startswith("EKS cluster cmb-np has no managed vpc-cni add-on")
+    assert off is not None and "does not enforce NetworkPolicy (vpc-cni enableNetworkPolicy is off)" in off
+    assert """--configuration-values '{"enableNetworkPolicy":"true"}'""" in off
+    assert on is None
+
+
+@contextlib.contextmanager
+def staged_eks(monkeypatch, answer):  # type: ignore[no-untyped-def]
+    """EKS's API staged at the network edge (AWS_ENDPOINT_URL_EKS) where moto cannot stage a state:
+    `answer(path)` gives (status, JSON body, error type or "")."""
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    answers: list[tuple[int, dict]] = []
-
     class Eks(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            status, body = answers.pop(0)
+            status, body, error = answer(self.path)
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            if status == 404:
-                self.send_header("x-amzn-ErrorType", "ResourceNotFoundException")
+            if error:
+                self.send_header("x-amzn-ErrorType", error)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -368,21 +369,8 @@ def test_preflight_warns_when_eks_enforces_no_network_policy(moto_url, bed_env, 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Eks)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("AWS_ENDPOINT_URL_EKS", f"http://127.0.0.1:{server.server_port}")
-    addon = {"addonName": "vpc-cni", "clusterName": "cmb-np", "status": "ACTIVE"}
-    answers += [
-        (404, {"message": "No addon: vpc-cni found in cluster: cmb-np"}),
-        (200, {"addon": {**addon, "configurationValues": '{"env": {"ENABLE_PREFIX_DELEGATION": "true"}}'}}),
-        (200, {"addon": {**addon, "configurationValues": '{"enableNetworkPolicy": "true"}'}}),
-    ]
-    cloud = AwsCloud(aws_settings("cmb-np"))
     try:
-        missing = cloud.network_policy_warning()
-        off = cloud.network_policy_warning()
-        on = cloud.network_policy_warning()
+        yield
     finally:
         server.shutdown()
         server.server_close()
-    assert missing is not None and missing.startswith("EKS cluster cmb-np has no managed vpc-cni add-on")
-    assert off is not None and "does not enforce NetworkPolicy (vpc-cni enableNetworkPolicy is off)" in off
-    assert """--configuration-values '{"enableNetworkPolicy":"true"}'""" in off
-    assert on is None

@@ -268,6 +268,12 @@ class TestBed:
         ensure_test_storage(kubeconfig, self.root / "volumes" if not own else None)
         return kubeconfig
 
+    def cluster_with_images(self) -> tuple[str, str]:
+        """The real cluster and what puts images in front of its kubelet: (kubeconfig, registry)."""
+        kubeconfig = self.cluster()
+        self.docker()
+        return kubeconfig, self.registry()
+
     def cluster_env(self) -> dict[str, str]:
         """The started parts' environment for a process that talks to the real cluster: its
         kubeconfig, and none of the emulator's settings (kmock, Helm's SQL driver)."""
