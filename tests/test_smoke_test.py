@@ -627,7 +627,7 @@ def test_storage_script_writes_reads_and_removes_a_file(tmp_path: Path, shell: l
     did would fail every healthy EKS release."""
     if not shutil.which(shell[0]):
         unavailable(f"{shell[0]} is not installed (apt-get install busybox-static)")
-    env = {"PATH": "/usr/bin:/bin", "MOUNT": str(tmp_path), "TOKEN": "abc123"}
+    env = {"PATH": "/usr/bin:/bin", "MOUNT": str(tmp_path), "TOKEN": "abc123", "PREFIX": storage.STORAGE_PREFIX}
     done = subprocess.run([*shell, "-c", storage.STORAGE_SCRIPT], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert list(tmp_path.iterdir()) == []

@@ -175,15 +175,9 @@ class AwsCloud(Cloud):
             yield path
 
     # -- database bucket -----------------------------------------------------------------------
-    def ensure_database_bucket(self, dry_run: bool = False) -> str:
-        return self._ensure_bucket(self.database_bucket, dry_run)
-
     @property
     def smoke_bucket(self) -> str:
         return f"{self.user_bucket_prefix}-smoke-{self.settings['AWS_ACCOUNT_ID']}"  # names are global in S3
-
-    def ensure_smoke_bucket(self) -> str:
-        return self._ensure_bucket(self.smoke_bucket, dry_run=False)
 
     def empty_storage_check(self, bucket: str, prefix: str) -> int:
         """Delete every version of the storage check's objects (the bucket is versioned)."""
@@ -202,7 +196,7 @@ class AwsCloud(Cloud):
 
         return _aws_call(delete, f"S3 emptying the storage check's objects in {bucket}")
 
-    def _ensure_bucket(self, name: str, dry_run: bool) -> str:
+    def ensure_bucket(self, name: str, dry_run: bool = False) -> str:
         import botocore.exceptions
 
         region, account = self.settings["AWS_REGION"], self.settings["AWS_ACCOUNT_ID"]

@@ -123,12 +123,17 @@ class Cloud:
         raise NotImplementedError
         yield ""
 
-    def ensure_database_bucket(self, dry_run: bool = False) -> str:
-        """Make sure the database bucket exists, private and encrypted; never deletes or empties one.
+    def ensure_bucket(self, name: str, dry_run: bool = False) -> str | None:
+        """Make sure bucket `name` exists, private and encrypted; never deletes or empties one.
 
-        Returns what was done (or would be, with `dry_run`), for the report.
+        Returns what was done (or would be, with `dry_run`), for the report; None on a cloud
+        with no buckets.
         """
-        return "none needed (the database lives on a PersistentVolumeClaim)"
+        return None
+
+    def ensure_database_bucket(self, dry_run: bool = False) -> str:
+        done = self.ensure_bucket(self.database_bucket, dry_run)
+        return done or "none needed (the database lives on a PersistentVolumeClaim)"
 
     @property
     def smoke_bucket(self) -> str:
@@ -137,8 +142,7 @@ class Cloud:
         return ""
 
     def ensure_smoke_bucket(self) -> str:
-        """Make sure the smoke bucket exists, private and encrypted. Returns what was done."""
-        return "none needed (no bucket on this cloud)"
+        return self.ensure_bucket(self.smoke_bucket) or "none needed (no bucket on this cloud)"
 
     def empty_storage_check(self, bucket: str, prefix: str) -> int:
         """Delete what the storage check left under `prefix` in `bucket`; returns how many objects."""

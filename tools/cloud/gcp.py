@@ -95,15 +95,9 @@ class GcpCloud(Cloud):
             yield kubeconfig
 
     # -- database bucket -----------------------------------------------------------------------
-    def ensure_database_bucket(self, dry_run: bool = False) -> str:
-        return self._ensure_bucket(self.database_bucket, dry_run)
-
     @property
     def smoke_bucket(self) -> str:
         return f"{self.user_bucket_prefix}-smoke-{self.settings['PROJECT_ID']}"  # names are global in GCS
-
-    def ensure_smoke_bucket(self) -> str:
-        return self._ensure_bucket(self.smoke_bucket, dry_run=False)
 
     def empty_storage_check(self, bucket: str, prefix: str) -> int:
         from google.api_core import exceptions
@@ -116,7 +110,7 @@ class GcpCloud(Cloud):
             raise ToolError(f"GCS: emptying the storage check's objects in gs://{bucket}: {exc}") from None
         return len(blobs)
 
-    def _ensure_bucket(self, name: str, dry_run: bool) -> str:
+    def ensure_bucket(self, name: str, dry_run: bool = False) -> str:
         from google.api_core import exceptions
 
         client = self._storage_client()

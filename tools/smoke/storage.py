@@ -67,7 +67,7 @@ STORAGE_PREFIX = ".cmbcluster-storage-check-"  # what the check writes; emptied 
 # general-purpose buckets, so checking it would fail every healthy EKS release.
 STORAGE_SCRIPT = r"""set -eu
 now() { t=$(date +%s%N); case "$t" in *N) echo "$(date +%s)000000000" ;; *) echo "$t" ;; esac; }
-f="$MOUNT/.cmbcluster-storage-check-$TOKEN"  # STORAGE_PREFIX
+f="$MOUNT/$PREFIX$TOKEN"
 t0=$(now); printf '%s\n' "$TOKEN" > "$f"; t1=$(now)
 printf '%s\n' "$TOKEN-saved-again" > "$f"; t2=$(now)
 got=$(cat "$f"); t3=$(now)
@@ -165,7 +165,11 @@ def storage_check_manifests(
                     "name": "check",
                     "image": image,
                     "command": ["sh", "-c", STORAGE_SCRIPT],
-                    "env": [{"name": "TOKEN", "value": token}, {"name": "MOUNT", "value": STORAGE_MOUNT}],
+                    "env": [
+                        {"name": "TOKEN", "value": token},
+                        {"name": "MOUNT", "value": STORAGE_MOUNT},
+                        {"name": "PREFIX", "value": STORAGE_PREFIX},
+                    ],
                     "volumeMounts": [{"name": "user-data", "mountPath": STORAGE_MOUNT}],
                     "resources": {
                         "requests": {"cpu": "10m", "memory": "32Mi"},
