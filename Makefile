@@ -20,7 +20,7 @@ DRY_FLAG = $(if $(filter true 1 yes,$(DRY_RUN)),--dry-run)
 STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
 
 .PHONY: help setup plan validate build rbac secrets helm-deploy smoke deploy deploy-aws deploy-gcp deploy-local \
-        test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy testbed-up testbed-down setup-checkov clean
+        migrate-database test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy testbed-up testbed-down setup-checkov clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
 .NOTPARALLEL:
 
@@ -55,6 +55,9 @@ secrets: setup ## Create or update the Kubernetes Secrets (generated keys are ke
 
 helm-deploy: setup ## Preflight, database bucket, install or upgrade the release (images pinned by digest)
 	$(PY) -m tools.helm_deploy $(STEP_ARGS) --images $(IMAGES_FILE) $(DRY_FLAG) $(HELM_DEPLOY_ARGS) $(ARGS)
+
+migrate-database: setup ## Once, before the first deploy of this chart over an older one: move the database file on the bucket into the Litestream replica
+	$(PY) -m tools.migrate_database $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
 
 smoke: setup ## Watch the rollout, check the endpoints and user storage; roll back on failure
 	$(PY) -m tools.smoke_test $(STEP_ARGS) --images $(IMAGES_FILE) $(if $(DRY_FLAG),--no-rollback) $(SMOKE_ARGS) $(ARGS)
