@@ -113,11 +113,12 @@ def test_the_sidecar_replicates_and_the_init_container_restores_a_lost_volume(
     assert first.returncode == 0, first.stdout + first.stderr
     assert not pod.db.exists()
 
-    app_writes(pod.db, 0, 20)
-    sidecar = pod.sidecar()
+    sidecar = pod.sidecar()  # as in the pod: the native sidecar starts before the backend
     try:
+        time.sleep(1)
+        app_writes(pod.db, 0, 20)  # the backend creates the database
         time.sleep(2)  # the sidecar's first snapshot
-        app_writes(pod.db, 20, 30)  # the app goes on writing while the sidecar runs
+        app_writes(pod.db, 20, 30)  # and goes on writing while the sidecar runs
     finally:
         sidecar.send_signal(signal.SIGTERM)  # the kubelet stops a native sidecar after the backend
         log = sidecar.communicate(timeout=60)[0]
