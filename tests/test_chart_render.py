@@ -247,6 +247,24 @@ def test_local_without_persistence_uses_an_empty_dir(helm: str) -> None:
 
 
 @pytest.mark.parametrize("helm", HELMS)
+def test_a_local_cluster_backs_up_to_a_claim_of_its_own_when_asked(helm: str) -> None:
+    values = shim_values("local")
+    values["database"]["backup"] = {"url": "file:///backup/cmbcluster.db"}
+    missing = render(helm, values)
+    assert missing.rc != 0 and "database.backup.claimName is empty: name the claim mounted at /backup" in missing.err
+    values["database"]["backup"]["claimName"] = "db-backup"
+    r = render(helm, values)
+    assert r.rc == 0, r.err
+    config = yaml.safe_load(r.one("ConfigMap", "cmbcluster-litestream")["data"]["litestream.yml"])
+    assert config["dbs"][0]["replica"] == {"url": "file:///backup/cmbcluster.db"}
+    pod = r.deployment("backend")["spec"]["template"]["spec"]
+    assert {"name": "backup", "persistentVolumeClaim": {"claimName": "db-backup"}} in pod["volumes"]
+    for container in pod["initContainers"]:
+        assert {"name": "backup", "mountPath": "/backup"} in container["volumeMounts"]
+    assert not [m for m in r.container("backend")["volumeMounts"] if m["name"] == "backup"]  # the app never sees it
+
+
+@pytest.mark.parametrize("helm", HELMS)
 def test_a_local_cluster_backs_up_to_an_s3_compatible_service_when_asked(helm: str) -> None:
     values = shim_values("local")
     values["database"].setdefault("backup", {}).update(

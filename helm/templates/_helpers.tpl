@@ -335,6 +335,10 @@ a message naming the value to fix.
 {{- if and $v.backend.config.cloudProvider (ne $v.backend.config.cloudProvider $cloud) }}
 {{- fail (printf "backend.config.cloudProvider is %q but global.cloudProvider is %q: remove backend.config.cloudProvider (global.cloudProvider decides)" $v.backend.config.cloudProvider $cloud) }}
 {{- end }}
+{{- $backup := $v.database.backup }}
+{{- if and (hasPrefix "file://" (include "cmbcluster.databaseReplicaUrl" .)) (not $backup.claimName) }}
+{{- fail "database.backup.url is a file:// URL but database.backup.claimName is empty: name the claim mounted at /backup" }}
+{{- end }}
 {{- $problem := include "cmbcluster.bucketProblem" (include "cmbcluster.databaseBucket" .) }}
 {{- if $problem }}
 {{- fail (printf "%s: shorten global.clusterName (the database bucket is named from it)" $problem) }}
