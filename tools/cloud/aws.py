@@ -59,7 +59,7 @@ class AwsCloud(Cloud):
     def registry_login(self) -> RegistryAuth:
         import base64
 
-        token = _aws_call(lambda: self._client("ecr").get_authorization_token(), "ECR get_authorization_token")
+        token = aws_call(lambda: self._client("ecr").get_authorization_token(), "ECR get_authorization_token")
         data = token["authorizationData"][0]
         user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
         from tools.report import REPORTER
@@ -73,11 +73,11 @@ class AwsCloud(Cloud):
         for image in IMAGES:
             name = self.repository_name(image)
             try:
-                _aws_call(lambda n=name: ecr.describe_repositories(repositoryNames=[n]), f"ECR describe {name}")
+                aws_call(lambda n=name: ecr.describe_repositories(repositoryNames=[n]), f"ECR describe {name}")
             except ToolError as missing:
                 if missing.code != "RepositoryNotFoundException":
                     raise
-                _aws_call(
+                aws_call(
                     lambda n=name: ecr.create_repository(
                         repositoryName=n,
                         imageTagMutability="IMMUTABLE",
@@ -107,7 +107,7 @@ class AwsCloud(Cloud):
             except eks.exceptions.ResourceNotFoundException:
                 raise ToolError(f"EKS cluster {name} not found in {region}: check CLUSTER_NAME, AWS_REGION") from None
 
-        return _aws_call(describe, "EKS describe_cluster")
+        return aws_call(describe, "EKS describe_cluster")
 
     def eks_token(self) -> str:
         return eks_token(self.settings.cluster_name, self.settings["AWS_REGION"])
@@ -122,13 +122,13 @@ class AwsCloud(Cloud):
         ec2 = self._client("ec2")
         vpc_id = config.get("vpcId")
         if not vpc_id and config.get("subnetIds"):
-            subnets = _aws_call(
+            subnets = aws_call(
                 lambda: ec2.describe_subnets(SubnetIds=config["subnetIds"])["Subnets"], "EC2 describe_subnets"
             )
             vpc_id = subnets[0]["VpcId"] if subnets else ""
         if not vpc_id:
             raise ToolError(f"EKS cluster {self.settings.cluster_name} names no VPC: check the cluster in the console")
-        vpcs = _aws_call(lambda: ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"], "EC2 describe_vpcs")
+        vpcs = aws_call(lambda: ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"], "EC2 describe_vpcs")
         blocks = {
             a["CidrBlock"]
             for v in vpcs
@@ -147,7 +147,46 @@ class AwsCloud(Cloud):
         )
 
     def deploy_values(self) -> dict[str, Any]:
-        return {"networkPolicy": {"aws": {"loadBalancerCidrs": self.vpc_cidrs()}}}
+        values: dict[str, Any] = {"networkPolicy": {"aws": {"loadBalancerCidrs": self.vpc_cidrs()}}}
+        arn = self.found_certificate()
+        if arn:
+            values["ingress"] = {"aws": {"certificateArn": arn}}
+        return values
+
+    # -- DNS and certificates (tools.cloud.route53, tools.cloud.acm) -------------------------------
+    def dns_zone(self) -> Any | None:
+        if not self.settings["DNS_ZONE"]:
+            return None
+        from tools.cloud.route53 import Route53Zone
+
+        return Route53Zone(self.settings["DNS_ZONE"], self.settings["AWS_REGION"])
+
+    def found_certificate(self) -> str:
+        """With DNS_ZONE and no AWS_CERTIFICATE_ARN: the ISSUED certificate the certs step made or found."""
+        from tools.report import REPORTER
+
+        s = self.settings
+        if s["AWS_CERTIFICATE_ARN"] or not s["DNS_ZONE"]:
+            return ""
+        from tools.cloud.acm import Certificates
+
+        arn = Certificates(s["AWS_REGION"], s["BASE_DOMAIN"], self.dns_owner).issued()
+        if not arn:
+            REPORTER.warning(
+                f"no ISSUED ACM certificate for {s['BASE_DOMAIN']} and *.{s['BASE_DOMAIN']} yet: run make certs "
+                "first; meanwhile the AWS Load Balancer Controller looks for one by host"
+            )
+        return arn or ""
+
+    def ensure_certificate(self, *, dry_run: bool, timeout: float) -> tuple[str, str]:
+        s = self.settings
+        if s["AWS_CERTIFICATE_ARN"]:
+            return "ok", f"AWS_CERTIFICATE_ARN is given: {s['AWS_CERTIFICATE_ARN']} (used as it is)"
+        if not s["DNS_ZONE"]:
+            return "skip", "DNS_ZONE is not set: the AWS Load Balancer Controller looks for a certificate by host"
+        from tools.cloud.acm import ensure_certificate
+
+        return "ok", ensure_certificate(s, self.dns_owner, dry_run=dry_run, timeout=timeout)[1]
 
     @contextmanager
     def cluster_access(self) -> Iterator[str]:
@@ -194,7 +233,7 @@ class AwsCloud(Cloud):
                 s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
             return len(doomed)
 
-        return _aws_call(delete, f"S3 emptying the storage check's objects in {bucket}")
+        return aws_call(delete, f"S3 emptying the storage check's objects in {bucket}")
 
     def ensure_bucket(self, name: str, dry_run: bool = False) -> str:
         import botocore.exceptions
@@ -217,12 +256,12 @@ class AwsCloud(Cloud):
                     ) from None
                 raise
 
-        exists = _aws_call(head, f"S3 head_bucket {name}")
+        exists = aws_call(head, f"S3 head_bucket {name}")
         if not exists:
             if dry_run:
                 return f"s3://{name} would be created (public access blocked, encrypted, versioned)"
             config = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-            _aws_call(
+            aws_call(
                 lambda: s3.create_bucket(Bucket=name, ObjectOwnership="BucketOwnerEnforced", **config),
                 f"S3 create_bucket {name}",
             )
@@ -246,7 +285,7 @@ class AwsCloud(Cloud):
                         return None
                     raise
 
-            return _aws_call(read, f"S3 reading the settings of {name}")
+            return aws_call(read, f"S3 reading the settings of {name}")
 
         block = {k: True for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")}
         access = current(lambda: s3.get_public_access_block(Bucket=name), "NoSuchPublicAccessBlockConfiguration")
@@ -275,7 +314,7 @@ class AwsCloud(Cloud):
         fixes = [label for label, (in_place, _) in settings.items() if not in_place]
         if not dry_run:
             for label in fixes:
-                _aws_call(settings[label][1], f"S3 enabling {label} on {name}")
+                aws_call(settings[label][1], f"S3 enabling {label} on {name}")
         return fixes
 
     # -- prerequisites -------------------------------------------------------------------------
@@ -340,7 +379,7 @@ class AwsCloud(Cloud):
                 except iam.exceptions.NoSuchEntityException:
                     return None
 
-            document = _aws_call(read, f"IAM get_role {role}")
+            document = aws_call(read, f"IAM get_role {role}")
             if document is None:
                 problems.append(f"IAM role {role} ({arn}) does not exist: create it with a trust policy for IRSA")
                 continue
@@ -387,7 +426,7 @@ def trust_admits(document: dict[str, Any], issuer: str, subject: str) -> bool:
     return False
 
 
-def _aws_call(call: Any, what: str) -> Any:
+def aws_call(call: Any, what: str) -> Any:
     """Turn botocore's errors into one clear line."""
     import botocore.exceptions
 
@@ -424,7 +463,7 @@ def eks_token(cluster: str, region: str) -> str:
         request.headers["x-k8s-aws-id"] = cluster  # signed: EKS checks the token is for this cluster
 
     sts.meta.events.register("before-sign.sts.GetCallerIdentity", add_cluster_header)
-    url = _aws_call(
+    url = aws_call(
         lambda: sts.generate_presigned_url("get_caller_identity", Params={}, ExpiresIn=60, HttpMethod="GET"),
         "signing the EKS token (STS GetCallerIdentity)",
     )

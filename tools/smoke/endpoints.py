@@ -7,6 +7,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from tools.kube import ingress_address
 from tools.settings import Settings
 from tools.smoke import objects
 from tools.smoke.watch import Check, Cluster, describe_event, print_check
@@ -20,7 +21,7 @@ def ingress_addresses(cluster: Cluster, release: str, deadline_at: float) -> tup
         return Check("ingress address", "failed", 0.0, f"cannot read Ingresses: {cluster.unavailable['ingresses']}"), []
     while True:
         ingresses = cluster.release_objects("ingresses", release)
-        found = {objects.name(i): _ingress_address(i) for i in ingresses}
+        found = {objects.name(i): ingress_address(i) for i in ingresses}
         if ingresses and all(found.values()):
             addresses = list(dict.fromkeys(a for a in found.values() if a))
             detail = ", ".join(f"{name}: {address}" for name, address in found.items())
@@ -37,13 +38,6 @@ def ingress_addresses(cluster: Cluster, release: str, deadline_at: float) -> tup
                     why += " (last events: " + " | ".join(events) + ")"
             return Check("ingress address", "failed", now - start, why), []
         cluster.wait(deadline_at - now)
-
-
-def _ingress_address(ingress: dict[str, Any]) -> str:
-    for entry in ((ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
-        if entry.get("hostname") or entry.get("ip"):
-            return entry.get("hostname") or entry.get("ip")
-    return ""
 
 
 def _pinned_session(hostname: str, address: str) -> Any:
