@@ -15,6 +15,7 @@ import pytest
 
 from tests.envfiles import good_env, write_env
 from tests.test_cluster_access import fresh_boto3_session  # noqa: F401 - autouse: no cached AWS credentials
+from tests.test_cluster_make import make
 from tools import dns
 from tools.dnsrecords import owner_name
 from tools.errors import ToolError
@@ -222,8 +223,9 @@ def test_certs_requests_validates_through_the_zone_and_the_chart_gets_the_arn(zo
     cluster = f"cmb{uuid.uuid4().hex[:8]}"
     values = good_env("aws", BASE_DOMAIN=zone["base"], DNS_ZONE=zone["domain"], CLUSTER_NAME=cluster)
     env_file = write_env(tmp_path / "aws.env", values)
-    first = run_tool("certs", env_file, env=bed_env)
+    first = make("certs", "CLOUD=aws", f"ENV_FILE={env_file}", env=bed_env)  # the Makefile's target
     assert first.returncode == 0, first.stdout + first.stderr
+    assert f"-m tools.certs --cloud aws --env-file {env_file}" in first.stdout
     (certificate,) = acm_certificates(zone["base"])
     arn = certificate["CertificateArn"]
     assert certificate["Status"] == "ISSUED"
