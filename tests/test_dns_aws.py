@@ -7,6 +7,7 @@ patched, as the AWS Load Balancer Controller would: the cluster has no controlle
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import uuid
@@ -257,6 +258,9 @@ def test_certs_requests_validates_through_the_zone_and_the_chart_gets_the_arn(zo
     rendered = render("cmbcluster", "cmbcluster", merge(cloud.chart_values(), cloud.deploy_values()))
     (ingress,) = [o for o in rendered if o and o["kind"] == "Ingress"]
     assert ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/certificate-arn"] == arn
+    (users,) = [o for o in rendered if o and o["metadata"]["name"] == "cmbcluster-user-environment"]
+    user_annotations = json.loads(users["data"]["USER_INGRESS_ANNOTATIONS"])  # <user>-<env>.BASE_DOMAIN: the wildcard
+    assert user_annotations["alb.ingress.kubernetes.io/certificate-arn"] == arn
 
     explicit = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
     given = run_tool("certs", env_file, env={**bed_env, "AWS_CERTIFICATE_ARN": explicit})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from tools.cloud.aws import aws_call
+from tools.cloud.awscall import aws_call
 from tools.cloud.route53 import AWS_ACTIONS as ROUTE53_ACTIONS
 from tools.cloud.route53 import Route53Zone
 from tools.dnsrecords import HERITAGE, Record, normal, owner_name, plan

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+from tools.cloud.awscall import aws_call as _aws_call
 from tools.cloud.base import (
     BACKEND_SERVICE_ACCOUNT,
     USER_SERVICE_ACCOUNT,
@@ -59,7 +60,7 @@ class AwsCloud(Cloud):
     def registry_login(self) -> RegistryAuth:
         import base64
 
-        token = aws_call(lambda: self._client("ecr").get_authorization_token(), "ECR get_authorization_token")
+        token = _aws_call(lambda: self._client("ecr").get_authorization_token(), "ECR get_authorization_token")
         data = token["authorizationData"][0]
         user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
         from tools.report import REPORTER
@@ -73,11 +74,11 @@ class AwsCloud(Cloud):
         for image in IMAGES:
             name = self.repository_name(image)
             try:
-                aws_call(lambda n=name: ecr.describe_repositories(repositoryNames=[n]), f"ECR describe {name}")
+                _aws_call(lambda n=name: ecr.describe_repositories(repositoryNames=[n]), f"ECR describe {name}")
             except ToolError as missing:
                 if missing.code != "RepositoryNotFoundException":
                     raise
-                aws_call(
+                _aws_call(
                     lambda n=name: ecr.create_repository(
                         repositoryName=n,
                         imageTagMutability="IMMUTABLE",
@@ -107,7 +108,7 @@ class AwsCloud(Cloud):
             except eks.exceptions.ResourceNotFoundException:
                 raise ToolError(f"EKS cluster {name} not found in {region}: check CLUSTER_NAME, AWS_REGION") from None
 
-        return aws_call(describe, "EKS describe_cluster")
+        return _aws_call(describe, "EKS describe_cluster")
 
     def eks_token(self) -> str:
         return eks_token(self.settings.cluster_name, self.settings["AWS_REGION"])
@@ -122,13 +123,13 @@ class AwsCloud(Cloud):
         ec2 = self._client("ec2")
         vpc_id = config.get("vpcId")
         if not vpc_id and config.get("subnetIds"):
-            subnets = aws_call(
+            subnets = _aws_call(
                 lambda: ec2.describe_subnets(SubnetIds=config["subnetIds"])["Subnets"], "EC2 describe_subnets"
             )
             vpc_id = subnets[0]["VpcId"] if subnets else ""
         if not vpc_id:
             raise ToolError(f"EKS cluster {self.settings.cluster_name} names no VPC: check the cluster in the console")
-        vpcs = aws_call(lambda: ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"], "EC2 describe_vpcs")
+        vpcs = _aws_call(lambda: ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"], "EC2 describe_vpcs")
         blocks = {
             a["CidrBlock"]
             for v in vpcs
@@ -233,7 +234,7 @@ class AwsCloud(Cloud):
                 s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
             return len(doomed)
 
-        return aws_call(delete, f"S3 emptying the storage check's objects in {bucket}")
+        return _aws_call(delete, f"S3 emptying the storage check's objects in {bucket}")
 
     def ensure_bucket(self, name: str, dry_run: bool = False) -> str:
         import botocore.exceptions
@@ -256,12 +257,12 @@ class AwsCloud(Cloud):
                     ) from None
                 raise
 
-        exists = aws_call(head, f"S3 head_bucket {name}")
+        exists = _aws_call(head, f"S3 head_bucket {name}")
         if not exists:
             if dry_run:
                 return f"s3://{name} would be created (public access blocked, encrypted, versioned)"
             config = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-            aws_call(
+            _aws_call(
                 lambda: s3.create_bucket(Bucket=name, ObjectOwnership="BucketOwnerEnforced", **config),
                 f"S3 create_bucket {name}",
             )
@@ -285,7 +286,7 @@ class AwsCloud(Cloud):
                         return None
                     raise
 
-            return aws_call(read, f"S3 reading the settings of {name}")
+            return _aws_call(read, f"S3 reading the settings of {name}")
 
         block = {k: True for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")}
         access = current(lambda: s3.get_public_access_block(Bucket=name), "NoSuchPublicAccessBlockConfiguration")
@@ -314,7 +315,7 @@ class AwsCloud(Cloud):
         fixes = [label for label, (in_place, _) in settings.items() if not in_place]
         if not dry_run:
             for label in fixes:
-                aws_call(settings[label][1], f"S3 enabling {label} on {name}")
+                _aws_call(settings[label][1], f"S3 enabling {label} on {name}")
         return fixes
 
     # -- prerequisites -------------------------------------------------------------------------
@@ -379,7 +380,7 @@ class AwsCloud(Cloud):
                 except iam.exceptions.NoSuchEntityException:
                     return None
 
-            document = aws_call(read, f"IAM get_role {role}")
+            document = _aws_call(read, f"IAM get_role {role}")
             if document is None:
                 problems.append(f"IAM role {role} ({arn}) does not exist: create it with a trust policy for IRSA")
                 continue
@@ -426,22 +427,6 @@ def trust_admits(document: dict[str, Any], issuer: str, subject: str) -> bool:
     return False
 
 
-def aws_call(call: Any, what: str) -> Any:
-    """Turn botocore's errors into one clear line."""
-    import botocore.exceptions
-
-    try:
-        return call()
-    except botocore.exceptions.NoCredentialsError:
-        raise ToolError(f"{what}: no AWS credentials: configure a profile or role (in CI use OIDC)") from None
-    except botocore.exceptions.EndpointConnectionError as exc:
-        raise ToolError(f"{what}: cannot reach AWS at {exc.kwargs.get('endpoint_url')}: check network/region") from None
-    except botocore.exceptions.ClientError as exc:
-        err = exc.response.get("Error", {})
-        code = err.get("Code", "error")
-        raise ToolError(f"{what}: {code}: {err.get('Message', '')}", code=code) from None
-
-
 EXEC_API_VERSION = "client.authentication.k8s.io/v1beta1"
 EKS_TOKEN_LIFETIME = 14 * 60  # seconds: EKS accepts a token for 15 minutes; renew a minute early
 
@@ -463,7 +448,7 @@ def eks_token(cluster: str, region: str) -> str:
         request.headers["x-k8s-aws-id"] = cluster  # signed: EKS checks the token is for this cluster
 
     sts.meta.events.register("before-sign.sts.GetCallerIdentity", add_cluster_header)
-    url = aws_call(
+    url = _aws_call(
         lambda: sts.generate_presigned_url("get_caller_identity", Params={}, ExpiresIn=60, HttpMethod="GET"),
         "signing the EKS token (STS GetCallerIdentity)",
     )

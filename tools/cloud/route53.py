@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from tools.cloud.aws import aws_call
+from tools.cloud.awscall import aws_call
 from tools.dnsrecords import Change, Record, normal
 from tools.errors import ToolError
 from tools.waiting import wait_for
