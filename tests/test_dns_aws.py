@@ -79,7 +79,9 @@ def names(zone: dict[str, str]) -> list[str]:
     return [zone["base"], f"api.{zone['base']}", f"*.{zone['base']}"]
 
 
-def test_records_are_created_owned_and_a_second_run_changes_nothing(zone, capfd):
+def test_records_are_created_owned_and_a_second_run_changes_nothing(zone, capfd, tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
     balancer = alb(f"cmb-{uuid.uuid4().hex[:8]}")
     target = (balancer["CanonicalHostedZoneId"], balancer["DNSName"].lower())
     assert dns.sync(settings(zone), "cmbcluster", balancer["DNSName"], dry_run=False, timeout=30) == 0
@@ -94,6 +96,10 @@ def test_records_are_created_owned_and_a_second_run_changes_nothing(zone, capfd)
     out = capfd.readouterr().out
     assert f"create A {zone['base']} -> ALIAS {target[1]} (zone {target[0]})" in out
     assert "in sync" in out
+    summary = (tmp_path / "summary.md").read_text()
+    assert f"Route53 hosted zone {zone['id']} ({zone['domain']}): 6 change(s) applied" in summary
+    assert f"| *.{zone['base']} | A | ALIAS {target[1]} (zone {target[0]}) |" in summary
+    assert (tmp_path / "output").read_text() == f"records={','.join(names(zone))}\n"
 
     assert dns.sync(settings(zone), "cmbcluster", balancer["DNSName"], dry_run=False, timeout=30) == 0
     assert records(zone) == made
