@@ -9,6 +9,9 @@ from typing import Any, ClassVar
 from tools.cloud.base import Cloud, RegistryAuth, temporary_kubeconfig
 from tools.errors import ToolError
 
+# The IAM permission preflight uses to read cert-manager's roles/dns.admin (only with DNS_ZONE).
+DNS_PREFLIGHT_PERMISSIONS = ("resourcemanager.projects.getIamPolicy",)
+
 
 class GcpCloud(Cloud):
     name = "gcp"
