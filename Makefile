@@ -13,13 +13,13 @@ ARGS ?=
 # Extra flags of one step only (so a whole chain can pass them): e.g. SMOKE_ARGS=--no-endpoints
 HELM_DEPLOY_ARGS ?=
 SMOKE_ARGS ?=
-# DRY_RUN=true: build, secrets and helm-deploy say what they would change and change nothing;
+# DRY_RUN=true: build, secrets, certs, helm-deploy and dns say what they would change and change nothing;
 # smoke only checks (no rollback on failure)
 DRY_RUN ?=
 DRY_FLAG = $(if $(filter true 1 yes,$(DRY_RUN)),--dry-run)
 STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
 
-.PHONY: help setup plan validate build rbac secrets helm-deploy smoke deploy deploy-aws deploy-gcp deploy-local \
+.PHONY: help setup plan validate build rbac secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp deploy-local \
         migrate-database test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy testbed-up testbed-down setup-checkov clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
 .NOTPARALLEL:
@@ -53,18 +53,24 @@ rbac: setup ## Print the Kubernetes RBAC the deploy identity needs (a cluster ad
 secrets: setup ## Create or update the Kubernetes Secrets (generated keys are kept, never rotated silently)
 	$(PY) -m tools.make_secrets $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
 
+certs: setup ## AWS with DNS_ZONE: find or request (DNS-validated) the ACM certificate for BASE_DOMAIN and *.BASE_DOMAIN
+	$(PY) -m tools.certs $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
+
 helm-deploy: setup ## Preflight, database bucket, install or upgrade the release (images pinned by digest)
 	$(PY) -m tools.helm_deploy $(STEP_ARGS) --images $(IMAGES_FILE) $(DRY_FLAG) $(HELM_DEPLOY_ARGS) $(ARGS)
 
 migrate-database: setup ## Once, before the first deploy of this chart over an older one: move the database file on the bucket into the Litestream replica
 	$(PY) -m tools.migrate_database $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
 
+dns: setup ## Point BASE_DOMAIN, api. and *. at the Ingress in DNS_ZONE (Route53 / Cloud DNS); only records it owns
+	$(PY) -m tools.dns $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
+
 smoke: setup ## Watch the rollout, check the endpoints and user storage; roll back on failure
 	$(PY) -m tools.smoke_test $(STEP_ARGS) --images $(IMAGES_FILE) $(if $(DRY_FLAG),--no-rollback) $(SMOKE_ARGS) $(ARGS)
 
-deploy: validate build secrets helm-deploy smoke ## The whole chain for CLOUD
+deploy: validate build secrets certs helm-deploy dns smoke ## The whole chain for CLOUD
 
-deploy-aws: ## The whole chain on EKS (validate, build, secrets, deploy, smoke)
+deploy-aws: ## The whole chain on EKS (validate, build, secrets, certs, deploy, dns, smoke)
 	$(MAKE) deploy CLOUD=aws
 
 deploy-gcp: ## The whole chain on GKE

@@ -47,6 +47,12 @@ def moto_url(testbed: TestBed) -> str:
 
 
 @pytest.fixture(scope="session")
+def moto_acm_stuck_url(testbed: TestBed, moto_url: str) -> str:
+    """A moto whose ACM never validates (point AWS_ENDPOINT_URL_ACM at it; the rest stays on moto_url)."""
+    return _part(testbed, "moto_acm_stuck")
+
+
+@pytest.fixture(scope="session")
 def gcs_url(testbed: TestBed) -> str:
     return _part(testbed, "gcs")
 

@@ -101,3 +101,19 @@ def test_build_push_needs_no_secret_it_does_not_use(tmp_path: Path) -> None:
     weak = write_env(tmp_path / "weak.env", {**values, "REGISTRY_URL": "127.0.0.1:9", "NEXTAUTH_SECRET": "short"})
     proc = run("build_push", "--cloud", "local", "--env-file", str(weak), "--dry-run")
     assert proc.returncode == 1 and "NEXTAUTH_SECRET" in proc.stderr  # a secret it was given must be strong
+
+
+@pytest.mark.parametrize("tool", ["dns", "certs"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "0"])
+def test_dns_and_certs_timeouts_must_be_finite_and_positive(tool: str, value: str) -> None:
+    proc = run(tool, "--cloud", "aws", "--timeout", value)
+    assert proc.returncode == 2
+    assert one_line(proc) == "error   --timeout must be a positive number of seconds"
+
+
+def test_a_dns_zone_that_does_not_hold_base_domain_is_refused_before_any_call(tmp_path: Path) -> None:
+    env_file = write_env(tmp_path / "aws.env", good_env("aws", DNS_ZONE="example.net"))
+    proc = run("dns", "--cloud", "aws", "--env-file", str(env_file), env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert proc.returncode == 1
+    assert "DNS_ZONE: example.net does not hold BASE_DOMAIN cmb.example.org: use its zone, or unset it" in proc.stderr
+    assert "nothing was changed" in proc.stderr and "Traceback" not in proc.stderr

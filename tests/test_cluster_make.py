@@ -43,8 +43,10 @@ def test_make_deploy_local_builds_deploys_and_converges(tmp_path, cluster, on_cl
         first = make("deploy-local", *args, env=on_cluster)
         text = first.stdout + first.stderr
         assert first.returncode == 0, text[-4000:]
-        for step in ("validate_secrets", "build_push", "make_secrets", "helm_deploy", "smoke_test"):
+        for step in ("validate_secrets", "build_push", "make_secrets", "certs", "helm_deploy", "dns", "smoke_test"):
             assert f"tools.{step}" in text
+        assert "skipped certificate: no managed certificate on a local cluster" in text
+        assert "skipped dns: a local cluster has no managed DNS zone" in text
         assert "revision 1 deployed" in text and f"in {namespace} (local): healthy" in text
         site = Site(tmp_path / "inspect", cluster, namespace, stand_in_images)
         pods = {p.metadata.uid for c in ("backend", "frontend") for p in site.pods(c)}

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tools.smoke.endpoints import check_url
+from tools.smoke.endpoints import check_url, resolved_names, served_certificate
 
 URL = "https://api.cmb.example.org/health"
 
@@ -225,3 +225,24 @@ def test_nothing_listening_is_a_connection_error(tmp_path: Path) -> None:
     assert check.status == "failed"
     assert check.detail.startswith("cannot connect:"), check.detail
     assert "via 127.0.0.1:9" in check.detail
+
+
+# -- what the summary shows: the records and the certificate -----------------------------------------
+def test_the_served_certificate_is_read_verified_with_its_issuer_names_and_expiry(server: Server) -> None:
+    check = served_certificate(URL, address=server.address, ca_bundle=str(server.ca), timeout=2)
+    assert check.status == "ok", check.detail
+    assert check.detail.startswith(
+        "api.cmb.example.org: issued by smoke test CA for cmb.example.org, api.cmb.example.org"
+    )
+    assert " valid until " in check.detail and check.detail.endswith(" GMT")
+    untrusted = served_certificate(URL, address=server.address, ca_bundle=None, timeout=2)
+    assert untrusted.status == "warning" and "not read: certificate verify failed" in untrusted.detail
+
+
+def test_the_names_are_resolved_and_compared_with_the_ingress_address() -> None:
+    here = resolved_names(["https://localhost/health"], ["127.0.0.1"])
+    assert here.status == "ok" and here.detail.startswith("localhost -> ") and "127.0.0.1" in here.detail
+    elsewhere = resolved_names(["https://localhost/health", "https://nothing.invalid/"], ["127.0.0.2"])
+    assert elsewhere.status == "warning"
+    assert "nothing.invalid -> does not resolve" in elsewhere.detail
+    assert elsewhere.detail.endswith("(the Ingress is at 127.0.0.2: localhost, nothing.invalid not; run make dns)")

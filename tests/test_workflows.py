@@ -168,6 +168,8 @@ def test_the_chain_runs_the_steps_in_the_order_of_make_deploy() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
     prereqs = re.search(r"^deploy: (.+?) ##", makefile, re.MULTILINE).group(1).split()  # type: ignore[union-attr]
     chain = load(WORKFLOWS / "deploy.yml")["jobs"]
+    missing = [p for p in prereqs if p not in STEP_WORKFLOWS]
+    assert not missing, f"make deploy runs {missing}: deploy.yml has no job for them (add a step workflow each)"
     assert [Path(j["uses"]).name for j in chain.values()] == [STEP_WORKFLOWS[p] for p in prereqs]
     order: list[str] = []
     pending = dict(chain)
@@ -277,7 +279,7 @@ def test_make_deploy_runs_the_steps_in_order_and_passes_dry_run_on() -> None:
     lines = {m.group(1): m.group(2) for m in re.finditer(r"-m tools\.(\w+) (.*)", result.stdout)}
     lines.pop("install_helm", None)  # `make setup`, when the venv is older than pyproject.toml
     tools = list(lines)
-    assert tools == ["validate_secrets", "build_push", "make_secrets", "helm_deploy", "smoke_test"]
+    assert tools == ["validate_secrets", "build_push", "make_secrets", "certs", "helm_deploy", "dns", "smoke_test"]
     assert "--dry-run" not in lines["validate_secrets"]
     for tool in tools[1:]:
         assert "--cloud aws --env-file env/aws.env.example" in lines[tool]

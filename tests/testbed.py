@@ -202,11 +202,9 @@ class TestBed:
         """moto in server mode (AWS APIs). Returns the endpoint URL."""
         if "AWS_ENDPOINT_URL" in self.env:
             return self.env["AWS_ENDPOINT_URL"]
-        binary = self._require(_venv_bin("moto_server"), "pip install 'moto[server]'")
-        port = free_port()
-        self._spawn("moto", [binary, "-H", "127.0.0.1", "-p", str(port)])
-        url = f"http://127.0.0.1:{port}"
-        self._wait("moto", lambda: self._http_ok(f"{url}/moto-api/"))
+        # ACM issues a DNS-validated certificate on the first read after the request, as if the
+        # validation records had been seen at once (moto's own switch: MOTO_ACM_VALIDATION_WAIT)
+        url = self._moto_server("moto", acm_validation_wait=0)
         self.env.update(
             {
                 "AWS_ENDPOINT_URL": url,
@@ -215,6 +213,22 @@ class TestBed:
                 "AWS_DEFAULT_REGION": "us-east-1",
             }
         )
+        return url
+
+    def moto_acm_stuck(self) -> str:
+        """A second moto whose ACM never validates a certificate (the DNS validation never completes).
+        Returns its endpoint URL (for AWS_ENDPOINT_URL_ACM: the other services stay on the first moto)."""
+        if "MOTO_ACM_STUCK_URL" not in self.env:
+            self.env["MOTO_ACM_STUCK_URL"] = self._moto_server("moto-acm-stuck", acm_validation_wait=10**9)
+        return self.env["MOTO_ACM_STUCK_URL"]
+
+    def _moto_server(self, name: str, acm_validation_wait: int) -> str:
+        binary = self._require(_venv_bin("moto_server"), "pip install 'moto[server]'")
+        port = free_port()
+        env = {"MOTO_ACM_VALIDATION_WAIT": str(acm_validation_wait)}
+        self._spawn(name, [binary, "-H", "127.0.0.1", "-p", str(port)], env=env)
+        url = f"http://127.0.0.1:{port}"
+        self._wait(name, lambda: self._http_ok(f"{url}/moto-api/"))
         return url
 
     def gcs(self) -> str:

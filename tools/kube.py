@@ -15,6 +15,7 @@ from tools.errors import ToolError
 from tools.rights import Right
 
 T = TypeVar("T")
+RELEASE_ANNOTATION = "meta.helm.sh/release-name"  # on every object Helm made for a release
 
 
 def api_client(kubeconfig: str) -> Any:
@@ -197,3 +198,25 @@ def read_cluster_objects(api: Any, resource: str, what: str, name: str | None = 
         return [answer] if name else list(answer.get("items") or [])
 
     return call(api, attempt, f"reading {what}")
+
+
+# -- ingress -------------------------------------------------------------------------------------
+def ingress_address(ingress: dict[str, Any]) -> str:
+    """The load balancer's host name or IP from an Ingress's status ('' while it has none)."""
+    for entry in ((ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+        if entry.get("hostname") or entry.get("ip"):
+            return entry.get("hostname") or entry.get("ip")
+    return ""
+
+
+def release_ingresses(api: Any, namespace: str, release: str) -> list[dict[str, Any]]:
+    """The Ingresses Helm made for `release` (not the user environments' ones), by name."""
+    from tools.kubeapi import path
+
+    listing = call(api, lambda: api.get(path("ingresses", namespace)), f"listing Ingresses in {namespace}") or {}
+    found = [
+        i
+        for i in listing.get("items") or []
+        if ((i.get("metadata") or {}).get("annotations") or {}).get(RELEASE_ANNOTATION) == release
+    ]
+    return sorted(found, key=lambda i: i["metadata"]["name"])

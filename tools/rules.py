@@ -67,6 +67,7 @@ def check(settings: Settings) -> list[Finding]:
     findings += _check_switches(settings)
     findings += _check_urls(settings)
     findings += _check_tls_issuer(settings)
+    findings += _check_dns_zone(settings)
     findings += _check_bucket(settings)
     findings += _check_user_identity(settings)
     order = {"error": 0, "warning": 1, "note": 2}
@@ -290,6 +291,14 @@ def _check_urls(settings: Settings) -> list[Finding]:
 def _check_tls_issuer(settings: Settings) -> list[Finding]:
     if settings.cloud == "gcp" and not settings["LETSENCRYPT_EMAIL"]:
         return [Finding("error", "LETSENCRYPT_EMAIL", "required on gcp (cert-manager issues the certificate): set it")]
+    return []
+
+
+def _check_dns_zone(settings: Settings) -> list[Finding]:
+    """The dns step writes BASE_DOMAIN, api. and *. into DNS_ZONE: they must be names of that zone."""
+    zone, domain = settings["DNS_ZONE"], settings["BASE_DOMAIN"]
+    if zone and domain != zone and not domain.endswith(f".{zone}"):
+        return [Finding("error", "DNS_ZONE", f"{zone} does not hold BASE_DOMAIN {domain}: use its zone, or unset it")]
     return []
 
 

@@ -98,6 +98,14 @@ VARS: tuple[Var, ...] = (
         clouds=("gcp", "local"),
     ),
     Var(
+        "DNS_ZONE",
+        "public DNS zone (its domain name) where the dns step points BASE_DOMAIN, api. and *. at the Ingress "
+        "(Route53 hosted zone or Cloud DNS managed zone, found by this name); empty: DNS is left to you",
+        clouds=("aws", "gcp"),
+        pattern=r"^(?=.{2,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z]{2,63}$",
+        pattern_help="the zone's domain name such as example.org, without a trailing dot",
+    ),
+    Var(
         "INGRESS_CLASS",
         "ingress class: nginx or gce on gcp, nginx on local (aws always uses alb)",
         default=lambda v: "nginx",
@@ -142,6 +150,13 @@ VARS: tuple[Var, ...] = (
         "Google service account for user pods, never the backend's (default: CLUSTER_NAME-user@PROJECT_ID...)",
         clouds=("gcp",),
         default=lambda v: f"{v.get('CLUSTER_NAME', '')}-user@{v.get('PROJECT_ID', '')}.iam.gserviceaccount.com",
+        kind="email",
+    ),
+    Var(
+        "CERT_MANAGER_SERVICE_ACCOUNT_EMAIL",
+        "Google service account of cert-manager (Workload Identity), which answers DNS-01 in DNS_ZONE",
+        clouds=("gcp",),
+        default=lambda v: f"cert-manager@{v.get('PROJECT_ID', '')}.iam.gserviceaccount.com",
         kind="email",
     ),
     Var(

@@ -13,7 +13,9 @@
    AWS), then HTTPS `API_URL/health` (JSON `status: healthy`) and `FRONTEND_URL/api/health`,
    TLS verified, with retries, a per-request timeout and a total deadline. `--address` sends
    the requests to another address (`ingress` = the Ingress's) with the real Host and SNI,
-   for when DNS is not set yet; `--ca-bundle` trusts a private CA (a local cluster).
+   for when DNS is not set yet; `--ca-bundle` trusts a private CA (a local cluster). With DNS_ZONE
+   (the dns step made the records) the report also shows what the names resolve to against the
+   Ingress's address, and the certificate served (issuer, names, expiry).
 3. User storage. A throwaway pod built from the chart's user-environment settings (the
    ConfigMap `<release>-user-environment` the backend's pod manager reads: image, annotations,
    volume mode, CSI driver and attributes; the service account from USER_POD_SA_NAME) mounts

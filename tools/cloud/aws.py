@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+from tools.cloud.awscall import aws_call as _aws_call
 from tools.cloud.base import (
     BACKEND_SERVICE_ACCOUNT,
     USER_SERVICE_ACCOUNT,
@@ -198,7 +199,46 @@ class AwsCloud(Cloud):
         )
 
     def deploy_values(self) -> dict[str, Any]:
-        return {"networkPolicy": {"aws": {"loadBalancerCidrs": self.vpc_cidrs()}}}
+        values: dict[str, Any] = {"networkPolicy": {"aws": {"loadBalancerCidrs": self.vpc_cidrs()}}}
+        arn = self.found_certificate()
+        if arn:
+            values["ingress"] = {"aws": {"certificateArn": arn}}
+        return values
+
+    # -- DNS and certificates (tools.cloud.route53, tools.cloud.acm) -------------------------------
+    def dns_zone(self) -> Any | None:
+        if not self.settings["DNS_ZONE"]:
+            return None
+        from tools.cloud.route53 import Route53Zone
+
+        return Route53Zone(self.settings["DNS_ZONE"], self.settings["AWS_REGION"])
+
+    def found_certificate(self) -> str:
+        """With DNS_ZONE and no AWS_CERTIFICATE_ARN: the ISSUED certificate the certs step made or found."""
+        from tools.report import REPORTER
+
+        s = self.settings
+        if s["AWS_CERTIFICATE_ARN"] or not s["DNS_ZONE"]:
+            return ""
+        from tools.cloud.acm import Certificates
+
+        arn = Certificates(s["AWS_REGION"], s["BASE_DOMAIN"], self.dns_owner).issued()
+        if not arn:
+            REPORTER.warning(
+                f"no ISSUED ACM certificate for {s['BASE_DOMAIN']} and *.{s['BASE_DOMAIN']} yet: run make certs "
+                "first; meanwhile the AWS Load Balancer Controller looks for one by host"
+            )
+        return arn or ""
+
+    def ensure_certificate(self, *, dry_run: bool, timeout: float) -> tuple[str, str]:
+        s = self.settings
+        if s["AWS_CERTIFICATE_ARN"]:
+            return "ok", f"AWS_CERTIFICATE_ARN is given: {s['AWS_CERTIFICATE_ARN']} (used as it is)"
+        if not s["DNS_ZONE"]:
+            return "skip", "DNS_ZONE is not set: the AWS Load Balancer Controller looks for a certificate by host"
+        from tools.cloud.acm import ensure_certificate
+
+        return "ok", ensure_certificate(s, self.dns_owner, dry_run=dry_run, timeout=timeout)[1]
 
     @contextmanager
     def cluster_access(self) -> Iterator[str]:
@@ -468,22 +508,6 @@ def trust_admits(document: dict[str, Any], issuer: str, subject: str) -> bool:
         if not tests or all(tests):  # no :sub condition admits every service account of the cluster
             return True
     return False
-
-
-def _aws_call(call: Any, what: str) -> Any:
-    """Turn botocore's errors into one clear line."""
-    import botocore.exceptions
-
-    try:
-        return call()
-    except botocore.exceptions.NoCredentialsError:
-        raise ToolError(f"{what}: no AWS credentials: configure a profile or role (in CI use OIDC)") from None
-    except botocore.exceptions.EndpointConnectionError as exc:
-        raise ToolError(f"{what}: cannot reach AWS at {exc.kwargs.get('endpoint_url')}: check network/region") from None
-    except botocore.exceptions.ClientError as exc:
-        err = exc.response.get("Error", {})
-        code = err.get("Code", "error")
-        raise ToolError(f"{what}: {code}: {err.get('Message', '')}", code=code) from None
 
 
 ALB_SUBNET_TAG = "kubernetes.io/role/elb"  # subnets for internet-facing load balancers

@@ -252,6 +252,22 @@ class Cloud:
             )
         return None, None
 
+    # -- DNS and certificates --------------------------------------------------------------
+    @property
+    def dns_owner(self) -> str:
+        """Who owns the DNS records and certificate requests this deploy makes (their ownership tag)."""
+        s = self.settings
+        return f"{s.cluster_name}/{s.namespace}/{s.release}"
+
+    def dns_zone(self) -> Any | None:
+        """DNS_ZONE on this cloud's DNS service (records, changes, the record for an address); None when
+        the toolkit makes no records here (no DNS_ZONE, or a local cluster)."""
+        return None
+
+    def ensure_certificate(self, *, dry_run: bool, timeout: float) -> tuple[str, str]:
+        """Make sure the Ingress has a certificate for BASE_DOMAIN and *.BASE_DOMAIN: (status, what happened)."""
+        return "skip", "no managed certificate on a local cluster: the chart's TLS Secret or cert-manager serves"
+
     # -- chart ---------------------------------------------------------------------------
     def chart_values(self, images: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         """The chart values that follow from the settings and this cloud (see helm/values.yaml)."""

@@ -9,6 +9,9 @@ from typing import Any, ClassVar
 from tools.cloud.base import Cloud, RegistryAuth, temporary_kubeconfig
 from tools.errors import ToolError
 
+# The IAM permission preflight uses to read cert-manager's roles/dns.admin (only with DNS_ZONE).
+DNS_PREFLIGHT_PERMISSIONS = ("resourcemanager.projects.getIamPolicy",)
+
 
 class GcpCloud(Cloud):
     name = "gcp"
@@ -49,7 +52,61 @@ class GcpCloud(Cloud):
         }
 
     def ingress_values(self) -> dict[str, Any]:
-        return {"className": self.ingress_class, "certManager": {"email": self.settings["LETSENCRYPT_EMAIL"]}}
+        cert_manager: dict[str, Any] = {"email": self.settings["LETSENCRYPT_EMAIL"]}
+        if self.settings["DNS_ZONE"]:  # DNS-01 through Cloud DNS: the only way to the users' wildcard
+            cert_manager["cloudDNS"] = {"project": self.settings["PROJECT_ID"]}
+        return {"className": self.ingress_class, "certManager": cert_manager}
+
+    # -- DNS and certificates -------------------------------------------------------------------
+    def dns_zone(self) -> Any | None:
+        if not self.settings["DNS_ZONE"]:
+            return None
+        from tools.cloud.clouddns import CloudDnsZone
+
+        return CloudDnsZone(self.settings["DNS_ZONE"], self.settings["PROJECT_ID"])
+
+    def ensure_certificate(self, *, dry_run: bool, timeout: float) -> tuple[str, str]:
+        how = "DNS-01 through Cloud DNS" if self.settings["DNS_ZONE"] else "HTTP-01"
+        return "skip", f"cert-manager issues the certificate in the cluster ({how}, the chart's Issuer)"
+
+    def prerequisites(self, api: Any) -> tuple[list[str], list[str]]:
+        missing, unchecked = super().prerequisites(api)
+        if not self.settings["DNS_ZONE"]:
+            return missing, unchecked
+        problem, not_checked = self.cert_manager_dns_role()
+        return missing + ([problem] if problem else []), unchecked + ([not_checked] if not_checked else [])
+
+    def cert_manager_dns_role(self) -> tuple[str | None, str | None]:
+        """cert-manager answers DNS-01 in Cloud DNS as its own Google service account (Workload Identity):
+        it needs roles/dns.admin on the project. Read from the project's IAM policy: (problem, not checked)."""
+        import google.auth.exceptions
+        import requests
+        from google.auth.transport.requests import AuthorizedSession
+
+        s = self.settings
+        member = f"serviceAccount:{s['CERT_MANAGER_SERVICE_ACCOUNT_EMAIL']}"
+        url = f"https://cloudresourcemanager.googleapis.com/v1/projects/{s['PROJECT_ID']}:getIamPolicy"
+        try:
+            response = AuthorizedSession(google_credentials()).post(url, json={}, timeout=30)
+        except google.auth.exceptions.RefreshError as exc:
+            raise ToolError(f"Google credentials were refused: {exc.args[0] if exc.args else exc}") from None
+        except requests.RequestException as exc:
+            why = f"cannot reach Resource Manager ({type(exc).__name__})"
+            return None, f"cert-manager's roles/dns.admin not checked: {why}"
+        if response.status_code != 200:
+            return None, (
+                f"cert-manager's roles/dns.admin not checked: reading the IAM policy of {s['PROJECT_ID']} answered "
+                f"HTTP {response.status_code} (grant resourcemanager.projects.getIamPolicy to check it)"
+            )
+        bindings = response.json().get("bindings") or []
+        if any(b.get("role") == "roles/dns.admin" and member in (b.get("members") or []) for b in bindings):
+            return None, None
+        return (
+            f"{member} (cert-manager, CERT_MANAGER_SERVICE_ACCOUNT_EMAIL) lacks roles/dns.admin on project "
+            f"{s['PROJECT_ID']}: DNS-01 for *.{s['BASE_DOMAIN']} cannot be answered; gcloud projects "
+            f"add-iam-policy-binding {s['PROJECT_ID']} --member {member} --role roles/dns.admin",
+            None,
+        )
 
     def registry_login(self) -> RegistryAuth:
         from tools.report import REPORTER
@@ -85,7 +142,7 @@ class GcpCloud(Cloud):
                 "(and enable the Kubernetes Engine API)"
             )
         if response.status_code != 200:
-            raise ToolError(f"GKE API answered HTTP {response.status_code} for {path}: {_google_error(response)}")
+            raise ToolError(f"GKE API answered HTTP {response.status_code} for {path}: {google_error(response)}")
         cluster = response.json()
         if not cluster.get("endpoint"):
             raise ToolError(f"GKE cluster {path} has no endpoint yet (status {cluster.get('status')}): wait and retry")
@@ -243,7 +300,7 @@ def google_access_token() -> str:
     return credentials.token
 
 
-def _google_error(response: Any) -> str:
+def google_error(response: Any) -> str:
     try:
         return str(response.json()["error"]["message"]).splitlines()[0]
     except (ValueError, KeyError, TypeError, IndexError):

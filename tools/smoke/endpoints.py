@@ -7,6 +7,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from tools.kube import ingress_address
 from tools.settings import Settings
 from tools.smoke import objects
 from tools.smoke.watch import Check, Cluster, describe_event, print_check
@@ -20,7 +21,7 @@ def ingress_addresses(cluster: Cluster, release: str, deadline_at: float) -> tup
         return Check("ingress address", "failed", 0.0, f"cannot read Ingresses: {cluster.unavailable['ingresses']}"), []
     while True:
         ingresses = cluster.release_objects("ingresses", release)
-        found = {objects.name(i): _ingress_address(i) for i in ingresses}
+        found = {objects.name(i): ingress_address(i) for i in ingresses}
         if ingresses and all(found.values()):
             addresses = list(dict.fromkeys(a for a in found.values() if a))
             detail = ", ".join(f"{name}: {address}" for name, address in found.items())
@@ -37,13 +38,6 @@ def ingress_addresses(cluster: Cluster, release: str, deadline_at: float) -> tup
                     why += " (last events: " + " | ".join(events) + ")"
             return Check("ingress address", "failed", now - start, why), []
         cluster.wait(deadline_at - now)
-
-
-def _ingress_address(ingress: dict[str, Any]) -> str:
-    for entry in ((ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
-        if entry.get("hostname") or entry.get("ip"):
-            return entry.get("hostname") or entry.get("ip")
-    return ""
 
 
 def _pinned_session(hostname: str, address: str) -> Any:
@@ -132,6 +126,58 @@ def _judge_response(response: Any, expect_status: str | None) -> str:
     return ""
 
 
+def resolved_names(urls: list[str], ingress_addresses: list[str]) -> Check:
+    """What the public names resolve to here, against the Ingress's address: the DNS records the
+    checks went through (a warning when they point elsewhere; the HTTPS checks judge the service)."""
+    import socket
+
+    def addresses(host: str) -> set[str]:
+        try:
+            return {info[4][0] for info in socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)}
+        except OSError:
+            return set()
+
+    start = time.monotonic()
+    ingress = set().union(*(addresses(a) for a in ingress_addresses)) if ingress_addresses else set()
+    hosts = list(dict.fromkeys(urlsplit(u).hostname or "" for u in urls))
+    found = {host: addresses(host) for host in hosts}
+    detail = "; ".join(f"{h} -> {', '.join(sorted(a)) or 'does not resolve'}" for h, a in found.items())
+    elsewhere = [h for h, a in found.items() if not (a & ingress)]
+    if elsewhere and ingress:
+        detail += f" (the Ingress is at {', '.join(sorted(ingress))}: {', '.join(elsewhere)} not; run make dns)"
+    status = "warning" if elsewhere else "ok"
+    return Check("dns records", status, time.monotonic() - start, detail)
+
+
+def served_certificate(url: str, *, address: str | None, ca_bundle: str | None, timeout: float) -> Check:
+    """The certificate `url` serves, verified as the HTTPS checks verify it: issuer, names, expiry."""
+    import socket
+    import ssl
+
+    import certifi
+
+    start = time.monotonic()
+    host = urlsplit(url).hostname or ""
+    target = address or urlsplit(url).netloc
+    name, _, port = target.rpartition(":") if ":" in target else (target, "", "443")
+    context = ssl.create_default_context(cafile=ca_bundle or certifi.where())
+    try:
+        with (
+            socket.create_connection((name, int(port or 443)), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            served = tls.getpeercert() or {}
+    except (OSError, ValueError) as exc:
+        return Check(
+            "certificate", "warning", time.monotonic() - start, f"{host}: not read: {objects.short_error(exc)}"
+        )
+    issuer = dict(pair[0] for pair in served.get("issuer") or ())
+    names = [value for kind, value in served.get("subjectAltName") or () if kind == "DNS"]
+    by = issuer.get("organizationName") or issuer.get("commonName") or "?"
+    detail = f"{host}: issued by {by} for {', '.join(names)}, valid until {served.get('notAfter', '?')}"
+    return Check("certificate", "ok", time.monotonic() - start, detail)
+
+
 def check_endpoints(cluster: Cluster, settings: Settings, args: argparse.Namespace) -> tuple[list[Check], list[str]]:
     deadline_at = time.monotonic() + args.endpoint_deadline
     ingress_check, addresses = ingress_addresses(cluster, settings.release, deadline_at)
@@ -155,6 +201,18 @@ def check_endpoints(cluster: Cluster, settings: Settings, args: argparse.Namespa
             address=address,
             ca_bundle=args.ca_bundle,
         )
+        checks.append(check)
+        print_check(check)
+    extra = []
+    if not settings["DNS_ZONE"]:  # the dns step made no records: nothing more to show
+        return checks, addresses
+    if not address:  # the real names, through DNS: say where they point
+        extra.append(resolved_names([u for u, _ in urls], addresses))
+    if all(c.status == "ok" for c in checks):
+        extra.append(
+            served_certificate(urls[0][0], address=address, ca_bundle=args.ca_bundle, timeout=args.request_timeout)
+        )
+    for check in extra:
         checks.append(check)
         print_check(check)
     return checks, addresses

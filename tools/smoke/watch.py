@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tools.errors import ToolError
+from tools.kube import RELEASE_ANNOTATION
 from tools.report import REPORTER
 from tools.smoke import objects
 
@@ -25,7 +26,6 @@ API_TIMEOUT = 10.0  # one Kubernetes API call
 WATCH_SECONDS = 60  # a watch is reopened (after a fresh list) at least this often
 LOG_LINES = 20
 EVENT_LINES = 5
-RELEASE_ANNOTATION = "meta.helm.sh/release-name"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 STORAGE_MOUNT = "/mnt/storage-check"
