@@ -285,6 +285,58 @@ def test_make_deploy_runs_the_steps_in_order_and_passes_dry_run_on() -> None:
 
 
 # -- security ------------------------------------------------------------------------------------
+# `uses: owner/repo@SHA  # vX.Y.Z`: the comment says which release the commit is (Dependabot keeps both)
+PIN_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$")
+VERSION_COMMENT = re.compile(r"^\s+#\s+v\d+\.\d+\.\d+\s*$")
+# The releases this repository runs (issue 13: the newest tags, all on the Node 24 runtime)
+CURRENT_ACTIONS = {
+    "actions/checkout": ("3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"),
+    "actions/setup-python": ("5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
+    "aws-actions/configure-aws-credentials": ("e6de054238d6b7531b4efff3b6587d9aade6a06c", "v6.2.3"),
+    "google-github-actions/auth": ("7c6bc770dae815cd3e89ee6cdf493a5fab2cc093", "v3.0.0"),
+}
+
+
+def pin_problems(text: str) -> list[str]:
+    """Every third-party `uses:` line that is not `owner/repo@FULL_SHA  # vX.Y.Z`."""
+    problems = []
+    for number, line in enumerate(text.splitlines(), 1):
+        match = PIN_LINE.match(line)
+        if not match or match.group(1).strip("'\"").startswith("./"):
+            continue
+        uses, rest = match.group(1).strip("'\""), match.group(2)
+        if not SHA_PIN.match(uses):
+            problems.append(f"line {number}: {uses} is not pinned by a full commit SHA")
+        elif not VERSION_COMMENT.match(rest):
+            problems.append(f"line {number}: {uses} has no `# vX.Y.Z` comment naming its release")
+    return problems
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("      - uses: actions/checkout@v7", "not pinned by a full commit SHA"),
+        ("      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1", "no `# vX.Y.Z` comment"),
+        ("        uses: a/b@3d3c42e5aac5ba805825da76410c181273ba90b1  # main", "no `# vX.Y.Z` comment"),
+        ("      - uses: actions/checkout@3d3c42e5  # v7.0.1", "not pinned by a full commit SHA"),
+    ],
+)
+def test_the_pin_check_refuses_a_tag_a_short_sha_or_a_missing_version(line: str, problem: str) -> None:
+    (found,) = pin_problems(f"steps:\n{line}\n")
+    assert problem in found
+
+
+def test_every_third_party_action_is_a_full_sha_with_its_version_and_the_current_release() -> None:
+    files = [*WORKFLOWS.glob("*.yml"), *ACTIONS.glob("*/action.yml")]
+    seen: dict[str, set[str]] = {}
+    for path in files:
+        text = path.read_text()
+        assert pin_problems(text) == [], path.name
+        for repo, sha, version in re.findall(r"uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40})\s+#\s+(\S+)", text):
+            seen.setdefault(repo, set()).add(f"{sha} {version}")
+    assert seen == {repo: {f"{sha} {version}"} for repo, (sha, version) in CURRENT_ACTIONS.items()}
+
+
 def test_third_party_actions_are_pinned_by_full_commit_sha() -> None:
     pinned = set()
     for where, step in all_steps():
