@@ -19,7 +19,7 @@ DRY_RUN ?=
 DRY_FLAG = $(if $(filter true 1 yes,$(DRY_RUN)),--dry-run)
 STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
 
-.PHONY: help setup plan validate build rbac secrets helm-deploy smoke deploy deploy-aws deploy-gcp deploy-local \
+.PHONY: help setup plan validate build rbac cloud-setup secrets helm-deploy smoke deploy deploy-aws deploy-gcp deploy-local \
         test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy testbed-up testbed-down setup-checkov clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
 .NOTPARALLEL:
@@ -49,6 +49,9 @@ build: setup ## Build and push the three images (skips unchanged ones), write ou
 
 rbac: setup ## Print the Kubernetes RBAC the deploy identity needs (a cluster admin applies it once)
 	@$(PY) -m tools.rbac $(STEP_ARGS) $(ARGS)
+
+cloud-setup: setup ## Print what a cloud admin creates once for GitHub deploys: OIDC trust, least-privilege policy, bindings
+	@$(PY) -m tools.cloud_setup $(STEP_ARGS) $(ARGS)
 
 secrets: setup ## Create or update the Kubernetes Secrets (generated keys are kept, never rotated silently)
 	$(PY) -m tools.make_secrets $(STEP_ARGS) $(DRY_FLAG) $(ARGS)

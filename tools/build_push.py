@@ -42,9 +42,11 @@ from typing import Any
 
 from tools.cli import main_boundary, parser, settings_from
 from tools.cloud import Cloud, RegistryAuth, cloud_for
+from tools.cloud.aws import ecr_repositories
 from tools.content_tag import CONTENT_TAG, content_tag
 from tools.errors import ToolError, UsageError
 from tools.images import DEFAULT_OUTPUT, write_images
+from tools.permissions import need
 from tools.registry import Registry
 from tools.report import REPORTER, markdown_table
 from tools.settings import IMAGES, ConfigError, Settings
@@ -180,6 +182,26 @@ class Docker:
         from tools.runner import run
 
         run(cmd, env=self.env, stream=self.stream, what=f"{job.name}: docker build")
+
+    # `docker push` to ECR (the layers and the manifest); on GCP the registry writer's permissions
+    _PUSH = need(
+        "aws",
+        (
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:InitiateLayerUpload",
+            "ecr:UploadLayerPart",
+            "ecr:CompleteLayerUpload",
+        ),
+        ecr_repositories,
+        "docker push: upload the image layers",
+    )
+    _PUSH_GCP = need(
+        "gcp",
+        ("artifactregistry.repositories.downloadArtifacts", "artifactregistry.repositories.uploadArtifacts",
+         "artifactregistry.tags.create", "artifactregistry.tags.update"),
+        lambda c: [f"projects/{c.settings['PROJECT_ID']}"],
+        "docker push, read a digest, add a release tag (Artifact Registry)",
+    )  # fmt: skip
 
     def push(self, job: Job, tag: str) -> None:
         from tools.runner import run

@@ -16,7 +16,72 @@ from tools.cloud.base import (
     temporary_kubeconfig,
 )
 from tools.errors import ToolError
+from tools.permissions import everywhere, hint, need
 from tools.settings import IMAGES
+
+
+def _arn(cloud: AwsCloud, service: str, resource: str) -> str:
+    s = cloud.settings
+    return f"arn:aws:{service}:{s['AWS_REGION']}:{s['AWS_ACCOUNT_ID']}:{resource}"
+
+
+def ecr_repositories(cloud: AwsCloud) -> list[str]:
+    """The ARNs of the three images' ECR repositories."""
+    return [_arn(cloud, "ecr", f"repository/{cloud.repository_name(image)}") for image in IMAGES]
+
+
+def _cluster(cloud: AwsCloud) -> list[str]:
+    return [_arn(cloud, "eks", f"cluster/{cloud.settings.cluster_name}")]
+
+
+def _buckets(cloud: AwsCloud) -> list[str]:
+    return [f"arn:aws:s3:::{cloud.database_bucket}", f"arn:aws:s3:::{cloud.smoke_bucket}"]
+
+
+def _storage_check_objects(cloud: AwsCloud) -> list[str]:
+    from tools.smoke.storage import STORAGE_PREFIX
+
+    return [f"arn:aws:s3:::{cloud.smoke_bucket}/{STORAGE_PREFIX}*"]
+
+
+# What the deploy role may do, declared beside the calls below (`make cloud-setup CLOUD=aws` prints it)
+need("aws", "ecr:GetAuthorizationToken", everywhere, "docker login to ECR (AWS grants it on * only)",
+     ("GetAuthorizationToken",))  # fmt: skip
+need(
+    "aws",
+    "ecr:DescribeRepositories",
+    ecr_repositories,
+    "does each image's repository exist",
+    ("DescribeRepositories",),
+)
+need(
+    "aws",
+    "ecr:CreateRepository",
+    ecr_repositories,
+    "create a missing repository (immutable tags)",
+    ("CreateRepository",),
+)
+need("aws", "eks:DescribeCluster", _cluster, "the cluster's endpoint, CA, OIDC issuer and VPC", ("DescribeCluster",))
+need("aws", "eks:DescribeAddon", lambda c: [_arn(c, "eks", f"addon/{c.settings.cluster_name}/vpc-cni/*")],
+     "does the VPC CNI enforce NetworkPolicy", ("DescribeAddon",))  # fmt: skip
+need("aws", ("ec2:DescribeSubnets", "ec2:DescribeVpcs"), everywhere,
+     "the VPC's CIDR blocks the NetworkPolicy admits the load balancer from (EC2 Describe* is on * only)",
+     ("DescribeSubnets", "DescribeVpcs"))  # fmt: skip
+need("aws", "iam:GetRole", lambda c: sorted({c.settings["AWS_IRSA_ROLE_ARN"], c.settings["AWS_USER_IRSA_ROLE_ARN"]}),
+     "preflight reads the IRSA roles' trust policies", ("GetRole",))  # fmt: skip
+need("aws", "s3:ListBucket", _buckets, "head_bucket: does the bucket exist and is it this account's", ("HeadBucket",))
+need("aws", ("s3:CreateBucket", "s3:PutBucketOwnershipControls"), _buckets,
+     "create the bucket with ObjectOwnership=BucketOwnerEnforced", ("CreateBucket",))  # fmt: skip
+need("aws", ("s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"), _buckets,
+     "block public access", ("GetPublicAccessBlock", "PutPublicAccessBlock"))  # fmt: skip
+need("aws", ("s3:GetEncryptionConfiguration", "s3:PutEncryptionConfiguration"), _buckets,
+     "default encryption", ("GetBucketEncryption", "PutBucketEncryption"))  # fmt: skip
+need("aws", ("s3:GetBucketVersioning", "s3:PutBucketVersioning"), _buckets, "versioning",
+     ("GetBucketVersioning", "PutBucketVersioning"))  # fmt: skip
+need("aws", "s3:ListBucketVersions", lambda c: [f"arn:aws:s3:::{c.smoke_bucket}"],
+     "find what the storage check wrote", ("ListObjectVersions",))  # fmt: skip
+need("aws", ("s3:DeleteObject", "s3:DeleteObjectVersion"), _storage_check_objects,
+     "remove what the storage check wrote (every version)", ("DeleteObjects",))  # fmt: skip
 
 
 class AwsCloud(Cloud):
@@ -302,7 +367,9 @@ class AwsCloud(Cloud):
             code = exc.response.get("Error", {}).get("Code")
             if code == "ResourceNotFoundException":
                 return f"EKS cluster {cluster} has no managed vpc-cni add-on: NetworkPolicy is not enforced; {fix}"
-            return f"NetworkPolicy enforcement of {cluster} not checked: reading the vpc-cni add-on answered {code}"
+            return f"NetworkPolicy enforcement of {cluster} not checked: reading the vpc-cni add-on answered {code}" + (
+                hint("DescribeAddon") if "AccessDenied" in str(code) else ""
+            )
         except botocore.exceptions.BotoCoreError as exc:
             return f"NetworkPolicy enforcement of {cluster} not checked: reading the vpc-cni add-on failed ({exc})"
         try:
@@ -400,7 +467,8 @@ def _aws_call(call: Any, what: str) -> Any:
     except botocore.exceptions.ClientError as exc:
         err = exc.response.get("Error", {})
         code = err.get("Code", "error")
-        raise ToolError(f"{what}: {code}: {err.get('Message', '')}", code=code) from None
+        denied = hint(exc.operation_name) if code in ("AccessDenied", "AccessDeniedException", "403") else ""
+        raise ToolError(f"{what}: {code}: {err.get('Message', '')}{denied}", code=code) from None
 
 
 EXEC_API_VERSION = "client.authentication.k8s.io/v1beta1"

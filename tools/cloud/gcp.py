@@ -8,6 +8,23 @@ from typing import Any, ClassVar
 
 from tools.cloud.base import Cloud, RegistryAuth, temporary_kubeconfig
 from tools.errors import ToolError
+from tools.permissions import need
+
+
+def _project(cloud: GcpCloud) -> list[str]:
+    return [f"projects/{cloud.settings['PROJECT_ID']}"]
+
+
+def _buckets(cloud: GcpCloud) -> list[str]:
+    return [f"projects/_/buckets/{cloud.database_bucket}", f"projects/_/buckets/{cloud.smoke_bucket}"]
+
+
+# What the deploy service account may do, declared beside the calls below (`make cloud-setup CLOUD=gcp`)
+need("gcp", "container.clusters.get", _project, "the cluster's endpoint and CA (Kubernetes rights: `make rbac`)")
+need("gcp", ("storage.buckets.get", "storage.buckets.create", "storage.buckets.update"), _project,
+     "create the database and smoke buckets private (uniform access, public access prevention)")  # fmt: skip
+need("gcp", ("storage.objects.list", "storage.objects.delete"), lambda c: _buckets(c)[1:],
+     "remove what the storage check wrote")  # fmt: skip
 
 
 class GcpCloud(Cloud):
