@@ -467,7 +467,7 @@ def _aws_call(call: Any, what: str) -> Any:
     except botocore.exceptions.ClientError as exc:
         err = exc.response.get("Error", {})
         code = err.get("Code", "error")
-        denied = hint(exc.operation_name) if code in ("AccessDenied", "AccessDeniedException", "403") else ""
+        denied = hint(exc.operation_name) if code in ("AccessDenied", "AccessDeniedException") else ""
         raise ToolError(f"{what}: {code}: {err.get('Message', '')}{denied}", code=code) from None
 
 
