@@ -17,9 +17,14 @@ SMOKE_ARGS ?=
 # smoke only checks (no rollback on failure)
 DRY_RUN ?=
 DRY_FLAG = $(if $(filter true 1 yes,$(DRY_RUN)),--dry-run)
+# What the steps set up first: `setup` (the toolkit and the test tools) on a laptop and in CI's test jobs,
+# `setup-deploy` (the runtime dependencies only, from the hash-locked requirements/deploy.txt) in the
+# GitHub deploy jobs, which hold cloud credentials
+SETUP ?= setup
+LOCK := requirements/deploy.txt
 STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
 
-.PHONY: help setup plan validate build rbac cloud-setup secrets helm-deploy smoke deploy deploy-aws deploy-gcp deploy-local \
+.PHONY: help setup setup-deploy lock plan validate build rbac cloud-setup secrets helm-deploy smoke deploy deploy-aws deploy-gcp deploy-local \
         test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy testbed-up testbed-down setup-checkov clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
 .NOTPARALLEL:
@@ -37,29 +42,40 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed ## Create .venv, install the toolkit and a real helm (the one on PATH, else a pinned one)
 
-plan: setup ## Validate, compute image tags, render the chart to out/plan/CLOUD (no cloud access)
+$(VENV)/.deploy-installed: $(LOCK)
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m tools.install_helm --pinned
+	@touch $@
+
+setup-deploy: $(VENV)/.deploy-installed ## Deploy jobs: .venv with only the runtime dependencies (hash-locked) and the pinned helm
+
+lock: setup ## Write requirements/deploy.txt again from pyproject.toml: every runtime dependency pinned with hashes
+	$(PY) -m tools.lock
+
+plan: $(SETUP) ## Validate, compute image tags, render the chart to out/plan/CLOUD (no cloud access)
 	@echo "plan for $(CLOUD) with $(ENV_FILE)"
 	$(PY) -m tools.plan $(STEP_ARGS) $(ARGS)
 
-validate: setup ## Check configuration and secrets (exit 1 on any error)
+validate: $(SETUP) ## Check configuration and secrets (exit 1 on any error)
 	$(PY) -m tools.validate_secrets $(STEP_ARGS) $(ARGS)
 
-build: setup ## Build and push the three images (skips unchanged ones), write out/images.json
+build: $(SETUP) ## Build and push the three images (skips unchanged ones), write out/images.json
 	$(PY) -m tools.build_push $(STEP_ARGS) --output $(IMAGES_FILE) $(DRY_FLAG) $(ARGS)
 
-rbac: setup ## Print the Kubernetes RBAC the deploy identity needs (a cluster admin applies it once)
+rbac: $(SETUP) ## Print the Kubernetes RBAC the deploy identity needs (a cluster admin applies it once)
 	@$(PY) -m tools.rbac $(STEP_ARGS) $(ARGS)
 
-cloud-setup: setup ## Print what a cloud admin creates once for GitHub deploys: OIDC trust, least-privilege policy, bindings
+cloud-setup: $(SETUP) ## Print what a cloud admin creates once for GitHub deploys: OIDC trust, least-privilege policy, bindings
 	@$(PY) -m tools.cloud_setup $(STEP_ARGS) $(ARGS)
 
-secrets: setup ## Create or update the Kubernetes Secrets (generated keys are kept, never rotated silently)
+secrets: $(SETUP) ## Create or update the Kubernetes Secrets (generated keys are kept, never rotated silently)
 	$(PY) -m tools.make_secrets $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
 
-helm-deploy: setup ## Preflight, database bucket, install or upgrade the release (images pinned by digest)
+helm-deploy: $(SETUP) ## Preflight, database bucket, install or upgrade the release (images pinned by digest)
 	$(PY) -m tools.helm_deploy $(STEP_ARGS) --images $(IMAGES_FILE) $(DRY_FLAG) $(HELM_DEPLOY_ARGS) $(ARGS)
 
-smoke: setup ## Watch the rollout, check the endpoints and user storage; roll back on failure
+smoke: $(SETUP) ## Watch the rollout, check the endpoints and user storage; roll back on failure
 	$(PY) -m tools.smoke_test $(STEP_ARGS) --images $(IMAGES_FILE) $(if $(DRY_FLAG),--no-rollback) $(SMOKE_ARGS) $(ARGS)
 
 deploy: validate build secrets helm-deploy smoke ## The whole chain for CLOUD
