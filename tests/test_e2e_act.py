@@ -412,7 +412,9 @@ def test_dispatch_then_a_tag_through_staging_to_production_and_a_dry_run_changes
         assert "v1.2.3" in _registry_tags(bed.registry, f"{CLUSTER}-{name}")
     assert_summaries(tag, bed, "staging", staged, revision=2)
     # production: after staging's smoke test, the very image list staging deployed, not built again
-    production = assert_chain(tag, bed, "production", after=tag.chain("staging")[-1], promoted=True)
+    passed = "staging/deploy/passed (staging)"  # the last job of staging's chain, after its smoke test
+    assert tag.job_results()[passed] == "success"
+    production = assert_chain(tag, bed, "production", after=passed, promoted=True)
     assert production == staged
     build = tag.chain("production")[2]
     assert tag.first(build, "image list promoted from the previous environment") >= 0

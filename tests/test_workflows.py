@@ -184,10 +184,10 @@ def test_each_step_workflow_takes_the_typed_inputs_and_runs_in_its_github_enviro
 def test_the_chain_runs_the_steps_in_the_order_of_make_deploy_after_the_approval() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
     prereqs = re.search(r"^deploy: (.+?) ##", makefile, re.MULTILINE).group(1).split()  # type: ignore[union-attr]
-    prereqs = ["approve", *prereqs]
+    prereqs = ["approve", *prereqs, "passed"]
     chain = load(WORKFLOWS / "deploy.yml")["jobs"]
     calls = [Path(j["uses"]).name for j in chain.values() if "uses" in j]
-    assert calls == [STEP_WORKFLOWS[p] for p in prereqs[1:]]
+    assert calls == [STEP_WORKFLOWS[p] for p in prereqs[1:-1]]
     order: list[str] = []
     pending = dict(chain)
     while pending:  # topological order by `needs`
@@ -250,7 +250,10 @@ def test_a_tag_promotes_the_images_staging_passed_and_a_failed_staging_stops_pro
     assert second["with"]["images"] == "${{ needs.first.outputs.images }}"
     assert "images" not in promote["first"]["with"]
     deploy = load(WORKFLOWS / "deploy.yml")
-    assert deploy["on"]["workflow_call"]["outputs"]["images"]["value"] == "${{ jobs.build.outputs.images }}"
+    # handed on only when the smoke test passed
+    assert deploy["on"]["workflow_call"]["outputs"]["images"]["value"] == "${{ jobs.passed.outputs.images }}"
+    assert deploy["jobs"]["passed"]["outputs"]["images"] == "${{ needs.build.outputs.images }}"
+    assert set(deploy["jobs"]["passed"]["needs"]) == {"build", "smoke"}
     assert deploy["jobs"]["build"]["with"]["images"] == "${{ inputs.images }}"
     # with images to promote, the build job builds nothing, logs in nowhere and hands the list on as it is
     (build,) = load(WORKFLOWS / "build.yml")["jobs"].values()
@@ -306,7 +309,9 @@ def test_one_approval_per_cloud_and_environment_before_anything_changes() -> Non
     assert approve["permissions"] == {} and "needs" not in approve  # no token, no credentials, first
     assert all("secrets." not in json.dumps(step) and "uses" not in step for step in approve["steps"])
     for where, job in chain:
-        if where != "approve":
+        if where == "passed":  # hands the images on: no environment, no token
+            assert "environment" not in job and job["permissions"] == {}
+        elif where != "approve":
             assert environment_name(job) == STEPS_ENV, where
     deploy = load(WORKFLOWS / "deploy.yml")["jobs"]
     assert deploy["validate"]["needs"] == "approve"  # every step waits for the approval
