@@ -13,7 +13,17 @@ import time
 
 from tools.settings import REPO_ROOT
 
-TOOLS = ("validate_secrets", "build_push", "make_secrets", "helm_deploy", "smoke_test", "plan", "install_helm")
+TOOLS = (
+    "validate_secrets",
+    "build_push",
+    "make_secrets",
+    "helm_deploy",
+    "smoke_test",
+    "plan",
+    "install_helm",
+    "cloud_setup",
+    "lock",
+)
 GOAL = 0.3
 
 
