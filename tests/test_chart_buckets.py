@@ -9,6 +9,7 @@ import string
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.chart_helpers import CHART, render, shim_values
 from tools.cloud import check_bucket_name, database_bucket_name, user_bucket_prefix
@@ -117,8 +118,11 @@ def test_rendered_chart_names_the_bucket_like_the_shim(cloud: str, overrides: di
     if cloud == "aws":
         assert env["S3_DATABASE_BUCKET"] == c.database_bucket
         assert env["S3_USER_BUCKET_PREFIX"] == c.user_bucket_prefix
-        assert r.one("PersistentVolume")["spec"]["csi"]["volumeAttributes"]["bucketName"] == c.database_bucket
     assert r.configmap_data()["USER_BUCKET_PREFIX"] == c.user_bucket_prefix
+    # the replica's URL (tools.cloud.database_replica_url) is the chart's cmbcluster.databaseReplicaUrl
+    litestream = [m for m in r.all("ConfigMap") if m["metadata"]["name"].endswith("-litestream")]
+    urls = [yaml.safe_load(m["data"]["litestream.yml"])["dbs"][0]["replica"]["url"] for m in litestream]
+    assert urls == ([c.database_replica] if cloud != "local" else [])
 
 
 @pytest.mark.parametrize("helm", ["helm4", "helm3"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from tests.chart_helpers import (
     AUTHS,
@@ -178,51 +179,109 @@ def test_images_default_to_registry_and_cluster_name(case) -> None:
     assert r.configmap_data()["USER_POD_IMAGE"] == refs["user-env"]
 
 
-def test_database_bucket_mounted_at_app_data(case) -> None:
-    _, cloud, auth, r = case
-    c = shim(cloud, auth)
+def test_database_lives_on_a_read_write_once_claim_never_on_a_bucket(case) -> None:
+    """Mountpoint for S3 cannot rewrite a file and GCS FUSE cannot lock one: on every cloud the
+    SQLite file sits on a ReadWriteOnce claim of the cluster's block storage, and no pod of the
+    release mounts a bucket (user pods get theirs from the backend, not from the chart)."""
+    _, cloud, _auth, r = case
     spec = r.deployment("backend")["spec"]["template"]
     mounts = {m["mountPath"]: m["name"] for m in r.container("backend")["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["spec"]["volumes"]}
-    db = volumes[mounts["/app/data"]]
-    annotations = spec["metadata"].get("annotations", {})
-    if cloud == "gcp":
-        assert db["csi"]["driver"] == "gcsfuse.csi.storage.gke.io"
-        assert db["csi"]["volumeAttributes"] == {
-            "bucketName": c.database_bucket,
-            "mountOptions": ",".join(c.storage_values()["gcp"]["mountOptions"]),
-        }
-        assert annotations.get("gke-gcsfuse/volumes") == "true"
-        assert not r.all("PersistentVolume") and not r.all("PersistentVolumeClaim")
-    elif cloud == "aws":
-        claim = r.one("PersistentVolumeClaim")
-        assert db == {"name": "database", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}
-        pv = r.one("PersistentVolume")
-        assert pv["spec"]["csi"]["driver"] == "s3.csi.aws.com"
-        assert pv["spec"]["csi"]["volumeAttributes"] == {"bucketName": c.database_bucket, "authenticationSource": "pod"}
-        assert pv["spec"]["mountOptions"] == c.storage_values()["aws"]["mountOptions"]
-        assert "region us-east-1" in pv["spec"]["mountOptions"]
-        assert claim["spec"]["volumeName"] == pv["metadata"]["name"]
-        assert pv["spec"]["claimRef"] == {"namespace": NAMESPACE, "name": claim["metadata"]["name"]}
-        assert pv["spec"]["storageClassName"] == claim["spec"]["storageClassName"] == ""
-        assert "gke-gcsfuse/volumes" not in annotations
-    else:
-        claim = r.one("PersistentVolumeClaim")
-        assert db == {"name": "database", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}
-        assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
-        assert not r.all("PersistentVolume")
-        assert "gke-gcsfuse/volumes" not in annotations
+    claim = r.one("PersistentVolumeClaim")
+    assert volumes[mounts["/app/data"]] == {
+        "name": "database",
+        "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]},
+    }
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert "storageClassName" not in claim["spec"]  # the cluster's default class
+    assert claim["spec"]["resources"]["requests"]["storage"] == ("1Gi" if cloud == "local" else "10Gi")
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert not r.all("PersistentVolume")
+    for pod in r.pod_specs():
+        assert not [v for v in pod["volumes"] if "csi" in v or "ephemeral" in v]
+    assert "gke-gcsfuse/volumes" not in (spec["metadata"].get("annotations") or {})
+    assert r.deployment("backend")["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_litestream_backs_the_database_up_to_the_database_bucket(case) -> None:
+    """On gcp and aws a native sidecar streams the database to the database bucket and an init
+    container restores it onto an empty volume; a local cluster has no bucket, so no replica."""
+    _, cloud, auth, r = case
+    c = shim(cloud, auth)
+    pod = r.deployment("backend")["spec"]["template"]["spec"]
+    init = {i["name"]: i for i in pod.get("initContainers", [])}
+    if cloud == "local":
+        assert not init and not [m for m in r.all("ConfigMap") if m["metadata"]["name"].endswith("-litestream")]
+        return
+    replica = c.database_replica
+    assert replica == f"{'s3' if cloud == 'aws' else 'gs'}://{c.database_bucket}/litestream/cmbcluster.db"
+    config = yaml.safe_load(r.one("ConfigMap", "cmbcluster-litestream")["data"]["litestream.yml"])
+    expected = {"url": replica, **({"region": "us-east-1"} if cloud == "aws" else {})}
+    assert config == {"dbs": [{"path": "/app/data/cmbcluster.db", "replica": expected}]}
+    assert list(init) == ["restore-database", "litestream"]  # restore first, then the sidecar
+    restore, sidecar = init["restore-database"], init["litestream"]
+    assert restore["args"][0] == "restore" and "-if-db-not-exists" in restore["args"]
+    assert "-if-replica-exists" in restore["args"] and "restartPolicy" not in restore
+    assert sidecar["args"][:1] == ["replicate"] and sidecar["restartPolicy"] == "Always"
+    for container in (restore, sidecar):
+        assert (
+            container["image"] == "docker.io/litestream/litestream:0.5.17" and container["imagePullPolicy"] == "Always"
+        )
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["runAsNonRoot"] is True
+        assert {m["mountPath"]: m["name"] for m in container["volumeMounts"]}["/app/data"] == "database"
+    # the backend's own identity (IRSA / Workload Identity) is the replica's credentials: no secret
+    assert pod["serviceAccountName"] == "cmbcluster-ksa"
+    assert "Secret" not in json.dumps([restore.get("env"), sidecar.get("env"), sidecar.get("envFrom")])
 
 
 @pytest.mark.parametrize("helm", HELMS)
 def test_local_without_persistence_uses_an_empty_dir(helm: str) -> None:
     values = shim_values("local")
-    values["storage"]["local"]["persistence"] = False
+    values["database"]["persistence"] = False
     r = render(helm, values)
     assert r.rc == 0, r.err
     volumes = {v["name"]: v for v in r.deployment("backend")["spec"]["template"]["spec"]["volumes"]}
     assert volumes["database"] == {"name": "database", "emptyDir": {}}
     assert not r.all("PersistentVolumeClaim")
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_a_local_cluster_backs_up_to_a_claim_of_its_own_when_asked(helm: str) -> None:
+    values = shim_values("local")
+    values["database"]["backup"] = {"url": "file:///backup/cmbcluster.db"}
+    missing = render(helm, values)
+    assert missing.rc != 0 and "database.backup.claimName is empty: name the claim mounted at /backup" in missing.err
+    values["database"]["backup"]["claimName"] = "db-backup"
+    r = render(helm, values)
+    assert r.rc == 0, r.err
+    config = yaml.safe_load(r.one("ConfigMap", "cmbcluster-litestream")["data"]["litestream.yml"])
+    assert config["dbs"][0]["replica"] == {"url": "file:///backup/cmbcluster.db"}
+    pod = r.deployment("backend")["spec"]["template"]["spec"]
+    assert {"name": "backup", "persistentVolumeClaim": {"claimName": "db-backup"}} in pod["volumes"]
+    for container in pod["initContainers"]:
+        assert {"name": "backup", "mountPath": "/backup"} in container["volumeMounts"]
+    assert not [m for m in r.container("backend")["volumeMounts"] if m["name"] == "backup"]  # the app never sees it
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_a_local_cluster_backs_up_to_an_s3_compatible_service_when_asked(helm: str) -> None:
+    values = shim_values("local")
+    values["database"].setdefault("backup", {}).update(
+        url="s3://backups/cmb/cmbcluster.db", endpoint="http://minio.minio:9000"
+    )
+    r = render(helm, values)
+    assert r.rc == 0, r.err
+    config = yaml.safe_load(r.one("ConfigMap", "cmbcluster-litestream")["data"]["litestream.yml"])
+    assert config["dbs"][0]["replica"] == {
+        "url": "s3://backups/cmb/cmbcluster.db",
+        "region": "us-east-1",
+        "endpoint": "http://minio.minio:9000",
+        "force-path-style": True,
+    }
+    values["database"]["backup"]["url"] = "ftp://backups/cmbcluster.db"
+    bad = render(helm, values)
+    assert bad.rc != 0 and "/database/backup/url" in bad.err
 
 
 def test_service_accounts_carry_the_shims_iam_annotations(case) -> None:

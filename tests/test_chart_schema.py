@@ -173,14 +173,14 @@ def test_aws_region_mount_option_is_added_when_missing(helm: str) -> None:
     """A person writing values by hand need not repeat the region in the mount options."""
     r = render(helm, files=(VALUES_DIR / "good" / "aws.yaml",))
     assert r.rc == 0, r.err
-    assert r.one("PersistentVolume")["spec"]["mountOptions"] == [*AwsCloud.mount_options, "region us-east-1"]
+    options = json.loads(r.configmap_data()["USER_POD_MOUNT_OPTIONS"])  # the user buckets' PVs
+    assert options == [*AwsCloud.mount_options, "region us-east-1"]
     values = shim_values("aws")
     values["storage"]["aws"]["mountOptions"].append("region eu-west-1")
     values["storage"]["aws"]["mountOptions"].remove("region us-east-1")
     r = render(helm, values)
-    assert [o for o in r.one("PersistentVolume")["spec"]["mountOptions"] if o.startswith("region")] == [
-        "region eu-west-1"
-    ]
+    options = json.loads(r.configmap_data()["USER_POD_MOUNT_OPTIONS"])
+    assert [o for o in options if o.startswith("region")] == ["region eu-west-1"]
 
 
 @pytest.mark.parametrize("helm", HELMS)

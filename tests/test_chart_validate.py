@@ -67,7 +67,7 @@ def variants() -> list[tuple[str, Render]]:
             out.append((f"{helm}-{cloud}-file", render(helm, files=(VALUES_DIR / "good" / f"{cloud}.yaml",))))
         out.append((f"{helm}-gcp-gce", render(helm, shim_values("gcp", INGRESS_CLASS="gce"))))
         no_pvc = shim_values("local")
-        no_pvc["storage"]["local"]["persistence"] = False
+        no_pvc["database"]["persistence"] = False
         out.append((f"{helm}-local-emptydir", render(helm, no_pvc)))
     return out
 
@@ -94,7 +94,7 @@ def test_rendered_manifests_validate_against_kubernetes_schemas() -> None:
                     pytest.fail(f"{name}: {doc['kind']}/{doc['metadata']['name']} invalid for {version}: {exc}")
                 checked += 1
     assert checked > 100
-    assert {"Deployment", "Service", "Ingress", "PersistentVolume", "Issuer", "NetworkPolicy", "Role"} <= kinds
+    assert {"Deployment", "Service", "Ingress", "PersistentVolumeClaim", "Issuer", "NetworkPolicy", "Role"} <= kinds
 
 
 def test_strict_validation_catches_an_unknown_field() -> None:

@@ -294,9 +294,10 @@ def test_an_updating_eks_cluster_is_a_warning_not_a_refusal(moto_url, bed_env, m
 
 
 @pytest.mark.testbed
-def test_the_alb_sources_are_the_clusters_vpc_cidrs(moto_url, bed_env):
-    """The NetworkPolicy admits the ALB from the VPC's own blocks, read at deploy time: not all of
-    10/8, 172.16/12 and 192.168/16, which include every pod."""
+def test_the_alb_sources_are_the_clusters_vpc_cidrs(moto_url, bed_env, capfd):
+    """With no subnet tagged for load balancers, the NetworkPolicy admits the ALB from the VPC's own
+    blocks, read at deploy time (not all of 10/8, 172.16/12 and 192.168/16), and says that this
+    holds the pods too."""
     import boto3
 
     ec2 = boto3.client("ec2", region_name="us-east-1")
@@ -320,6 +321,29 @@ def test_the_alb_sources_are_the_clusters_vpc_cidrs(moto_url, bed_env):
     ]
     sources = [peer["ipBlock"]["cidr"] for peer in policy["spec"]["ingress"][0]["from"]]
     assert sources == ["10.42.0.0/16", "10.43.0.0/16"]
+    assert "is tagged kubernetes.io/role/elb" in capfd.readouterr().out
+
+
+def test_the_alb_sources_are_its_tagged_subnets_not_the_pods(moto_url, bed_env):
+    """The VPC CNI gives pods addresses of the node subnets: with the ALB in subnets tagged
+    kubernetes.io/role/elb, only those are admitted, so user pods cannot reach the backend
+    through the load balancer's rule."""
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    vpc = ec2.create_vpc(CidrBlock="10.50.0.0/16")["Vpc"]["VpcId"]
+    nodes = ec2.create_subnet(VpcId=vpc, CidrBlock="10.50.8.0/22")["Subnet"]["SubnetId"]
+    public = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.50.{i}.0/24")["Subnet"]["SubnetId"] for i in (0, 1)]
+    ec2.create_tags(Resources=public, Tags=[{"Key": "kubernetes.io/role/elb", "Value": "1"}])
+    name = f"cmb-{uuid.uuid4().hex[:8]}"
+    boto3.client("eks", region_name="us-east-1").create_cluster(
+        name=name, roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks", resourcesVpcConfig={"subnetIds": [nodes]}
+    )
+    from tests.envfiles import good_env
+    from tools.settings import load_settings
+
+    cloud = AwsCloud(load_settings(cloud="aws", environ=good_env("aws", CLUSTER_NAME=name)))
+    assert cloud.vpc_cidrs() == ["10.50.0.0/24", "10.50.1.0/24"]
 
 
 @pytest.mark.testbed

@@ -87,7 +87,10 @@ def test_plan_writes_the_job_summary(
     env_file = write_env(tmp_path / "e.env", good_env("gcp"))
     assert run_plan(capfd, "--env-file", str(env_file), "--out", str(tmp_path / "p"))[0] == 0
     text = summary.read_text()
-    assert "### Plan for gcp" in text and "| database bucket | cmb-project-cmbtest-db |" in text
+    assert (
+        "### Plan for gcp" in text
+        and "| database backup | gs://cmb-project-cmbtest-db/litestream/cmbcluster.db |" in text
+    )
 
 
 def test_make_plan_needs_no_cloud_credentials(tmp_path: Path) -> None:

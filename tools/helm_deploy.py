@@ -1,8 +1,9 @@
 """Preflight, database bucket, then install or upgrade the release with the images pinned by digest.
 
 Before anything changes: the security rules, the images file and every image's digest in the
-registry, the credentials' rights in the namespace, the Secrets from make_secrets, and the
-cluster's prerequisites (CSI driver, ingress class; on AWS the IRSA trust policies). Each
+registry, the credentials' rights in the namespace, the Secrets from make_secrets, the
+cluster's prerequisites (CSI driver, ingress class, the database's StorageClass; on AWS the
+IRSA trust policies), and that no older chart's database file waits on the bucket unmigrated. Each
 missing prerequisite is one line, and the deploy stops before touching the release.
 Then the database bucket (created private and encrypted, never deleted or emptied), a release
 left pending by an interrupted deploy is rolled back to its last deployed revision, and the
@@ -314,7 +315,7 @@ def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str,
     What a namespace-scoped identity may not read (cluster-scoped objects) is a warning, not a
     refusal: such an identity deploys the chart fine when a cluster admin set the cluster up.
     """
-    from tools import kube
+    from tools import database, kube
     from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET
     from tools.rights import deploy_rights
 
@@ -335,7 +336,8 @@ def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str,
     missing, unchecked = cloud.prerequisites(api)
     for line in unchecked:
         REPORTER.warning(line, title="helm_deploy preflight")
-    return problems + missing
+    legacy = database.legacy_problem(database.backup_state(cloud), settings.cloud)
+    return problems + missing + ([legacy] if legacy else [])
 
 
 # -- main ----------------------------------------------------------------------------------------

@@ -177,17 +177,23 @@ def read_cluster_object(api: Any, resource: str, name: str, what: str) -> bool |
     Namespace-scoped deploy identities (`admin` in the namespace) cannot read cluster-scoped
     objects: the caller warns and goes on rather than refusing a deploy that would work.
     """
+    found = read_cluster_objects(api, resource, what, name)
+    return None if found is None else bool(found)
+
+
+def read_cluster_objects(api: Any, resource: str, what: str, name: str | None = None) -> list[dict[str, Any]] | None:
+    """The cluster-scoped object `name` ([] when missing), or every object of `resource`; None on HTTP 403."""
     from tools.kubeapi import ApiError, path
 
-    def attempt() -> bool | None:
+    def attempt() -> list[dict[str, Any]] | None:
         try:
-            api.get(path(resource, name=name))
-            return True
+            answer = api.get(path(resource, name=name))
         except ApiError as exc:
-            if exc.status == 404:
-                return False
+            if exc.status == 404 and name:
+                return []
             if exc.status == 403:
                 return None
             raise
+        return [answer] if name else list(answer.get("items") or [])
 
     return call(api, attempt, f"reading {what}")

@@ -55,7 +55,8 @@ def summary_rows(settings: Settings, cloud: Cloud, images: dict[str, dict[str, s
     rows = [
         ("cloud", f"{settings.cloud} ({settings.environment})"),
         ("release", f"{settings.release} in namespace {settings.namespace}"),
-        ("database bucket", cloud.database_bucket if settings.cloud != "local" else "(PVC on local)"),
+        ("database", f"PVC {settings['DATABASE_SIZE']} ({settings['DATABASE_STORAGE_CLASS'] or 'default class'})"),
+        ("database backup", cloud.database_replica or "(none on local)"),
         ("user buckets", f"{cloud.user_bucket_prefix}-*" if settings.cloud != "local" else "(none on local)"),
         ("frontend", settings["FRONTEND_URL"]),
         ("API", settings["API_URL"]),

@@ -198,6 +198,30 @@ VARS: tuple[Var, ...] = (
         "kubeconfig context of the local cluster (default: current context)",
         clouds=("local",),
     ),
+    # -- database ------------------------------------------------------------------------
+    Var(
+        "DATABASE_STORAGE_CLASS",
+        "StorageClass of the database's ReadWriteOnce volume (default: the cluster's default; "
+        "on EKS one of the EBS CSI driver, e.g. gp3)",
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        pattern_help="a StorageClass name (lowercase letters, digits, '-' and '.')",
+    ),
+    Var(
+        "DATABASE_SIZE",
+        "size of the database's volume (default: 10Gi; 1Gi on local)",
+        default=lambda v: "1Gi" if v.get("CLOUD_PROVIDER") == "local" else "10Gi",
+        pattern=r"^[1-9][0-9]{0,4}(Mi|Gi|Ti)$",
+        pattern_help="a size such as 10Gi (Mi, Gi or Ti)",
+    ),
+    Var(
+        "LITESTREAM_IMAGE",
+        "Litestream image that backs the database up to its bucket and restores it "
+        "(a mirror in your registry, pinned with @sha256:..., is best)",
+        default="docker.io/litestream/litestream:0.5.17",
+        clouds=("aws", "gcp"),
+        pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$",
+        pattern_help="registry/repository:tag, registry/repository@sha256:<64 hex>, or both",
+    ),
     # -- images --------------------------------------------------------------------------
     Var(
         "REGISTRY_URL",

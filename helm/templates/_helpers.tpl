@@ -84,6 +84,29 @@ answers; tests/test_chart_buckets.py holds the two equal.
 {{- end }}
 {{- end }}
 
+{{/*
+The database's Litestream replica: "" when there is none. tools/database.py replica_url()
+gives the same answer; tests/test_chart_buckets.py holds the two equal.
+  gcp:   gs://{database bucket}/litestream/cmbcluster.db
+  aws:   s3://{database bucket}/litestream/cmbcluster.db
+  local: database.backup.url (none when empty)
+*/}}
+{{- define "cmbcluster.databaseReplicaUrl" -}}
+{{- $b := .Values.database.backup }}
+{{- $cloud := .Values.global.cloudProvider }}
+{{- if $b.enabled }}
+{{- if $b.url }}{{ $b.url }}
+{{- else if eq $cloud "gcp" }}{{ printf "gs://%s/litestream/cmbcluster.db" (include "cmbcluster.databaseBucket" .) }}
+{{- else if eq $cloud "aws" }}{{ printf "s3://%s/litestream/cmbcluster.db" (include "cmbcluster.databaseBucket" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "cmbcluster.litestreamImage" -}}
+{{- $i := .Values.database.backup.image }}
+{{- if $i.digest }}{{ printf "%s@%s" $i.repository $i.digest }}{{ else }}{{ printf "%s:%s" $i.repository ($i.tag | toString) }}{{ end }}
+{{- end }}
+
 {{- define "cmbcluster.userBucketPrefix" -}}
 {{- printf "%s-user" .Values.global.clusterName }}
 {{- end }}
@@ -311,6 +334,10 @@ a message naming the value to fix.
 {{- $cloud := $v.global.cloudProvider }}
 {{- if and $v.backend.config.cloudProvider (ne $v.backend.config.cloudProvider $cloud) }}
 {{- fail (printf "backend.config.cloudProvider is %q but global.cloudProvider is %q: remove backend.config.cloudProvider (global.cloudProvider decides)" $v.backend.config.cloudProvider $cloud) }}
+{{- end }}
+{{- $backup := $v.database.backup }}
+{{- if and (hasPrefix "file://" (include "cmbcluster.databaseReplicaUrl" .)) (not $backup.claimName) }}
+{{- fail "database.backup.url is a file:// URL but database.backup.claimName is empty: name the claim mounted at /backup" }}
 {{- end }}
 {{- $problem := include "cmbcluster.bucketProblem" (include "cmbcluster.databaseBucket" .) }}
 {{- if $problem }}

@@ -19,6 +19,7 @@ from tools.cloud.base import (
     RegistryAuth,
     check_bucket_name,
     database_bucket_name,
+    database_replica_url,
     temporary_kubeconfig,
     user_bucket_prefix,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "check_bucket_name",
     "cloud_for",
     "database_bucket_name",
+    "database_replica_url",
     "google_access_token",
     "google_credentials",
     "temporary_kubeconfig",

@@ -92,6 +92,8 @@ class AwsCloud(Cloud):
     # allow-overwrite: users re-save their files (Mountpoint refuses overwrites without it)
     mount_options: ClassVar[list[str]] = ["allow-delete", "allow-overwrite", "allow-other", "uid=1000", "gid=1000"]
     ingress_class = "alb"
+    block_provisioner = "ebs.csi.aws.com"
+    block_provisioner_install = "add the EKS add-on aws-ebs-csi-driver (Amazon EBS CSI driver)"
     immutable_tags = True  # ensure_repositories creates them with imageTagMutability=IMMUTABLE
 
     def default_registry(self) -> str:
@@ -178,11 +180,16 @@ class AwsCloud(Cloud):
         return eks_token(self.settings.cluster_name, self.settings["AWS_REGION"])
 
     def vpc_cidrs(self) -> list[str]:
-        """The CIDR blocks of the cluster's VPC: where the ALB (target type ip) reaches pods from.
+        """Where the ALB (target type ip) reaches pods from: the CIDR blocks of the cluster VPC's
+        subnets tagged for internet-facing load balancers (`kubernetes.io/role/elb`, the tag the
+        AWS Load Balancer Controller picks its subnets by). Pods of the VPC CNI take addresses of
+        the node subnets, so with the ALB in subnets of its own the policies admit the ALB and no
+        pod; with no tagged subnet they fall back to the whole VPC, with a warning.
 
-        Read at deploy time (describe_cluster -> VPC -> describe_vpcs), so the NetworkPolicy admits
-        the load balancer and not every private address (which would include every pod).
+        Read at deploy time (describe_cluster -> VPC -> describe_subnets / describe_vpcs).
         """
+        from tools.report import REPORTER
+
         config = self.eks_cluster.get("resourcesVpcConfig") or {}
         ec2 = self._client("ec2")
         vpc_id = config.get("vpcId")
@@ -193,6 +200,19 @@ class AwsCloud(Cloud):
             vpc_id = subnets[0]["VpcId"] if subnets else ""
         if not vpc_id:
             raise ToolError(f"EKS cluster {self.settings.cluster_name} names no VPC: check the cluster in the console")
+        tagged = _aws_call(
+            lambda: ec2.describe_subnets(
+                Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "tag-key", "Values": [ALB_SUBNET_TAG]}]
+            )["Subnets"],
+            "EC2 describe_subnets",
+        )
+        if tagged:
+            return sorted({subnet["CidrBlock"] for subnet in tagged})
+        REPORTER.warning(
+            f"no subnet of {vpc_id} is tagged {ALB_SUBNET_TAG}: the NetworkPolicies admit the load balancer from "
+            "the whole VPC, which holds the pods too; tag the ALB's subnets (and keep pods out of them)",
+            title="helm_deploy",
+        )
         vpcs = _aws_call(lambda: ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"], "EC2 describe_vpcs")
         blocks = {
             a["CidrBlock"]
@@ -201,6 +221,37 @@ class AwsCloud(Cloud):
             if (a.get("CidrBlockState") or {}).get("State", "associated") == "associated"
         }
         return sorted(blocks or {v["CidrBlock"] for v in vpcs})
+
+    def workload_policies(self) -> list[tuple[str, str]]:
+        import json
+
+        database, users = f"arn:aws:s3:::{self.database_bucket}", f"arn:aws:s3:::{self.user_bucket_prefix}-*"
+        objects = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+
+        def allow(sid: str, actions: list[str], resource: str) -> dict[str, Any]:
+            return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource}
+
+        making = ["s3:CreateBucket", "s3:ListBucket", "s3:GetBucketLocation", "s3:PutEncryptionConfiguration"]
+        making += ["s3:PutBucketPublicAccessBlock", "s3:PutBucketOwnershipControls"]
+        backend = [  # Litestream's replica in the database bucket, and making each user's bucket
+            allow("DatabaseReplicaBucket", ["s3:ListBucket", "s3:GetBucketLocation"], database),
+            allow("DatabaseReplicaObjects", objects, f"{database}/*"),
+            allow("UserBuckets", making, users),
+        ]
+        user = [  # the user buckets' name pattern only: Mountpoint lists, reads, writes and deletes
+            allow("UserBuckets", ["s3:ListBucket", "s3:GetBucketLocation"], users),
+            allow("UserObjects", objects, f"{users}/*"),
+        ]
+        return [
+            (
+                f"{self.settings['AWS_IRSA_ROLE_ARN']} (the backend)",
+                json.dumps({"Version": "2012-10-17", "Statement": backend}, indent=2),
+            ),
+            (
+                f"{self.settings['AWS_USER_IRSA_ROLE_ARN']} (user pods)",
+                json.dumps({"Version": "2012-10-17", "Statement": user}, indent=2),
+            ),
+        ]
 
     def access_hint(self, namespace: str) -> str:
         cluster = self.settings.cluster_name
@@ -260,6 +311,38 @@ class AwsCloud(Cloud):
             return len(doomed)
 
         return _aws_call(delete, f"S3 emptying the storage check's objects in {bucket}")
+
+    def bucket_keys(self, bucket: str, prefix: str, limit: int = 1) -> list[str]:
+        s3 = self._client("s3")
+
+        def listing() -> list[str]:
+            import botocore.exceptions
+
+            try:
+                answer = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=limit)
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                    return []
+                raise
+            return [o["Key"] for o in answer.get("Contents") or []]
+
+        return _aws_call(listing, f"S3 listing s3://{bucket}/{prefix}")
+
+    def download(self, bucket: str, key: str, path: str) -> bool:
+        import botocore.exceptions
+
+        s3 = self._client("s3")
+
+        def fetch() -> bool:
+            try:
+                s3.download_file(bucket, key, path)
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                    return False
+                raise
+            return True
+
+        return _aws_call(fetch, f"S3 downloading s3://{bucket}/{key}")
 
     def ensure_bucket(self, name: str, dry_run: bool = False) -> str:
         import botocore.exceptions
@@ -471,6 +554,7 @@ def _aws_call(call: Any, what: str) -> Any:
         raise ToolError(f"{what}: {code}: {err.get('Message', '')}{denied}", code=code) from None
 
 
+ALB_SUBNET_TAG = "kubernetes.io/role/elb"  # subnets for internet-facing load balancers
 EXEC_API_VERSION = "client.authentication.k8s.io/v1beta1"
 EKS_TOKEN_LIFETIME = 14 * 60  # seconds: EKS accepts a token for 15 minutes; renew a minute early
 

@@ -21,6 +21,10 @@ BACKEND_SERVICE_ACCOUNT = "cmbcluster-ksa"
 BACKEND_SECRET = "cmbcluster-backend-secrets"
 FRONTEND_SECRET = "cmbcluster-frontend-secrets"
 USER_ENV_PORT = 8888
+# The app's SQLite file (/app/data/cmbcluster.db), and where its Litestream replica lives in the
+# database bucket (apart from the file the old FUSE mount left at the bucket's root).
+DATABASE_FILE = "cmbcluster.db"
+DATABASE_REPLICA_PATH = f"litestream/{DATABASE_FILE}"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 # What creates each ingress class the chart may use (GKE's built-in `gce` controller needs no IngressClass object).
 INGRESS_CONTROLLERS = {
@@ -38,6 +42,13 @@ def database_bucket_name(cloud: str, cluster_name: str, project_id: str = "", ac
     return f"{cluster_name}-db"
 
 
+def database_replica_url(cloud: str, bucket: str) -> str:
+    """Where Litestream keeps the database's replica: "" on a cloud with no database bucket.
+    The chart's `cmbcluster.databaseReplicaUrl` helper says the same."""
+    scheme = {"aws": "s3", "gcp": "gs"}.get(cloud)
+    return f"{scheme}://{bucket}/{DATABASE_REPLICA_PATH}" if scheme else ""
+
+
 def user_bucket_prefix(cluster_name: str) -> str:
     return f"{cluster_name}-user"
 
@@ -47,6 +58,15 @@ def check_bucket_name(name: str) -> str | None:
     if not _BUCKET.match(name) or "--" in name:
         return f"bucket name {name!r} is invalid (3-63 lowercase letters, digits, single hyphens)"
     return None
+
+
+def split_image(reference: str) -> tuple[str, str, str]:
+    """`registry/repo[:tag][@digest]` as (repository, tag, digest); a port is not a tag."""
+    rest, _, digest = reference.partition("@")
+    name, colon, tag = rest.rpartition(":")
+    if not colon or "/" in tag:
+        return rest, "", digest
+    return name, tag, digest
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,9 @@ class Cloud:
     mount_options: ClassVar[list[str]]
     ingress_class: ClassVar[str]
     immutable_tags: ClassVar[bool] = False  # True: a pushed tag can never be pushed again (ECR)
+    # The provisioner the database's StorageClass must use ("" = any), and how to get it
+    block_provisioner: ClassVar[str] = ""
+    block_provisioner_install: ClassVar[str] = ""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -80,6 +103,10 @@ class Cloud:
     def database_bucket(self) -> str:
         s = self.settings
         return database_bucket_name(self.name, s.cluster_name, s["PROJECT_ID"], s["AWS_ACCOUNT_ID"])
+
+    @property
+    def database_replica(self) -> str:
+        return database_replica_url(self.name, self.database_bucket)
 
     @property
     def user_bucket_prefix(self) -> str:
@@ -148,6 +175,15 @@ class Cloud:
         """Delete what the storage check left under `prefix` in `bucket`; returns how many objects."""
         return 0
 
+    def bucket_keys(self, bucket: str, prefix: str, limit: int = 1) -> list[str]:
+        """Up to `limit` object names under `prefix` in `bucket`; none when the bucket does not exist
+        (yet) or the cloud has no buckets."""
+        return []
+
+    def download(self, bucket: str, key: str, path: str) -> bool:
+        """Copy object `key` to the file `path`; False when there is no such object."""
+        return False
+
     def prerequisites(self, api: Any) -> tuple[list[str], list[str]]:
         """What the cluster (or the cloud account) lacks for the chart, and what could not be checked.
 
@@ -168,6 +204,9 @@ class Cloud:
         if hint:
             problem = f"IngressClass {self.ingress_class} does not exist: {hint}"
             wanted.append(("ingressclasses", self.ingress_class, f"IngressClass {self.ingress_class}", problem))
+        if self.block_provisioner:
+            problem = f"CSIDriver {self.block_provisioner} is not installed: {self.block_provisioner_install}"
+            wanted.append(("csidrivers", self.block_provisioner, f"CSIDriver {self.block_provisioner}", problem))
         for resource, name, what, problem in wanted:
             found = kube.read_cluster_object(api, resource, name, what)
             if found is None:
@@ -177,7 +216,41 @@ class Cloud:
                 )
             elif not found:
                 missing.append(problem)
+        problem, unreadable = self.database_class_problem(api)
+        missing += [problem] if problem else []
+        unchecked += [unreadable] if unreadable else []
         return missing, unchecked
+
+    def database_class_problem(self, api: Any) -> tuple[str | None, str | None]:
+        """The database's claim binds only through a StorageClass: the one named in the settings, else
+        the cluster's default; on EKS it must provision with the EBS CSI driver. (problem, unchecked)."""
+        from tools import kube
+
+        named = self.settings["DATABASE_STORAGE_CLASS"]
+        what = f"StorageClass {named}" if named else "the default StorageClass"
+        classes = kube.read_cluster_objects(api, "storageclasses", what, named or None)
+        if classes is None:
+            return None, f"{what} not checked: these credentials may not read StorageClasses (cluster scope)"
+        default = "storageclass.kubernetes.io/is-default-class"
+        chosen = (
+            classes
+            if named
+            else [c for c in classes if (c["metadata"].get("annotations") or {}).get(default) == "true"]
+        )
+        if not chosen:
+            fix = "kubectl get storageclass" + (f"; {self.block_provisioner_install}" if self.block_provisioner else "")
+            if named:
+                return f"StorageClass {named} (DATABASE_STORAGE_CLASS) does not exist: name one of `{fix}`", None
+            return f"the cluster has no default StorageClass for the database: set DATABASE_STORAGE_CLASS ({fix})", None
+        provisioner = chosen[0].get("provisioner", "")
+        if self.block_provisioner and provisioner != self.block_provisioner:
+            name = chosen[0]["metadata"]["name"]
+            return (
+                f"StorageClass {name} provisions with {provisioner}, not {self.block_provisioner}: create a class "
+                f"with provisioner {self.block_provisioner} (e.g. gp3) and set DATABASE_STORAGE_CLASS to it",
+                None,
+            )
+        return None, None
 
     # -- chart ---------------------------------------------------------------------------
     def chart_values(self, images: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -192,6 +265,7 @@ class Cloud:
                 "digest": built.get("digest", ""),
             }
         providers = s.auth_providers()
+        storage = self.storage_values()
         return {
             "global": {
                 "cloudProvider": self.name,
@@ -203,7 +277,8 @@ class Cloud:
                 "registry": self.registry(),
                 **self.global_cloud_values(),
             },
-            "storage": self.storage_values(),
+            **({"storage": storage} if storage else {}),
+            "database": self.database_values(),
             "backend": {
                 "image": image_values["backend"],
                 "config": {
@@ -224,6 +299,11 @@ class Cloud:
     def global_cloud_values(self) -> dict[str, Any]:
         return {}
 
+    def workload_policies(self) -> list[tuple[str, str]]:
+        """What a cloud admin grants the backend's and the user pods' identities, least privilege:
+        (title, text to apply) pairs. The README shows them for the example settings."""
+        return []
+
     def access_hint(self, namespace: str) -> str:
         """How this cloud grants a deploy identity Kubernetes rights (appended to preflight's refusal)."""
         return ""
@@ -234,6 +314,15 @@ class Cloud:
 
     def storage_values(self) -> dict[str, Any]:
         return {self.name: {"driver": self.csi_driver, "mountOptions": list(self.mount_options)}}
+
+    def database_values(self) -> dict[str, Any]:
+        """The database volume, and the Litestream image that backs it up to the database bucket."""
+        s = self.settings
+        values: dict[str, Any] = {"size": s["DATABASE_SIZE"], "storageClassName": s["DATABASE_STORAGE_CLASS"]}
+        if s["LITESTREAM_IMAGE"]:
+            repository, tag, digest = split_image(s["LITESTREAM_IMAGE"])
+            values["backup"] = {"image": {"repository": repository, "tag": tag, "digest": digest}}
+        return values
 
     def ingress_values(self) -> dict[str, Any]:
         return {"className": self.ingress_class}

@@ -127,6 +127,50 @@ class GcpCloud(Cloud):
             raise ToolError(f"GCS: emptying the storage check's objects in gs://{bucket}: {exc}") from None
         return len(blobs)
 
+    def bucket_keys(self, bucket: str, prefix: str, limit: int = 1) -> list[str]:
+        from google.api_core import exceptions
+
+        try:
+            return [b.name for b in self._storage_client().list_blobs(bucket, prefix=prefix, max_results=limit)]
+        except exceptions.NotFound:
+            return []
+        except exceptions.GoogleAPIError as exc:
+            raise ToolError(f"GCS: listing gs://{bucket}/{prefix}: {exc}") from None
+
+    def download(self, bucket: str, key: str, path: str) -> bool:
+        from google.api_core import exceptions
+
+        try:
+            self._storage_client().bucket(bucket).blob(key).download_to_filename(path)
+        except exceptions.NotFound:
+            return False
+        except exceptions.GoogleAPIError as exc:
+            raise ToolError(f"GCS: downloading gs://{bucket}/{key}: {exc}") from None
+        return True
+
+    def workload_policies(self) -> list[tuple[str, str]]:
+        s = self.settings
+        project, backend, user = s["PROJECT_ID"], s["GCP_SERVICE_ACCOUNT_EMAIL"], s["GCP_USER_SERVICE_ACCOUNT_EMAIL"]
+        users = f"resource.name.startsWith('projects/_/buckets/{self.user_bucket_prefix}-')"
+        backend_commands = "\n".join(
+            [
+                "# Litestream's replica in the database bucket",
+                f"gcloud storage buckets add-iam-policy-binding gs://{self.database_bucket} "
+                f"--member=serviceAccount:{backend} --role=roles/storage.objectUser",
+                "# making each user's bucket (the user-bucket name pattern only)",
+                f"gcloud projects add-iam-policy-binding {project} --member=serviceAccount:{backend} "
+                f'--role=roles/storage.admin --condition="title=cmbcluster-user-buckets,expression={users}"',
+            ]
+        )
+        user_commands = "\n".join(
+            [
+                "# the user buckets' name pattern only",
+                f"gcloud projects add-iam-policy-binding {project} --member=serviceAccount:{user} "
+                f'--role=roles/storage.objectUser --condition="title=cmbcluster-user-buckets,expression={users}"',
+            ]
+        )
+        return [(f"{backend} (the backend)", backend_commands), (f"{user} (user pods)", user_commands)]
+
     def ensure_bucket(self, name: str, dry_run: bool = False) -> str:
         from google.api_core import exceptions
 

@@ -1,4 +1,4 @@
-"""A plain cluster (kind, k3s, minikube): the user's kubeconfig, a PVC instead of a bucket, no cloud identity."""
+"""A plain cluster (kind, k3s, minikube): the user's kubeconfig, no bucket, no cloud identity."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tools.errors import ToolError
 
 
 class LocalCloud(Cloud):
-    """A plain cluster (kind, k3s, minikube): no cloud identity, a PVC instead of a bucket."""
+    """A plain cluster (kind, k3s, minikube): no cloud identity, no bucket."""
 
     name = "local"
     csi_driver = ""
@@ -25,7 +25,7 @@ class LocalCloud(Cloud):
         return "127.0.0.1:5000"
 
     def storage_values(self) -> dict[str, Any]:
-        return {"local": {"size": "1Gi"}}
+        return {}  # no bucket mounts: user pods get an emptyDir
 
     @contextmanager
     def cluster_access(self) -> Iterator[str]:
