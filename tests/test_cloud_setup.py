@@ -303,3 +303,24 @@ def test_every_declared_need_says_why_and_names_its_operations() -> None:
     for declared in needs("aws"):
         assert declared.why and all(":" in a for a in declared.actions)
         assert declared.operations or set(declared.actions) <= NOT_EMULATED, declared
+
+
+def test_the_app_identities_get_the_shims_grants_and_the_scripts_are_valid_bash() -> None:
+    """IRSA / Workload Identity: each app identity's trust and its least-privilege grant, word for word from the
+    shim (`Cloud.workload_policies()`, one place); both scripts parse as bash."""
+    for name in ("aws", "gcp"):
+        result = printed(name, "--repository", REPOSITORY, "--repository-ids", ":".join(IDS))
+        assert result.returncode == 0, result.stderr
+        syntax = subprocess.run(["bash", "-n"], input=result.stdout, capture_output=True, text=True, check=False)
+        assert syntax.returncode == 0, syntax.stderr
+        cloud = cloud_for(load_settings(cloud=name, env_file=str(REPO_ROOT / "env" / f"{name}.env.example")))
+        grants = [text for _, text in cloud.workload_policies()]
+        assert len(grants) == 2
+        if name == "gcp":
+            assert all(text in result.stdout for text in grants)
+            continue
+        for key, grant in zip(("AWS_IRSA_ROLE_ARN", "AWS_USER_IRSA_ROLE_ARN"), grants, strict=True):
+            role = cloud.settings[key].rsplit("/", 1)[1]
+            assert heredoc(result.stdout, f"grant-{role}.json") == json.loads(grant)
+            trust = heredoc(result.stdout, f"irsa-{role}.json")["Statement"][0]["Condition"]["StringEquals"]
+            assert trust["OIDC_ISSUER:sub"].startswith("system:serviceaccount:cmbcluster:")
