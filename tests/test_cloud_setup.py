@@ -32,6 +32,7 @@ import pytest
 from tests.envfiles import good_env
 from tools.cloud import AwsCloud, cloud_for
 from tools.cloud_setup import subjects
+from tools.database import backup_state
 from tools.errors import ToolError
 from tools.permissions import aws_policy, gcp_permissions, needs
 from tools.settings import REPO_ROOT, load_settings
@@ -247,6 +248,7 @@ def run_chain(cloud: AwsCloud) -> list[str]:
     if problems:
         raise ToolError("; ".join(problems))
     done.append(cloud.ensure_database_bucket())  # helm_deploy
+    done.append(str(backup_state(cloud).needs_migration))  # helm_deploy's preflight lists the database bucket
     done.append(cloud.ensure_smoke_bucket())  # smoke: storage check
     done.append(str(cloud.empty_storage_check(cloud.smoke_bucket, STORAGE_PREFIX)))
     return done
@@ -269,8 +271,9 @@ def test_the_printed_aws_policy_runs_the_chain_and_each_action_is_needed(
     done = run_chain(cloud)
     assert done[1] == "['cmbiam-backend', 'cmbiam-frontend', 'cmbiam-user-env']"
     assert done[4] == "['10.42.0.0/16']"
-    assert "created" in done[5] and "enabled public access block, default encryption, versioning" in done[6]
-    assert done[7] == "1"
+    assert "created" in done[5] and done[6] == "False"
+    assert "enabled public access block, default encryption, versioning" in done[7]
+    assert done[8] == "1"
 
     # with a policy that allows nothing the chain calls, the first call is refused: the server does check
     nothing = {"Effect": "Allow", "Action": ["sts:GetCallerIdentity"], "Resource": "*"}
