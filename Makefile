@@ -17,10 +17,16 @@ SMOKE_ARGS ?=
 # smoke only checks (no rollback on failure)
 DRY_RUN ?=
 DRY_FLAG = $(if $(filter true 1 yes,$(DRY_RUN)),--dry-run)
+# What the steps set up first: `setup` (the toolkit and the test tools) on a laptop and in CI's test jobs,
+# `setup-deploy` (the runtime dependencies only, from the hash-locked requirements/deploy.txt) in the
+# GitHub deploy jobs, which hold cloud credentials
+SETUP ?= setup
+LOCK := requirements/deploy.txt
 STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
 
-.PHONY: help setup plan validate build rbac secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp deploy-local \
-        migrate-database test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy testbed-up testbed-down setup-checkov clean
+.PHONY: help setup setup-deploy lock plan validate build rbac cloud-setup secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
+        deploy-local migrate-database test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy \
+        testbed-up testbed-down setup-checkov clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
 .NOTPARALLEL:
 
@@ -37,35 +43,49 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed ## Create .venv, install the toolkit and a real helm (the one on PATH, else a pinned one)
 
-plan: setup ## Validate, compute image tags, render the chart to out/plan/CLOUD (no cloud access)
+$(VENV)/.deploy-installed: $(LOCK)
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m tools.install_helm --pinned
+	@touch $@
+
+setup-deploy: $(VENV)/.deploy-installed ## Deploy jobs: .venv with only the runtime dependencies (hash-locked) and the pinned helm
+
+lock: setup ## Write requirements/deploy.txt again from pyproject.toml: every runtime dependency pinned with hashes
+	$(PY) -m tools.lock
+
+plan: $(SETUP) ## Validate, compute image tags, render the chart to out/plan/CLOUD (no cloud access)
 	@echo "plan for $(CLOUD) with $(ENV_FILE)"
 	$(PY) -m tools.plan $(STEP_ARGS) $(ARGS)
 
-validate: setup ## Check configuration and secrets (exit 1 on any error)
+validate: $(SETUP) ## Check configuration and secrets (exit 1 on any error)
 	$(PY) -m tools.validate_secrets $(STEP_ARGS) $(ARGS)
 
-build: setup ## Build and push the three images (skips unchanged ones), write out/images.json
+build: $(SETUP) ## Build and push the three images (skips unchanged ones), write out/images.json
 	$(PY) -m tools.build_push $(STEP_ARGS) --output $(IMAGES_FILE) $(DRY_FLAG) $(ARGS)
 
-rbac: setup ## Print the Kubernetes RBAC the deploy identity needs (a cluster admin applies it once)
+rbac: $(SETUP) ## Print the Kubernetes RBAC the deploy identity needs (a cluster admin applies it once)
 	@$(PY) -m tools.rbac $(STEP_ARGS) $(ARGS)
 
-secrets: setup ## Create or update the Kubernetes Secrets (generated keys are kept, never rotated silently)
+cloud-setup: $(SETUP) ## Print what a cloud admin creates once for GitHub deploys: OIDC trust, least-privilege policy, bindings
+	@$(PY) -m tools.cloud_setup $(STEP_ARGS) $(ARGS)
+
+secrets: $(SETUP) ## Create or update the Kubernetes Secrets (generated keys are kept, never rotated silently)
 	$(PY) -m tools.make_secrets $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
 
-certs: setup ## AWS with DNS_ZONE: find or request (DNS-validated) the ACM certificate for BASE_DOMAIN and *.BASE_DOMAIN
+certs: $(SETUP) ## AWS with DNS_ZONE: find or request (DNS-validated) the ACM certificate for BASE_DOMAIN and *.BASE_DOMAIN
 	$(PY) -m tools.certs $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
 
-helm-deploy: setup ## Preflight, database bucket, install or upgrade the release (images pinned by digest)
+helm-deploy: $(SETUP) ## Preflight, database bucket, install or upgrade the release (images pinned by digest)
 	$(PY) -m tools.helm_deploy $(STEP_ARGS) --images $(IMAGES_FILE) $(DRY_FLAG) $(HELM_DEPLOY_ARGS) $(ARGS)
 
-migrate-database: setup ## Once, before the first deploy of this chart over an older one: move the database file on the bucket into the Litestream replica
+migrate-database: $(SETUP) ## Once, before the first deploy of this chart over an older one: move the database file on the bucket into the Litestream replica
 	$(PY) -m tools.migrate_database $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
 
-dns: setup ## Point BASE_DOMAIN, api. and *. at the Ingress in DNS_ZONE (Route53 / Cloud DNS); only records it owns
+dns: $(SETUP) ## Point BASE_DOMAIN, api. and *. at the Ingress in DNS_ZONE (Route53 / Cloud DNS); only records it owns
 	$(PY) -m tools.dns $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
 
-smoke: setup ## Watch the rollout, check the endpoints and user storage; roll back on failure
+smoke: $(SETUP) ## Watch the rollout, check the endpoints and user storage; roll back on failure
 	$(PY) -m tools.smoke_test $(STEP_ARGS) --images $(IMAGES_FILE) $(if $(DRY_FLAG),--no-rollback) $(SMOKE_ARGS) $(ARGS)
 
 deploy: validate build secrets certs helm-deploy dns smoke ## The whole chain for CLOUD

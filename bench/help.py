@@ -23,6 +23,8 @@ TOOLS = (
     "smoke_test",
     "plan",
     "install_helm",
+    "cloud_setup",
+    "lock",
 )
 GOAL = 0.3
 

@@ -53,6 +53,12 @@ def moto_acm_stuck_url(testbed: TestBed, moto_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def moto_iam_url(testbed: TestBed) -> str:
+    """moto that enforces IAM policies (a server of its own: the shared one allows everything)."""
+    return _part(testbed, "moto_iam")
+
+
+@pytest.fixture(scope="session")
 def gcs_url(testbed: TestBed) -> str:
     return _part(testbed, "gcs")
 

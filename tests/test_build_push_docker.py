@@ -228,6 +228,28 @@ def test_release_tag_is_added_without_rebuilding(project: Project) -> None:
         assert f"{project.repository(image)}:{tag},v1.2.3" in out
 
 
+def test_a_pinned_release_records_its_commit_and_never_moves_to_other_content(project: Project) -> None:
+    """Re-running a release pinned to an application commit builds the same content (nothing moves),
+    or, when the sources differ, refuses in one line before the release tag moves."""
+    sha, other = "a" * 40, "b" * 40
+    code, _, err = project.run("--tag", "v2.0.0", "--app-sha", sha)
+    assert code == 0, err
+    first = project.images()
+    assert first["app_sha"] == sha
+    code, _, err = project.run("--tag", "v2.0.0", "--app-sha", sha)  # the re-run: same content
+    assert code == 0, err
+    assert project.images() == first
+    (project.contexts["frontend"] / "www" / "index.html").write_text("<p>code from elsewhere</p>\n")
+    code, _, err = project.run("--tag", "v2.0.0", "--app-sha", other)
+    assert code == 1
+    assert ":v2.0.0 already names another image" in err and "other sources than application commit bbbbbbbbbbbb" in err
+    assert "Traceback" not in err
+    name = project.name("frontend")
+    assert registry_digest(project.registry, name, "v2.0.0") == first["images"]["frontend"]["digest"]
+    code, _, err = project.run("--app-sha", "main")
+    assert code == 2 and "full 40-character commit SHA" in err
+
+
 def test_new_build_with_release_tag_pushes_both(project: Project) -> None:
     code, _, err = project.run("--images", "backend", "--tag", "v0.9.0")
     assert code == 0, err

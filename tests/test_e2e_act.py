@@ -1,14 +1,20 @@
 """End to end: the release workflow run by `act` on this machine, against the test bed.
 
-A manual dispatch with `cloud: local` and a pushed tag each run the whole chain of reusable
-workflows (targets -> validate -> build -> secrets -> helm-deploy -> smoke), every job on the
-host, calling the same `make` targets a person runs. The cluster is the test bed's real
+A manual dispatch with `cloud: local` runs the whole chain of reusable workflows once (targets ->
+source -> approve -> validate -> build -> secrets -> helm-deploy -> smoke); a pushed tag runs it in
+staging, then in production with the images staging deployed (by digest, nothing rebuilt); a tag
+whose staging fails never starts production; every job on the host, calling the same `make`
+targets a person runs. The application is a git repository: the source job resolves it to one
+commit, which every job checks and the build checks out and records. The cluster is the test bed's real
 Kubernetes cluster (its kubelet pulls the images the build job pushed to the test bed's
 registry), the images are built from the stand-in application in tests/fixtures/apps. The
 workflows are not changed for the test: the third-party actions they pin are replaced by the
 stand-ins in tests/fixtures/actions, and the configuration reaches the jobs as GitHub would give
 it: repository variables (--var-file), secrets (--secret-file) and the runner's environment
-(--env-file).
+(--env-file). One exception, until act knows it (nektos/act#6095, "Unknown Property queue"): act
+reads a copy of this repository whose workflows lack the `queue: max` lines, the only change.
+act has no environments and asks no approvals: that one job per chain names the protected
+environment is tests/test_workflows.py's to check.
 
 The cluster has no ingress controller, so the smoke job skips the HTTPS checks
 (SMOKE_ARGS=--no-endpoints); everything else is real.
@@ -76,11 +82,15 @@ class ActRun:
     def job_results(self) -> dict[str, str]:
         return {e["job"]: e["jobResult"] for e in self.events if "jobResult" in e}
 
-    def step_job(self, step: str) -> str:
-        """The act job name of a step workflow's job, e.g. `.../helm-deploy (local)`."""
-        names = [j for j in self.job_results() if j.endswith(f"{step} (local)")]
-        assert len(names) == 1, f"no single job for {step}: {sorted(self.job_results())}"
-        return names[0]
+    def chain(self, environment: str) -> list[str]:
+        """The act job names of the chain in one environment: approve, then the steps. act names a job
+        CALLER-JOB-NAME/WORKFLOW/JOB-NAME; deploy.yml's jobs carry the environment in their names."""
+        names = [f"{environment}/deploy/approve (local-{environment})"]
+        names += [f"{step} ({environment})/{step}/{step} (local)" for step in STEPS]
+        results = self.job_results()
+        missing = [name for name in names if name not in results]
+        assert not missing, f"jobs {missing} did not run; ran {sorted(results)}"
+        return names
 
     def first(self, job: str, text: str) -> int:
         return next(i for i, e in enumerate(self.events) if e.get("job") == job and text in e.get("msg", ""))
@@ -100,6 +110,7 @@ class Bed:
     namespace: str
     workdir: Path
     values: dict[str, str]
+    app_sha: str  # the application's commit, which every job of a run must use
 
     def variables(self, **extra: str) -> dict[str, str]:
         """Repository variables: the non-secret configuration, plus the workflows' own."""
@@ -117,9 +128,36 @@ class Bed:
     def secrets(self) -> dict[str, str]:
         return {k: v for k, v in self.values.items() if VARS_BY_NAME[k].secret}
 
+    def repository(self) -> Path:
+        """This repository's tracked files as act reads them: the workflows without `queue: max`
+        (nektos/act#6095), nothing else changed."""
+        copy = self.workdir / "repository"
+        if copy.exists():
+            return copy
+        listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True)
+        for name in listed.stdout.decode().split("\0"):
+            if name and (REPO_ROOT / name).is_file():
+                (copy / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO_ROOT / name, copy / name)
+        dropped = 0
+        for workflow in (copy / ".github" / "workflows").glob("*.yml"):
+            lines = workflow.read_text().splitlines(keepends=True)
+            kept = [line for line in lines if not re.match(r"^\s+queue: max\b", line)]
+            dropped += len(lines) - len(kept)
+            workflow.write_text("".join(kept))
+        assert dropped == 2, f"expected the two `queue: max` of promote.yml, dropped {dropped}"
+        for command in (
+            ["init", "-q"],
+            ["add", "-A"],
+            ["-c", "user.name=e2e", "-c", "user.email=e2e@localhost", "commit", "-qm", "the repository under test"],
+        ):
+            subprocess.run(["git", *command], cwd=copy, check=True, capture_output=True)
+        return copy
+
     def act(self, event_name: str, event: dict[str, Any], variables: dict[str, str]) -> ActRun:
         run_dir = self.workdir / f"{event_name}-{uuid.uuid4().hex[:6]}"
         run_dir.mkdir()
+        checkout = self.repository()
         files = {
             "event.json": json.dumps(event),
             "vars": _dotenv(variables),
@@ -153,7 +191,7 @@ class Bed:
         start = time.monotonic()
         result = subprocess.run(
             command,
-            cwd=REPO_ROOT,
+            cwd=checkout,
             env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(run_dir)},
             capture_output=True,
             text=True,
@@ -218,6 +256,14 @@ def bed(
     app = workdir / "app"
     for name, folder in APP_LAYOUT.items():
         shutil.copytree(staged[name], app / folder)
+    # the application is a git repository: the release resolves it to a commit and builds exactly that
+    for command in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=e2e", "-c", "user.email=e2e@localhost", "commit", "-qm", "the application"],
+    ):
+        subprocess.run(["git", *command], cwd=app, check=True, capture_output=True)
+    app_sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=app, capture_output=True, text=True, check=True)
     ensure_ingress_class(cluster)
     env = {  # the runner's environment: the test bed's, with the real cluster
         **testbed.cluster_env(),
@@ -228,7 +274,7 @@ def bed(
     }
     values = good_env("local", CLUSTER_NAME=CLUSTER, REGISTRY_URL=None)
     namespace = f"e2e-{uuid.uuid4().hex[:6]}"
-    yield Bed(env, registry, cluster, namespace, workdir, values)
+    yield Bed(env, registry, cluster, namespace, workdir, values, app_sha.stdout.strip())
     delete_namespace(cluster, namespace)
 
 
@@ -269,20 +315,31 @@ def _images(release: dict[str, Any]) -> set[str]:
 
 
 # -- the runs ---------------------------------------------------------------------------------------
-def assert_chain(run: ActRun, bed: Bed) -> dict[str, Any]:
-    """The chain ran in order and every job succeeded; returns the image list build handed on."""
+# act names a job of the top workflow WORKFLOW/JOB-NAME
+TARGETS, SOURCE = "release/targets", "release/application source"
+
+
+def assert_chain(run: ActRun, bed: Bed, environment: str, after: str = "", promoted: bool = False) -> dict[str, Any]:
+    """The chain in `environment` ran in order after the run's first jobs (or after `after`, the last job
+    of the chain before it), every job succeeded and used the run's application commit; returns the
+    image list build handed on."""
     assert run.returncode == 0, f"act failed (logs in {bed.workdir}):\n{run.output[-6000:]}"
     results = run.job_results()
     assert set(results.values()) == {"success"}, results
-    jobs = [run.step_job(step) for step in STEPS]
-    targets = next(j for j in results if j.endswith("targets"))
-    order = [targets, *jobs]
-    for before, after in itertools.pairwise(order):
-        assert run.last(before, "Job succeeded") < run.first(after, "Run Set up job"), f"{after} began before {before}"
-    for job in jobs:  # every step ran its make target and nothing was skipped
+    jobs = run.chain(environment)
+    order = [after] if after else [TARGETS, SOURCE]
+    order += jobs
+    for before, later in itertools.pairwise(order):
+        assert run.last(before, "Job succeeded") < run.first(later, "Run Set up job"), f"{later} began before {before}"
+    # the source job resolved the commit; every step job checked it; the approval named it
+    assert run.outputs(SOURCE)["app_sha"] == bed.app_sha
+    assert run.first(jobs[0], f"application commit {bed.app_sha}") >= 0
+    for job in jobs[1:]:  # every step ran its make target and was handed the run's commit
         step = job.rsplit("/", 1)[1].split(" (")[0]
-        assert run.first(job, f"make {step}") >= 0
-    images = json.loads(run.outputs(jobs[1])["images"])
+        ran = "image list promoted from the previous environment" if promoted and step == "build" else f"make {step}"
+        assert run.first(job, ran) >= 0, f"{job}: no {ran!r}"
+        assert run.first(job, f"application commit {bed.app_sha}") >= 0, f"{job} did not get {bed.app_sha}"
+    images = json.loads(run.outputs(jobs[2])["images"])
     assert set(images["images"]) == {"backend", "frontend", "user-env"}
     # act runs with --insecure-secrets: it masks nothing, so what is checked is what the tools print.
     # `::add-mask::VALUE` is the one place a value may be written: the runner swallows it (act logs it raw).
@@ -313,48 +370,85 @@ def assert_deployed(bed: Bed, images: dict[str, Any], revision: int) -> dict[str
     return release
 
 
-def assert_summaries(run: ActRun, bed: Bed, images: dict[str, Any], revision: int) -> None:
+def assert_summaries(run: ActRun, bed: Bed, environment: str, images: dict[str, Any], revision: int) -> None:
     """Each step's table reached the run's summary; the smoke test's says healthy for this revision."""
-    by_job = {job.rsplit("/", 1)[1].split(" (")[0]: text for job, text in run.summaries}
+    jobs = dict(zip(("approve", *STEPS), run.chain(environment), strict=True))
+    by_job: dict[str, str] = {}
+    for job, text in run.summaries:
+        by_job[job] = by_job.get(job, "") + text
     digests = [image["digest"] for image in images["images"].values()]
-    assert "### Images" in by_job["build"] and all(d in by_job["build"] for d in digests)
-    assert f"revision {revision} deployed" in by_job["helm-deploy"]
-    smoke = by_job["smoke"]
+    assert "approved: deploy" in by_job[jobs["approve"]] and bed.app_sha in by_job[jobs["approve"]]
+    assert "### Images" in by_job[jobs["build"]] and all(d in by_job[jobs["build"]] for d in digests)
+    assert f"revision {revision} deployed" in by_job[jobs["helm-deploy"]]
+    smoke = by_job[jobs["smoke"]]
     assert f"release `{RELEASE}` in `{bed.namespace}` (local): healthy" in smoke, smoke
     assert f"revision {revision} (deployed)" in smoke
     assert "| rollout cmbcluster-backend | ok |" in smoke and "| rollout cmbcluster-frontend | ok |" in smoke
 
 
-def test_dispatch_local_then_tag_push_run_the_whole_chain_and_a_dry_run_changes_nothing(bed: Bed) -> None:
+def test_dispatch_then_a_tag_through_staging_to_production_and_a_dry_run_changes_nothing(bed: Bed) -> None:
     dispatch = bed.act(
         "workflow_dispatch",
         dispatch_event(cloud="local", environment="production", skip_build="false", dry_run="false"),
         bed.variables(),
     )
-    images = assert_chain(dispatch, bed)
+    images = assert_chain(dispatch, bed, "production")
+    assert not any("staging" in job for job in dispatch.job_results())  # a manual run: one environment
     assert all(not any(t.startswith("v") for t in i["tags"]) for i in images["images"].values())
+    assert images["app_sha"] == bed.app_sha  # recorded in out/images.json
     assert_deployed(bed, images, revision=1)
-    assert_summaries(dispatch, bed, images, revision=1)
+    assert_summaries(dispatch, bed, "production", images, revision=1)
+    assert f"commit {bed.app_sha}" in dict(dispatch.summaries)[SOURCE]
 
     tag = bed.act(
         "push",
         {"ref": "refs/tags/v1.2.3", "ref_type": "tag"},
-        bed.variables(RELEASE_CLOUDS="local", RELEASE_ENVIRONMENT="production"),
+        bed.variables(RELEASE_CLOUDS="local,local"),  # named twice: deployed once
     )
-    tagged = assert_chain(tag, bed)
-    for name, image in tagged["images"].items():  # nothing rebuilt: same digests, now tagged v1.2.3
+    staged = assert_chain(tag, bed, "staging")
+    assert "names local more than once: it is deployed once" in tag.output
+    for name, image in staged["images"].items():  # nothing rebuilt: same digests, now tagged v1.2.3
         assert image["digest"] == images["images"][name]["digest"]
         assert "v1.2.3" in _registry_tags(bed.registry, f"{CLUSTER}-{name}")
-    assert_deployed(bed, tagged, revision=2)
-    assert_summaries(tag, bed, tagged, revision=2)
+    assert_summaries(tag, bed, "staging", staged, revision=2)
+    # production: after staging's smoke test, the very image list staging deployed, not built again
+    passed = "staging/deploy/passed (staging)"  # the last job of staging's chain, after its smoke test
+    assert tag.job_results()[passed] == "success"
+    production = assert_chain(tag, bed, "production", after=passed, promoted=True)
+    assert production == staged
+    build = tag.chain("production")[2]
+    assert tag.first(build, "image list promoted from the previous environment") >= 0
+    assert not any("image(s) ready" in e.get("msg", "") for e in tag.events if e.get("job") == build)  # no build_push
+    assert_deployed(bed, production, revision=3)
+    assert_summaries(tag, bed, "production", production, revision=3)
 
     dry = bed.act(  # a dry run of what is deployed: every step runs, nothing changes
         "workflow_dispatch",
         dispatch_event(cloud="local", environment="production", skip_build="true", dry_run="true"),
         bed.variables(),
     )
-    assert assert_chain(dry, bed)["images"].keys() == tagged["images"].keys()
+    assert assert_chain(dry, bed, "production")["images"].keys() == production["images"].keys()
     assert "dry run: nothing was changed" in dry.output
     assert "--no-rollback" in dry.output
-    assert_deployed(bed, tagged, revision=2)
-    print(f"act: dispatch {dispatch.seconds:.1f}s, tag push {tag.seconds:.1f}s, dry run {dry.seconds:.1f}s")
+    assert_deployed(bed, production, revision=3)
+
+    # a tag whose staging fails (its configuration is refused) never starts production; nothing changes
+    failed = bed.act(
+        "push", {"ref": "refs/tags/v1.2.4", "ref_type": "tag"}, bed.variables(RELEASE_CLOUDS="local", BASE_DOMAIN="x")
+    )
+    results = failed.job_results()
+    ran = {job for job, result in results.items() if result != "skipped"}
+    assert failed.returncode != 0
+    assert results["validate (staging)/validate/validate (local)"] == "failure", results
+    assert not any("production" in job for job in ran), f"production started: {sorted(results)}"
+    assert_deployed(bed, production, revision=3)
+
+    # bad release input stops the run in its first job, with the fix
+    bad = bed.act("push", {"ref": "refs/tags/v1.2.5", "ref_type": "tag"}, bed.variables(RELEASE_CLOUDS=","))
+    assert bad.returncode != 0
+    assert {job for job, result in bad.job_results().items() if result != "skipped"} == {TARGETS}
+    assert "RELEASE_CLOUDS=',' names an empty cloud: give a comma-separated list such as aws,gcp" in bad.output
+    print(
+        f"act: dispatch {dispatch.seconds:.1f}s, tag (staging + production) {tag.seconds:.1f}s, "
+        f"dry run {dry.seconds:.1f}s, failed staging {failed.seconds:.1f}s, bad input {bad.seconds:.1f}s"
+    )

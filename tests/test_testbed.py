@@ -21,9 +21,9 @@ def _host(url: str) -> str:
 
 
 def test_parts_listen_on_loopback_only(
-    testbed: TestBed, registry: str, moto_url: str, gcs_url: str, kubeconfig: str, helm_sql: str
+    testbed: TestBed, registry: str, moto_url: str, moto_iam_url: str, gcs_url: str, kubeconfig: str, helm_sql: str
 ) -> None:
-    for url in (registry, moto_url, gcs_url, testbed.env["KMOCK_URL"], helm_sql):
+    for url in (registry, moto_url, moto_iam_url, gcs_url, testbed.env["KMOCK_URL"], helm_sql):
         assert _host(url) == "127.0.0.1", url
 
 

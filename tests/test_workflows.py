@@ -28,13 +28,25 @@ STEP_WORKFLOWS = {
     "validate": "validate.yml",
     "build": "build.yml",
     "secrets": "secrets.yml",
+    "certs": "certs.yml",
     "helm-deploy": "helm-deploy.yml",
+    "dns": "dns.yml",
     "smoke": "smoke.yml",
 }
 APP_SECRETS = ("SECRET_KEY", "NEXTAUTH_SECRET", "FILE_ENCRYPTION_KEY", "GOOGLE_CLIENT_SECRET", "COGNITO_CLIENT_SECRET")
 # `make TARGET` where a shell command starts (not `apt-get install make python3`)
 MAKE_CALL = re.compile(r"(?:^|&&|\|\||;|\bthen|\bdo)\s*make\s+([a-z][\w-]*)", re.MULTILINE)
 SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
+
+
+# The GitHub environments of one deploy: the protected gate (asked once) and the sibling the steps run in
+GATE_ENV = "${{ inputs.cloud }}-${{ inputs.environment }}"
+STEPS_ENV = "${{ inputs.cloud }}-${{ inputs.environment }}-deploy"
+
+
+def environment_name(job: dict[str, Any]) -> str | None:
+    environment = job.get("environment")
+    return environment.get("name") if isinstance(environment, dict) else environment
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -158,19 +170,28 @@ def test_each_step_workflow_takes_the_typed_inputs_and_runs_in_its_github_enviro
         assert inputs["environment"]["type"] == "string" and inputs["environment"]["required"], filename
         assert inputs["tag"]["type"] == "string" and not inputs["tag"]["required"], filename
         assert inputs["dry_run"]["type"] == "boolean" and inputs["dry_run"]["default"] is False, filename
+        assert inputs["app_sha"] == {**inputs["app_sha"], "type": "string", "required": True}, filename
         (job,) = wf["jobs"].values()
-        assert job["environment"] == "${{ inputs.cloud }}-${{ inputs.environment }}", filename
+        assert environment_name(job) == STEPS_ENV, filename
         runs = [s["run"] for s in job["steps"] if "run" in s]
         assert any(re.search(rf"\bmake {re.escape(step)}\b", r) for r in runs), f"{filename} does not run make {step}"
+        # the deploy jobs' venv: the hash-locked runtime dependencies only, never the test tools
+        for run in runs:
+            for call in re.findall(rf"make {re.escape(step)}\b[^\n]*", run):
+                assert "SETUP=setup-deploy" in call, (filename, call)
+        (setup,) = [s for s in job["steps"] if s.get("uses") == "./.github/actions/setup"]
+        assert setup["with"].get("mode", "deploy") == "deploy" and setup["with"]["app-sha"] == "${{ inputs.app_sha }}"
 
 
-def test_the_chain_runs_the_steps_in_the_order_of_make_deploy() -> None:
+def test_the_chain_runs_the_steps_in_the_order_of_make_deploy_after_the_approval() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
     prereqs = re.search(r"^deploy: (.+?) ##", makefile, re.MULTILINE).group(1).split()  # type: ignore[union-attr]
+    prereqs = ["approve", *prereqs, "passed"]
     chain = load(WORKFLOWS / "deploy.yml")["jobs"]
-    missing = [p for p in prereqs if p not in STEP_WORKFLOWS]
+    missing = [p for p in prereqs[1:-1] if p not in STEP_WORKFLOWS]
     assert not missing, f"make deploy runs {missing}: deploy.yml has no job for them (add a step workflow each)"
-    assert [Path(j["uses"]).name for j in chain.values()] == [STEP_WORKFLOWS[p] for p in prereqs]
+    calls = [Path(j["uses"]).name for j in chain.values() if "uses" in j]
+    assert calls == [STEP_WORKFLOWS[p] for p in prereqs[1:-1]]
     order: list[str] = []
     pending = dict(chain)
     while pending:  # topological order by `needs`
@@ -185,7 +206,10 @@ def test_the_chain_runs_the_steps_in_the_order_of_make_deploy() -> None:
         assert "build" in _needs(chain[step])
     build = load(WORKFLOWS / "build.yml")
     assert build["on"]["workflow_call"]["outputs"]["images"]["value"] == "${{ jobs.build.outputs.images }}"
-    assert build["jobs"]["build"]["outputs"]["images"] == "${{ steps.build.outputs.images }}"
+    assert (
+        build["jobs"]["build"]["outputs"]["images"]
+        == "${{ steps.build.outputs.images || steps.promoted.outputs.images }}"
+    )
 
 
 def _needs(job: dict[str, Any]) -> list[str]:
@@ -195,30 +219,149 @@ def _needs(job: dict[str, Any]) -> list[str]:
 
 def test_release_runs_on_tags_and_by_hand_with_a_matrix_that_does_not_cancel() -> None:
     release = load(WORKFLOWS / "release.yml")
-    assert release["on"]["push"] == {"tags": ["v*"]}
+    assert release["on"]["push"] == {"tags": ["v[0-9]+.[0-9]+.[0-9]+*"]}  # not `vtest`
     inputs = release["on"]["workflow_dispatch"]["inputs"]
     assert {"aws", "gcp", "both"} <= set(inputs["cloud"]["options"])
     assert inputs["skip_build"]["type"] == inputs["dry_run"]["type"] == "boolean"
     assert inputs["environment"]["type"] == "choice"
     deploy = release["jobs"]["deploy"]
-    assert deploy["uses"] == "./.github/workflows/deploy.yml"
+    assert deploy["uses"] == "./.github/workflows/promote.yml"
     assert deploy["strategy"]["fail-fast"] is False
     assert deploy["strategy"]["matrix"]["cloud"] == "${{ fromJSON(needs.targets.outputs.clouds) }}"
-    assert deploy["concurrency"] == {
-        "group": "deploy-${{ matrix.cloud }}-${{ needs.targets.outputs.environment }}",
-        "cancel-in-progress": False,
-    }
     assert "${{ vars.RELEASE_CLOUDS }}" in release["jobs"]["targets"]["steps"][0]["env"].values()
 
 
+def test_deploys_to_one_target_queue_in_order_and_never_cancel() -> None:
+    """Each job that runs a chain sits in the queue of its cloud and environment: up to 100 wait in order
+    (`queue: max`), none replaces a waiting one, none cancels the running one."""
+    promote = load(WORKFLOWS / "promote.yml")["jobs"]
+    for job_id, environment in (("first", "inputs.environment"), ("promote", "inputs.promote_to")):
+        assert promote[job_id]["uses"] == "./.github/workflows/deploy.yml"
+        assert promote[job_id]["concurrency"] == {
+            "group": f"deploy-${{{{ inputs.cloud }}}}-${{{{ {environment} }}}}",
+            "queue": "max",
+            "cancel-in-progress": False,
+        }
+        assert promote[job_id]["with"]["environment"] == f"${{{{ {environment} }}}}"
+
+
+def test_a_tag_promotes_the_images_staging_passed_and_a_failed_staging_stops_production() -> None:
+    promote = load(WORKFLOWS / "promote.yml")["jobs"]
+    second = promote["promote"]
+    assert second["needs"] == "first"
+    # no always()/failure(): GitHub runs it only when the whole first chain, smoke included, succeeded
+    assert second["if"] == "inputs.promote_to != ''"
+    assert second["with"]["images"] == "${{ needs.first.outputs.images }}"
+    assert "images" not in promote["first"]["with"]
+    deploy = load(WORKFLOWS / "deploy.yml")
+    # handed on only when the smoke test passed
+    assert deploy["on"]["workflow_call"]["outputs"]["images"]["value"] == "${{ jobs.passed.outputs.images }}"
+    assert deploy["jobs"]["passed"]["outputs"]["images"] == "${{ needs.build.outputs.images }}"
+    assert set(deploy["jobs"]["passed"]["needs"]) == {"build", "smoke"}
+    assert deploy["jobs"]["build"]["with"]["images"] == "${{ inputs.images }}"
+    # with images to promote, the build job builds nothing, logs in nowhere and hands the list on as it is
+    (build,) = load(WORKFLOWS / "build.yml")["jobs"].values()
+    promoted = next(s for s in build["steps"] if s.get("id") == "promoted")
+    assert promoted["if"] == "inputs.images != ''" and "images=$IMAGES" in promoted["run"]
+    later = build["steps"][build["steps"].index(promoted) + 1 :]
+    assert later and all(s["if"] == "inputs.images == ''" for s in later)
+    assert build["outputs"]["images"] == "${{ steps.build.outputs.images || steps.promoted.outputs.images }}"
+
+
+def test_the_app_ref_is_resolved_once_and_that_commit_reaches_every_job() -> None:
+    release = load(WORKFLOWS / "release.yml")["jobs"]
+    source = release["source"]
+    checkout, resolve = source["steps"]
+    assert checkout["with"]["ref"] == "${{ vars.APP_REF }}"
+    assert "git -C app rev-parse HEAD" in resolve["run"] and "GITHUB_STEP_SUMMARY" in resolve["run"]
+    assert source["outputs"]["app_sha"] == "${{ steps.resolve.outputs.app_sha }}"
+    assert release["deploy"]["with"]["app_sha"] == "${{ needs.source.outputs.app_sha }}"
+    assert "source" in release["deploy"]["needs"]
+    # every call below passes it on, every step job checks it (setup) and the build checks out exactly it
+    for name in ("promote.yml", "deploy.yml"):
+        for job_id, job in load(WORKFLOWS / name)["jobs"].items():
+            if "uses" in job:
+                assert job["with"]["app_sha"] == "${{ inputs.app_sha }}", (name, job_id)
+    (build,) = load(WORKFLOWS / "build.yml")["jobs"].values()
+    (app,) = [
+        s for s in build["steps"] if s.get("uses", "").startswith("actions/checkout@") and "repository" in s["with"]
+    ]
+    assert app["with"]["ref"] == "${{ inputs.app_sha }}"
+    make_build = next(s for s in build["steps"] if s.get("id") == "build")
+    assert make_build["env"]["APP_SHA"] == "${{ inputs.app_sha }}"  # recorded in out/images.json
+    assert "app-sha" in actions()["setup"]["inputs"]
+
+
+def _jobs_of_one_chain(path: Path, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """(where, job) of every job one call of `path` runs, reusable workflows expanded."""
+    out = []
+    for job_id, job in load(path)["jobs"].items():
+        if "uses" in job:
+            out += _jobs_of_one_chain(REPO_ROOT / job["uses"], f"{prefix}{job_id}/")
+        else:
+            out.append((f"{prefix}{job_id}", job))
+    return out
+
+
+def test_one_approval_per_cloud_and_environment_before_anything_changes() -> None:
+    """GitHub asks for approval once per job naming a protected environment: one chain names it once,
+    in its first job, which changes nothing; every other job runs in the unprotected sibling."""
+    chain = _jobs_of_one_chain(WORKFLOWS / "deploy.yml")
+    gated = [(where, job) for where, job in chain if environment_name(job) == GATE_ENV]
+    assert [where for where, _ in gated] == ["approve"]
+    (_, approve) = gated[0]
+    assert approve["permissions"] == {} and "needs" not in approve  # no token, no credentials, first
+    assert all("secrets." not in json.dumps(step) and "uses" not in step for step in approve["steps"])
+    for where, job in chain:
+        if where == "passed":  # hands the images on: no environment, no token
+            assert "environment" not in job and job["permissions"] == {}
+        elif where != "approve":
+            assert environment_name(job) == STEPS_ENV, where
+    deploy = load(WORKFLOWS / "deploy.yml")["jobs"]
+    assert deploy["validate"]["needs"] == "approve"  # every step waits for the approval
+    # the other workflows name no environment at all: release -> promote -> deploy -> steps
+    for name in ("release.yml", "promote.yml"):
+        assert all("environment" not in job for job in load(WORKFLOWS / name)["jobs"].values()), name
+    # a tag runs two chains per cloud (staging, production): two approvals per cloud, one per environment
+    promote = load(WORKFLOWS / "promote.yml")["jobs"]
+    assert [j["uses"] for j in promote.values()] == ["./.github/workflows/deploy.yml"] * 2
+    # the cloud trusts the sibling only: the name make cloud-setup prints is this one
+    from tools.cloud_setup import GATE_ENVIRONMENT, STEPS_ENVIRONMENT
+
+    as_expressions = {"cloud": "${{ inputs.cloud }}", "environment": "${{ inputs.environment }}"}
+    assert STEPS_ENVIRONMENT.format(**as_expressions) == STEPS_ENV
+    assert GATE_ENVIRONMENT.format(**as_expressions) == GATE_ENV
+
+
+def test_helm_deploy_shows_the_deployed_frontend_in_the_deployment_view() -> None:
+    (job,) = load(WORKFLOWS / "helm-deploy.yml")["jobs"].values()
+    assert job["environment"]["url"] == "${{ vars.FRONTEND_URL || format('https://{0}', vars.BASE_DOMAIN) }}"
+
+
 TAG, BY_HAND = "push", "workflow_dispatch"
-RELEASE_CASES = [  # event, ref, inputs, variables -> clouds, environment, tag (None: refused)
-    (TAG, "refs/tags/v1.2.3", {}, {"RELEASE_CLOUDS": "aws,gcp"}, (["aws", "gcp"], "production", "v1.2.3")),
-    (TAG, "refs/tags/v2", {}, {"RELEASE_CLOUDS": "gcp", "RELEASE_ENVIRONMENT": "staging"}, (["gcp"], "staging", "v2")),
-    (BY_HAND, "refs/heads/main", {"cloud": "both", "environment": "dev"}, {}, (["aws", "gcp"], "dev", "")),
-    (BY_HAND, "refs/tags/v1.0.0", {"cloud": "local", "environment": "staging"}, {}, (["local"], "staging", "v1.0.0")),
-    (TAG, "refs/tags/v3", {}, {}, None),
-    (BY_HAND, "refs/heads/main", {"cloud": "azure", "environment": "dev"}, {}, None),
+STAGED = ("staging", "production")
+RELEASE_CASES = [  # event, ref, inputs, variables -> clouds, (environment, promote_to), tag (a str: refused, saying it)
+    (TAG, "refs/tags/v1.2.3", {}, {"RELEASE_CLOUDS": "aws,gcp"}, (["aws", "gcp"], STAGED, "v1.2.3")),
+    (TAG, "refs/tags/v2.0.0-rc.1", {}, {"RELEASE_CLOUDS": " gcp "}, (["gcp"], STAGED, "v2.0.0-rc.1")),
+    (TAG, "refs/tags/v1.2.3", {}, {"RELEASE_CLOUDS": "aws,aws"}, (["aws"], STAGED, "v1.2.3")),
+    (TAG, "refs/tags/v1.2.3", {}, {"RELEASE_CLOUDS": "both,gcp"}, (["aws", "gcp"], STAGED, "v1.2.3")),
+    (BY_HAND, "refs/heads/main", {"cloud": "both", "environment": "dev"}, {}, (["aws", "gcp"], ("dev", ""), "")),
+    (
+        BY_HAND,
+        "refs/tags/v1.0.0",
+        {"cloud": "local", "environment": "staging"},
+        {},
+        (["local"], ("staging", ""), "v1.0.0"),
+    ),
+    (BY_HAND, "refs/heads/main", {"cloud": "aws", "environment": "production"}, {}, (["aws"], ("production", ""), "")),
+    (TAG, "refs/tags/v3.0.0", {}, {}, "repository variable RELEASE_CLOUDS is not set"),
+    (TAG, "refs/tags/v3.0.0", {}, {"RELEASE_CLOUDS": ","}, "RELEASE_CLOUDS=',' names an empty cloud"),
+    (TAG, "refs/tags/v3.0.0", {}, {"RELEASE_CLOUDS": "aws,,gcp"}, "RELEASE_CLOUDS='aws,,gcp' names an empty cloud"),
+    (TAG, "refs/tags/v3.0.0", {}, {"RELEASE_CLOUDS": "aws,"}, "names an empty cloud: give a comma-separated list"),
+    (TAG, "refs/tags/v3.0.0", {}, {"RELEASE_CLOUDS": "aws,azure"}, "unknown cloud 'azure' in 'aws,azure'"),
+    (TAG, "refs/tags/vtest", {}, {"RELEASE_CLOUDS": "aws"}, "tag 'vtest' is not a release tag: name releases vMAJOR"),
+    (TAG, "refs/tags/v2", {}, {"RELEASE_CLOUDS": "aws"}, "tag 'v2' is not a release tag"),
+    (BY_HAND, "refs/heads/main", {"cloud": "azure", "environment": "dev"}, {}, "unknown cloud 'azure'"),
 ]
 
 
@@ -240,13 +383,18 @@ def test_release_targets_script(
     output = tmp_path / "output"
     env.update(GITHUB_OUTPUT=str(output), PATH="/usr/bin:/bin")
     result = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, check=False)
-    if expected is None:
+    if isinstance(expected, str):
         assert result.returncode != 0
-        assert "::error title=release::" in result.stdout
+        (line,) = result.stdout.splitlines()  # one line: what is wrong and how to fix it
+        assert line.startswith("::error title=release::") and expected in line, line
+        assert not output.exists() or output.read_text() == ""  # nothing handed on
         return
     assert result.returncode == 0, result.stdout + result.stderr
     values = dict(line.split("=", 1) for line in output.read_text().splitlines())
-    assert (json.loads(values["clouds"]), values["environment"], values["tag"]) == expected
+    got = (json.loads(values["clouds"]), (values["environment"], values["promote_to"]), values["tag"])
+    assert got == expected
+    if variables.get("RELEASE_CLOUDS") == "aws,aws":  # deduplicated, and said so
+        assert "::notice title=release::'aws,aws' names aws more than once: it is deployed once" in result.stdout
 
 
 # -- make targets --------------------------------------------------------------------------------
@@ -257,7 +405,7 @@ def test_every_make_target_a_workflow_runs_exists() -> None:
         for target in MAKE_CALL.findall(step.get("run", "")):
             seen.add(target)
             assert target in targets, f"{where} runs `make {target}`, which the Makefile does not have"
-    assert {"setup", "validate", "build", "secrets", "helm-deploy", "smoke", "lint", "lint-workflows"} <= seen
+    assert {"setup", "setup-deploy", "validate", "build", "secrets", "helm-deploy", "smoke", "lint"} <= seen
 
 
 def test_make_help_lists_the_targets_of_the_issue() -> None:
@@ -287,6 +435,58 @@ def test_make_deploy_runs_the_steps_in_order_and_passes_dry_run_on() -> None:
 
 
 # -- security ------------------------------------------------------------------------------------
+# `uses: owner/repo@SHA  # vX.Y.Z`: the comment says which release the commit is (Dependabot keeps both)
+PIN_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$")
+VERSION_COMMENT = re.compile(r"^\s+#\s+v\d+\.\d+\.\d+\s*$")
+# The releases this repository runs (issue 13: the newest tags, all on the Node 24 runtime)
+CURRENT_ACTIONS = {
+    "actions/checkout": ("3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"),
+    "actions/setup-python": ("5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
+    "aws-actions/configure-aws-credentials": ("e6de054238d6b7531b4efff3b6587d9aade6a06c", "v6.2.3"),
+    "google-github-actions/auth": ("7c6bc770dae815cd3e89ee6cdf493a5fab2cc093", "v3.0.0"),
+}
+
+
+def pin_problems(text: str) -> list[str]:
+    """Every third-party `uses:` line that is not `owner/repo@FULL_SHA  # vX.Y.Z`."""
+    problems = []
+    for number, line in enumerate(text.splitlines(), 1):
+        match = PIN_LINE.match(line)
+        if not match or match.group(1).strip("'\"").startswith("./"):
+            continue
+        uses, rest = match.group(1).strip("'\""), match.group(2)
+        if not SHA_PIN.match(uses):
+            problems.append(f"line {number}: {uses} is not pinned by a full commit SHA")
+        elif not VERSION_COMMENT.match(rest):
+            problems.append(f"line {number}: {uses} has no `# vX.Y.Z` comment naming its release")
+    return problems
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("      - uses: actions/checkout@v7", "not pinned by a full commit SHA"),
+        ("      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1", "no `# vX.Y.Z` comment"),
+        ("        uses: a/b@3d3c42e5aac5ba805825da76410c181273ba90b1  # main", "no `# vX.Y.Z` comment"),
+        ("      - uses: actions/checkout@3d3c42e5  # v7.0.1", "not pinned by a full commit SHA"),
+    ],
+)
+def test_the_pin_check_refuses_a_tag_a_short_sha_or_a_missing_version(line: str, problem: str) -> None:
+    (found,) = pin_problems(f"steps:\n{line}\n")
+    assert problem in found
+
+
+def test_every_third_party_action_is_a_full_sha_with_its_version_and_the_current_release() -> None:
+    files = [*WORKFLOWS.glob("*.yml"), *ACTIONS.glob("*/action.yml")]
+    seen: dict[str, set[str]] = {}
+    for path in files:
+        text = path.read_text()
+        assert pin_problems(text) == [], path.name
+        for repo, sha, version in re.findall(r"uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40})\s+#\s+(\S+)", text):
+            seen.setdefault(repo, set()).add(f"{sha} {version}")
+    assert seen == {repo: {f"{sha} {version}"} for repo, (sha, version) in CURRENT_ACTIONS.items()}
+
+
 def test_third_party_actions_are_pinned_by_full_commit_sha() -> None:
     pinned = set()
     for where, step in all_steps():

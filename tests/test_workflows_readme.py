@@ -80,11 +80,18 @@ def test_the_manual_run_inputs_are_the_release_workflows() -> None:
 
 def test_the_environment_names_and_oidc_subject_follow_the_workflows() -> None:
     (job,) = load(WORKFLOWS / "validate.yml")["jobs"].values()
-    assert job["environment"] == "${{ inputs.cloud }}-${{ inputs.environment }}"
-    assert "`<cloud>-<environment>`" in README
-    assert "repo:OWNER/REPO:environment:aws-production" in README  # the sub claim of a job with an environment
+    assert job["environment"] == "${{ inputs.cloud }}-${{ inputs.environment }}-deploy"
+    assert (
+        load(WORKFLOWS / "deploy.yml")["jobs"]["approve"]["environment"]
+        == "${{ inputs.cloud }}-${{ inputs.environment }}"
+    )
+    assert "`<cloud>-<environment>`" in README and "`<cloud>-<environment>-deploy`" in README
+    # the sub claims of the jobs that log in, in both formats GitHub sends
+    assert "repo:OWNER/REPO:environment:aws-production-deploy" in README
+    assert "repo:OWNER@OWNER_ID/REPO@REPO_ID:environment:aws-production-deploy" in README
+    assert "make cloud-setup CLOUD=aws" in README and "make cloud-setup CLOUD=gcp" in README
     release = load(WORKFLOWS / "release.yml")
-    assert release["on"]["push"]["tags"] == ["v*"] and "git push origin v1.4.0" in README
+    assert release["on"]["push"]["tags"] == ["v[0-9]+.[0-9]+.[0-9]+*"] and "git push origin v1.4.0" in README
 
 
 def test_the_cluster_prerequisites_name_what_the_toolkit_checks() -> None:

@@ -231,6 +231,26 @@ class TestBed:
         self._wait(name, lambda: self._http_ok(f"{url}/moto-api/"))
         return url
 
+    def moto_iam(self) -> str:
+        """A second moto server that enforces IAM (the shared one allows everything): started with
+        INITIAL_NO_AUTH_ACTION_COUNT, so it lets through requests unchecked only until a test turns
+        checking on (`POST /moto-api/reset-auth` with 0) after seeding what the deploy role finds.
+        Returns the endpoint URL."""
+        if "MOTO_IAM_URL" in self.env:
+            return self.env["MOTO_IAM_URL"]
+        self._require(_venv_bin("moto_server"), "pip install 'moto[server]'")
+        port = free_port()
+        command = [sys.executable, "-m", "tests.moto_iam_server", "-H", "127.0.0.1", "-p", str(port)]
+        self._spawn(
+            "moto-iam",
+            command,
+            {"INITIAL_NO_AUTH_ACTION_COUNT": "1e9", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        )
+        url = f"http://127.0.0.1:{port}"
+        self._wait("moto-iam", lambda: self._http_ok(f"{url}/moto-api/"))
+        self.env["MOTO_IAM_URL"] = url
+        return url
+
     def gcs(self) -> str:
         """The GCS emulator over HTTP. Returns STORAGE_EMULATOR_HOST."""
         if "STORAGE_EMULATOR_HOST" in self.env:

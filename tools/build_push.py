@@ -42,9 +42,11 @@ from typing import Any
 
 from tools.cli import main_boundary, parser, settings_from
 from tools.cloud import Cloud, RegistryAuth, cloud_for
+from tools.cloud.aws import ecr_repositories
 from tools.content_tag import CONTENT_TAG, content_tag
 from tools.errors import ToolError, UsageError
 from tools.images import DEFAULT_OUTPUT, write_images
+from tools.permissions import need
 from tools.registry import Registry
 from tools.report import REPORTER, markdown_table
 from tools.settings import IMAGES, ConfigError, Settings
@@ -181,6 +183,26 @@ class Docker:
 
         run(cmd, env=self.env, stream=self.stream, what=f"{job.name}: docker build")
 
+    # `docker push` to ECR (the layers and the manifest); on GCP the registry writer's permissions
+    _PUSH = need(
+        "aws",
+        (
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:InitiateLayerUpload",
+            "ecr:UploadLayerPart",
+            "ecr:CompleteLayerUpload",
+        ),
+        ecr_repositories,
+        "docker push: upload the image layers",
+    )
+    _PUSH_GCP = need(
+        "gcp",
+        ("artifactregistry.repositories.downloadArtifacts", "artifactregistry.repositories.uploadArtifacts",
+         "artifactregistry.tags.create", "artifactregistry.tags.update"),
+        lambda c: [f"projects/{c.settings['PROJECT_ID']}"],
+        "docker push, read a digest, add a release tag (Artifact Registry)",
+    )  # fmt: skip
+
     def push(self, job: Job, tag: str) -> None:
         from tools.runner import run
 
@@ -199,10 +221,18 @@ class Publisher:
     """Makes sure every job's image is in the registry with its tags; fills in tags and digest."""
 
     def __init__(
-        self, cloud: Cloud, release: str | None, *, force: bool = False, skip_build: bool = False, stream: bool = False
+        self,
+        cloud: Cloud,
+        release: str | None,
+        *,
+        force: bool = False,
+        skip_build: bool = False,
+        stream: bool = False,
+        app_sha: str = "",
     ) -> None:
         self.cloud = cloud
         self.release = release
+        self.app_sha = app_sha  # the application commit a pinned release builds (its tag never moves)
         self.force = force
         self.skip_build = skip_build
         self.stream = stream
@@ -310,6 +340,12 @@ class Publisher:
         job.tags.append(self.release)
 
     def _may_move(self, job: Job, tag: str, current: str) -> None:
+        if self.app_sha:  # a release pinned to a commit: a re-run builds the same content or stops here
+            raise ToolError(
+                f"{job.repository}:{tag} already names another image ({current[:19]}), built from other sources "
+                f"than application commit {self.app_sha[:12]}: a release is never rebuilt from different code; "
+                "give a new release tag, or redeploy the release's images with skip_build"
+            )
         if self.immutable:
             raise ToolError(
                 f"{job.repository}:{tag} already names another image ({current[:19]}) and this registry's tags "
@@ -347,6 +383,8 @@ class Publisher:
 def report_github(data: dict[str, Any], jobs: Sequence[Job]) -> None:
     """Step output `images` and a job-summary row per image (no-ops outside GitHub Actions)."""
     REPORTER.output("images", json.dumps(data, separators=(",", ":")))
+    if data.get("app_sha"):
+        REPORTER.summary(f"Application source: commit `{data['app_sha']}`\n")
     rows = [
         (f"`{j.name}`", j.status, f"`{j.repository}`", ", ".join(f"`{t}`" for t in j.tags), f"`{j.digest}`")
         for j in jobs
@@ -355,6 +393,9 @@ def report_github(data: dict[str, Any], jobs: Sequence[Job]) -> None:
 
 
 # -- CLI ---------------------------------------------------------------------------------------
+APP_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = parser("Build the backend, frontend and user-env images and push them; skip what the registry has.")
     p.add_argument("--images", metavar="LIST", help=f"comma-separated subset of {','.join(IMAGES)} (default: all)")
@@ -362,6 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--force-rebuild", action="store_true", help="build even when the content tag exists")
     mode.add_argument("--skip-build", action="store_true", help="build nothing; fail unless the images exist")
+    p.add_argument(
+        "--app-sha",
+        metavar="SHA",
+        default=os.environ.get("APP_SHA", ""),
+        help="the application commit the contexts were checked out at (default APP_SHA): recorded in the image "
+        "list; with it a release tag never moves to other content",
+    )
     p.add_argument("--output", metavar="PATH", default=DEFAULT_OUTPUT, help=f"image list (default: {DEFAULT_OUTPUT})")
     p.add_argument("--verbose", "-v", action="store_true", help="stream build logs (default: shown on failure)")
     p.epilog = "Content tags are c-<12 hex> hashes of context + Dockerfile; see the module docstring."
@@ -378,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_valid(settings, "build_push", uses_secrets=False)  # before any repository is made or image pushed
     cloud = cloud_for(settings)
     release = release_tag(args.tag, settings)
+    if args.app_sha and not APP_SHA.match(args.app_sha):
+        raise UsageError(f"--app-sha {args.app_sha!r}: give the application's full 40-character commit SHA")
     jobs = plan(settings, cloud, names, need_source=not (args.skip_build and release))
     if args.dry_run:
         for job in jobs:
@@ -386,8 +436,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         REPORTER.info(f"would write {args.output}")
         return 0
     stream = args.verbose or REPORTER.github
-    Publisher(cloud, release, force=args.force_rebuild, skip_build=args.skip_build, stream=stream).run(jobs)
-    data = write_images(Path(args.output), cloud.registry(), {job.name: job.record() for job in jobs})
+    publisher = Publisher(
+        cloud, release, force=args.force_rebuild, skip_build=args.skip_build, stream=stream, app_sha=args.app_sha
+    )
+    publisher.run(jobs)
+    records = {job.name: job.record() for job in jobs}
+    data = write_images(Path(args.output), cloud.registry(), records, app_sha=args.app_sha)
     report_github(data, jobs)
     built = sum(j.status == "built" for j in jobs)
     REPORTER.ok(f"{len(jobs)} image(s) ready, {built} built; wrote {args.output}")

@@ -19,8 +19,10 @@ from tools.settings import IMAGES
 DEFAULT_OUTPUT = "out/images.json"
 
 
-def write_images(path: Path, registry: str, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Write the image list atomically; images not in `records` keep their previous entry."""
+def write_images(path: Path, registry: str, records: dict[str, dict[str, Any]], app_sha: str = "") -> dict[str, Any]:
+    """Write the image list atomically; images not in `records` keep their previous entry.
+
+    `app_sha`: the application commit the images were built from (a release pinned to its source)."""
     images: dict[str, Any] = {}
     if path.is_file():
         try:
@@ -30,7 +32,9 @@ def write_images(path: Path, registry: str, records: dict[str, dict[str, Any]]) 
         except (ValueError, AttributeError, OSError):
             images = {}
     images.update(records)
-    data = {"registry": registry, "images": {name: images[name] for name in IMAGES if name in images}}
+    data: dict[str, Any] = {"registry": registry, "images": {name: images[name] for name in IMAGES if name in images}}
+    if app_sha:
+        data["app_sha"] = app_sha
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: the rename is atomic
     try:

@@ -21,7 +21,12 @@ import urllib.parse
 from typing import Any
 
 from tools.cloud import RegistryAuth
+from tools.cloud.aws import ecr_repositories
 from tools.errors import ToolError
+from tools.permissions import need
+
+# Beside the manifest calls below: HEAD/GET a manifest, PUT one (a release tag on an existing image)
+need("aws", ("ecr:BatchGetImage", "ecr:PutImage"), ecr_repositories, "read an image's digest, add a release tag")
 
 # Every manifest kind a build can produce; the registry answers with the one it holds.
 MANIFEST_TYPES = (

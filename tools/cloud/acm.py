@@ -17,6 +17,7 @@ from tools.cloud.route53 import AWS_ACTIONS as ROUTE53_ACTIONS
 from tools.cloud.route53 import Route53Zone
 from tools.dnsrecords import HERITAGE, Record, normal, owner_name, plan
 from tools.errors import ToolError
+from tools.permissions import everywhere, need, with_dns_zone
 from tools.report import REPORTER
 from tools.waiting import wait_for
 
@@ -30,6 +31,18 @@ AWS_ACTIONS = (
     *ROUTE53_ACTIONS,
 )
 OWNER_TAG = f"{HERITAGE}/owner"
+
+
+def _certificates(cloud: Any) -> list[str]:
+    s = cloud.settings
+    return [f"arn:aws:acm:{s['AWS_REGION']}:{s['AWS_ACCOUNT_ID']}:certificate/*"]
+
+
+need("aws", ("acm:ListCertificates", "acm:RequestCertificate"), with_dns_zone(everywhere),
+     "find or request the certificate of BASE_DOMAIN", ("ListCertificates", "RequestCertificate"))  # fmt: skip
+need("aws", ("acm:DescribeCertificate", "acm:ListTagsForCertificate", "acm:AddTagsToCertificate"),
+     with_dns_zone(_certificates), "read its names, state and owner tag; tag a request",
+     ("DescribeCertificate", "ListTagsForCertificate", "AddTagsToCertificate"))  # fmt: skip
 
 
 def wanted_names(domain: str) -> tuple[str, str]:

@@ -17,10 +17,41 @@ from tools.cloud.base import (
     temporary_kubeconfig,
 )
 from tools.errors import ToolError
+from tools.permissions import everywhere, hint, need
 from tools.settings import IMAGES
 
 
+def _arn(cloud: AwsCloud, service: str, resource: str) -> str:
+    s = cloud.settings
+    return f"arn:aws:{service}:{s['AWS_REGION']}:{s['AWS_ACCOUNT_ID']}:{resource}"
+
+
+def ecr_repositories(cloud: AwsCloud) -> list[str]:
+    """The ARNs of the three images' ECR repositories."""
+    return [_arn(cloud, "ecr", f"repository/{cloud.repository_name(image)}") for image in IMAGES]
+
+
+def _cluster(cloud: AwsCloud) -> list[str]:
+    return [_arn(cloud, "eks", f"cluster/{cloud.settings.cluster_name}")]
+
+
+def _buckets(cloud: AwsCloud) -> list[str]:
+    return [f"arn:aws:s3:::{cloud.database_bucket}", f"arn:aws:s3:::{cloud.smoke_bucket}"]
+
+
+def _irsa_roles(cloud: AwsCloud) -> list[str]:
+    return sorted({cloud.settings["AWS_IRSA_ROLE_ARN"], cloud.settings["AWS_USER_IRSA_ROLE_ARN"]})
+
+
+def _storage_check_objects(cloud: AwsCloud) -> list[str]:
+    from tools.smoke.storage import STORAGE_PREFIX
+
+    return [f"arn:aws:s3:::{cloud.smoke_bucket}/{STORAGE_PREFIX}*"]
+
+
 class AwsCloud(Cloud):
+    """The `need(...)` lines declare, beside each call, what the deploy role may do (`make cloud-setup`)."""
+
     name = "aws"
     csi_driver = "s3.csi.aws.com"
     csi_driver_install = "add the EKS add-on aws-mountpoint-s3-csi-driver (Mountpoint for Amazon S3 CSI driver)"
@@ -59,6 +90,14 @@ class AwsCloud(Cloud):
     def ingress_values(self) -> dict[str, Any]:
         return {"className": "alb", "aws": {"certificateArn": self.settings["AWS_CERTIFICATE_ARN"]}}
 
+    need(
+        "aws",
+        "ecr:GetAuthorizationToken",
+        everywhere,
+        "docker login to ECR (granted on * only)",
+        ("GetAuthorizationToken",),
+    )
+
     def registry_login(self) -> RegistryAuth:
         import base64
 
@@ -69,6 +108,15 @@ class AwsCloud(Cloud):
 
         REPORTER.register_secrets([password])
         return RegistryAuth(self.registry(), user, password)
+
+    need(
+        "aws",
+        "ecr:DescribeRepositories",
+        ecr_repositories,
+        "does each image's repository exist",
+        ("DescribeRepositories",),
+    )
+    need("aws", "ecr:CreateRepository", ecr_repositories, "create a missing repository", ("CreateRepository",))
 
     def ensure_repositories(self) -> list[str]:
         ecr = self._client("ecr")
@@ -98,6 +146,10 @@ class AwsCloud(Cloud):
         return boto3.client(service, region_name=self.settings["AWS_REGION"])
 
     # -- cluster access (no aws CLI: describe_cluster + a token signed with boto3) ----------------
+    need(
+        "aws", "eks:DescribeCluster", _cluster, "the cluster's endpoint, CA, OIDC issuer and VPC", ("DescribeCluster",)
+    )
+
     @functools.cached_property
     def eks_cluster(self) -> dict[str, Any]:
         """`describe_cluster` of CLUSTER_NAME (asked once per Cloud object)."""
@@ -114,6 +166,10 @@ class AwsCloud(Cloud):
 
     def eks_token(self) -> str:
         return eks_token(self.settings.cluster_name, self.settings["AWS_REGION"])
+
+    need("aws", ("ec2:DescribeSubnets", "ec2:DescribeVpcs"), everywhere,
+         "the CIDR blocks the NetworkPolicy admits the load balancer from (EC2 Describe* is on * only)",
+         ("DescribeSubnets", "DescribeVpcs"))  # fmt: skip
 
     def vpc_cidrs(self) -> list[str]:
         """Where the ALB (target type ip) reaches pods from: the CIDR blocks of the cluster VPC's
@@ -270,6 +326,11 @@ class AwsCloud(Cloud):
     def smoke_bucket(self) -> str:
         return f"{self.user_bucket_prefix}-smoke-{self.settings['AWS_ACCOUNT_ID']}"  # names are global in S3
 
+    need("aws", "s3:ListBucketVersions", lambda c: [f"arn:aws:s3:::{c.smoke_bucket}"],
+         "find what the storage check wrote", ("ListObjectVersions",))  # fmt: skip
+    need("aws", ("s3:DeleteObject", "s3:DeleteObjectVersion"), _storage_check_objects,
+         "remove what the storage check wrote (every version)", ("DeleteObjects",))  # fmt: skip
+
     def empty_storage_check(self, bucket: str, prefix: str) -> int:
         """Delete every version of the storage check's objects (the bucket is versioned)."""
         s3 = self._client("s3")
@@ -319,6 +380,12 @@ class AwsCloud(Cloud):
 
         return _aws_call(fetch, f"S3 downloading s3://{bucket}/{key}")
 
+    need("aws", "s3:ListBucket", _buckets,
+         "head_bucket (does it exist, is it this account's); list the database bucket (preflight's backup state)",
+         ("HeadBucket", "ListObjectsV2"))  # fmt: skip
+    need("aws", ("s3:CreateBucket", "s3:PutBucketOwnershipControls"), _buckets,
+         "create the bucket with ObjectOwnership=BucketOwnerEnforced", ("CreateBucket",))  # fmt: skip
+
     def ensure_bucket(self, name: str, dry_run: bool = False) -> str:
         import botocore.exceptions
 
@@ -355,6 +422,13 @@ class AwsCloud(Cloud):
         if fixes:
             return f"s3://{name} exists; {'would enable' if dry_run else 'enabled'} {', '.join(fixes)}"
         return f"s3://{name} exists (public access blocked, encrypted, versioned)"
+
+    need("aws", ("s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"), _buckets, "block public access",
+         ("GetPublicAccessBlock", "PutPublicAccessBlock"))  # fmt: skip
+    need("aws", ("s3:GetEncryptionConfiguration", "s3:PutEncryptionConfiguration"), _buckets, "default encryption",
+         ("GetBucketEncryption", "PutBucketEncryption"))  # fmt: skip
+    need("aws", ("s3:GetBucketVersioning", "s3:PutBucketVersioning"), _buckets, "versioning",
+         ("GetBucketVersioning", "PutBucketVersioning"))  # fmt: skip
 
     def _secure_bucket(self, s3: Any, name: str, dry_run: bool) -> list[str]:
         """Read each security setting; write only the ones that are not as they must be."""
@@ -407,6 +481,9 @@ class AwsCloud(Cloud):
         enforcement = self.network_policy_warning()
         return missing + self.trust_problems(), unchecked + ([enforcement] if enforcement else [])
 
+    need("aws", "eks:DescribeAddon", lambda c: [_arn(c, "eks", f"addon/{c.settings.cluster_name}/vpc-cni/*")],
+         "does the VPC CNI enforce NetworkPolicy", ("DescribeAddon",))  # fmt: skip
+
     def network_policy_warning(self) -> str | None:
         """EKS enforces NetworkPolicy only when the VPC CNI add-on's network policy agent is on;
         without it the chart's policies (user pods' isolation, no metadata service) do nothing."""
@@ -425,7 +502,9 @@ class AwsCloud(Cloud):
             code = exc.response.get("Error", {}).get("Code")
             if code == "ResourceNotFoundException":
                 return f"EKS cluster {cluster} has no managed vpc-cni add-on: NetworkPolicy is not enforced; {fix}"
-            return f"NetworkPolicy enforcement of {cluster} not checked: reading the vpc-cni add-on answered {code}"
+            return f"NetworkPolicy enforcement of {cluster} not checked: reading the vpc-cni add-on answered {code}" + (
+                hint("DescribeAddon") if "AccessDenied" in str(code) else ""
+            )
         except botocore.exceptions.BotoCoreError as exc:
             return f"NetworkPolicy enforcement of {cluster} not checked: reading the vpc-cni add-on failed ({exc})"
         try:
@@ -435,6 +514,8 @@ class AwsCloud(Cloud):
         if str(values.get("enableNetworkPolicy", "")).lower() != "true":
             return f"EKS cluster {cluster} does not enforce NetworkPolicy (vpc-cni enableNetworkPolicy is off): {fix}"
         return None
+
+    need("aws", "iam:GetRole", _irsa_roles, "preflight reads the IRSA roles' trust policies", ("GetRole",))
 
     def trust_problems(self) -> list[str]:
         """Each IRSA role must trust this cluster's OIDC issuer for its service account in NAMESPACE."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from tools.dnsrecords import Change, Record, normal
 from tools.errors import ToolError
+from tools.permissions import need, with_dns_zone
 from tools.waiting import wait_for
 
 API = "https://dns.googleapis.com/dns/v1"
@@ -20,6 +21,9 @@ GCP_PERMISSIONS = (
     "dns.resourceRecordSets.create",
     "dns.resourceRecordSets.delete",
 )
+
+need("gcp", GCP_PERMISSIONS, with_dns_zone(lambda c: [f"projects/{c.settings['PROJECT_ID']}"]),
+     "make dns: the records of BASE_DOMAIN in DNS_ZONE's managed zone")  # fmt: skip
 
 
 class CloudDnsZone:

@@ -8,12 +8,25 @@ from typing import Any, ClassVar
 
 from tools.cloud.base import Cloud, RegistryAuth, temporary_kubeconfig
 from tools.errors import ToolError
+from tools.permissions import need, with_dns_zone
+
+
+def _project(cloud: GcpCloud) -> list[str]:
+    return [f"projects/{cloud.settings['PROJECT_ID']}"]
+
+
+def _buckets(cloud: GcpCloud) -> list[str]:
+    return [f"projects/_/buckets/{cloud.database_bucket}", f"projects/_/buckets/{cloud.smoke_bucket}"]
+
 
 # The IAM permission preflight uses to read cert-manager's roles/dns.admin (only with DNS_ZONE).
 DNS_PREFLIGHT_PERMISSIONS = ("resourcemanager.projects.getIamPolicy",)
+need("gcp", DNS_PREFLIGHT_PERMISSIONS, with_dns_zone(_project), "preflight: cert-manager's roles/dns.admin for DNS-01")
 
 
 class GcpCloud(Cloud):
+    """The `need(...)` lines declare, beside each call, what the deploy identity may do (`make cloud-setup`)."""
+
     name = "gcp"
     csi_driver = "gcsfuse.csi.storage.gke.io"
     csi_driver_install = "enable the cluster's Cloud Storage FUSE CSI driver add-on (GcsFuseCsiDriver)"
@@ -116,6 +129,8 @@ class GcpCloud(Cloud):
         return RegistryAuth(self.registry().split("/")[0], "oauth2accesstoken", token)
 
     # -- cluster access (no gcloud: the GKE REST API + a google-auth access token) ---------------
+    need("gcp", "container.clusters.get", _project, "the cluster's endpoint and CA (Kubernetes rights: `make rbac`)")
+
     @contextmanager
     def cluster_access(self) -> Iterator[str]:
         import google.auth.exceptions
@@ -156,6 +171,9 @@ class GcpCloud(Cloud):
     def smoke_bucket(self) -> str:
         return f"{self.user_bucket_prefix}-smoke-{self.settings['PROJECT_ID']}"  # names are global in GCS
 
+    need("gcp", ("storage.objects.list", "storage.objects.delete"), lambda c: _buckets(c)[1:],
+         "remove what the storage check wrote")  # fmt: skip
+
     def empty_storage_check(self, bucket: str, prefix: str) -> int:
         from google.api_core import exceptions
 
@@ -166,6 +184,8 @@ class GcpCloud(Cloud):
         except exceptions.GoogleAPIError as exc:
             raise ToolError(f"GCS: emptying the storage check's objects in gs://{bucket}: {exc}") from None
         return len(blobs)
+
+    need("gcp", "storage.objects.list", lambda c: _buckets(c)[:1], "preflight: does the database bucket hold a replica")
 
     def bucket_keys(self, bucket: str, prefix: str, limit: int = 1) -> list[str]:
         from google.api_core import exceptions
@@ -210,6 +230,9 @@ class GcpCloud(Cloud):
             ]
         )
         return [(f"{backend} (the backend)", backend_commands), (f"{user} (user pods)", user_commands)]
+
+    need("gcp", ("storage.buckets.get", "storage.buckets.create", "storage.buckets.update"), _project,
+         "create the database and smoke buckets private (uniform access, public access prevention)")  # fmt: skip
 
     def ensure_bucket(self, name: str, dry_run: bool = False) -> str:
         from google.api_core import exceptions

@@ -13,6 +13,7 @@ from typing import Any
 from tools.cloud.awscall import aws_call
 from tools.dnsrecords import Change, Record, normal
 from tools.errors import ToolError
+from tools.permissions import everywhere, need, with_dns_zone
 from tools.waiting import wait_for
 
 # Exactly the IAM actions this module calls (the deploy role's policy is derived from them).
@@ -23,6 +24,17 @@ AWS_ACTIONS = (
     "route53:GetChange",
     "elasticloadbalancing:DescribeLoadBalancers",
 )
+
+# What the deploy role may do for them (`make cloud-setup` prints it); records and changes on any
+# hosted zone, since the zone's id is known only once it is found by name
+ZONE_ARNS = ("arn:aws:route53:::hostedzone/*", "arn:aws:route53:::change/*")
+need("aws", "route53:ListHostedZonesByName", with_dns_zone(everywhere), "find the hosted zone of DNS_ZONE",
+     ("ListHostedZonesByName",))  # fmt: skip
+need("aws", ("route53:ListResourceRecordSets", "route53:ChangeResourceRecordSets", "route53:GetChange"),
+     with_dns_zone(lambda c: list(ZONE_ARNS)), "read, change and wait for the records of BASE_DOMAIN",
+     ("ListResourceRecordSets", "ChangeResourceRecordSets", "GetChange"))  # fmt: skip
+need("aws", "elasticloadbalancing:DescribeLoadBalancers", with_dns_zone(everywhere),
+     "the ALB's canonical hosted zone for the ALIAS records", ("DescribeLoadBalancers",))  # fmt: skip
 
 
 class Route53Zone:

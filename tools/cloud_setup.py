@@ -1,0 +1,273 @@
+"""Print what a cloud admin creates once for the GitHub deploys: trust, least-privilege policy, bindings.
+
+From the settings (no cloud access): the OIDC trust of the deploy role (AWS) or the Workload
+Identity provider and its bindings (GCP), for the subjects GitHub sends in both formats
+(`repo:OWNER/REPO:environment:ENV` and the immutable `repo:OWNER@OWNER_ID/REPO@REPO_ID:environment:ENV`);
+the deploy identity's permissions, derived from what the tools call (tools/permissions.py);
+the IRSA / Workload Identity bindings of the app's service accounts. The output is a shell
+script to read, then run as an admin:
+
+    make cloud-setup CLOUD=aws ARGS="--repository OWNER/REPO --repository-ids 1234:5678" > setup.sh
+
+Exit 0, or 2 for bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tools import cli
+from tools.errors import UsageError
+
+GITHUB_ISSUER = "token.actions.githubusercontent.com"
+# The GitHub environments of one deploy (README, "One approval per cloud"): the protected gate, asked once,
+# and its unprotected sibling where the step jobs log in to the cloud (the only subject the cloud trusts).
+GATE_ENVIRONMENT = "{cloud}-{environment}"
+STEPS_ENVIRONMENT = "{cloud}-{environment}-deploy"
+REPOSITORY = re.compile(r"^[\w.-]+/[\w.-]+$")
+IDS = re.compile(r"^(\d+):(\d+)$")
+
+
+def steps_environment(cloud: str, environment: str) -> str:
+    return STEPS_ENVIRONMENT.format(cloud=cloud, environment=environment)
+
+
+def subjects(repository: str, ids: tuple[str, str] | None, cloud: str, environments: Sequence[str]) -> list[str]:
+    """The OIDC `sub` of every step job, in the classic and the immutable (ID-bearing) format."""
+    owner, repo = repository.split("/")
+    owner_id, repo_id = ids or ("OWNER_ID", "REPO_ID")
+    out = []
+    for environment in environments:
+        env = steps_environment(cloud, environment)
+        out += [f"repo:{owner}/{repo}:environment:{env}", f"repo:{owner}@{owner_id}/{repo}@{repo_id}:environment:{env}"]
+    return out
+
+
+def aws_trust_policy(account: str, subs: list[str]) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": f"arn:aws:iam::{account}:oidc-provider/{GITHUB_ISSUER}"},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {f"{GITHUB_ISSUER}:aud": "sts.amazonaws.com", f"{GITHUB_ISSUER}:sub": subs}
+                },
+            }
+        ],
+    }
+
+
+def irsa_trust_policy(account: str, namespace: str, service_account: str) -> dict[str, Any]:
+    issuer = "OIDC_ISSUER"  # the cluster's, without https:// (see the script's first lines)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": f"arn:aws:iam::{account}:oidc-provider/{issuer}"},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{issuer}:aud": "sts.amazonaws.com",
+                        f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                    }
+                },
+            }
+        ],
+    }
+
+
+def _heredoc(path: str, document: dict[str, Any]) -> str:
+    return f"cat > {path} <<'JSON'\n{json.dumps(document, indent=2)}\nJSON\n"
+
+
+def aws_script(cloud: Any, repository: str, ids: tuple[str, str] | None, environments: list[str], role: str) -> str:
+    from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT
+    from tools.permissions import aws_policy, needs
+
+    s = cloud.settings
+    account, cluster, namespace = s["AWS_ACCOUNT_ID"], s.cluster_name, s.namespace
+    subs = subjects(repository, ids, "aws", environments)
+    steps = ", ".join(steps_environment("aws", e) for e in environments)
+    why = "\n".join(f"#   {', '.join(n.actions)}: {n.why}" for n in needs("aws"))
+    irsa = ""
+    grants = [json.loads(text) for _, text in cloud.workload_policies()]  # backend, user pods: from the shim
+    roles = (("AWS_IRSA_ROLE_ARN", BACKEND_SERVICE_ACCOUNT), ("AWS_USER_IRSA_ROLE_ARN", USER_SERVICE_ACCOUNT))
+    for (key, account_name), grant in zip(roles, grants, strict=True):
+        name = s[key].split(":role/", 1)[-1].split("/")[-1]
+        irsa += _heredoc(f"irsa-{name}.json", irsa_trust_policy(account, namespace, account_name))
+        irsa += f'sed -i "s#OIDC_ISSUER#$OIDC_ISSUER#g" irsa-{name}.json\n'
+        irsa += f"aws iam create-role --role-name {name} --assume-role-policy-document file://irsa-{name}.json \\\n"
+        irsa += f"  || aws iam update-assume-role-policy --role-name {name} --policy-document file://irsa-{name}.json\n"
+        irsa += _heredoc(f"grant-{name}.json", grant)
+        irsa += f"aws iam put-role-policy --role-name {name} --policy-name cmbcluster \\\n"
+        irsa += f"  --policy-document file://grant-{name}.json\n"
+    return f"""#!/usr/bin/env bash
+# One-time AWS set-up for CMBCluster deploys from {repository} (account {account}, cluster {cluster}).
+# Read it, then run it as an IAM admin. Generated by `make cloud-setup CLOUD=aws`.
+set -euo pipefail
+{_ids_note(repository, ids)}
+# 1. GitHub's OIDC provider (once per account; "EntityAlreadyExists" means it is there)
+aws iam create-open-id-connect-provider --url https://{GITHUB_ISSUER} --client-id-list sts.amazonaws.com || true
+
+# 2. The deploy role, trusted by the step jobs of the environments {steps}
+#    in both subject formats GitHub sends (the immutable one for repositories created from 15 July 2026)
+{_heredoc("deploy-trust.json", aws_trust_policy(account, subs))}aws iam create-role --role-name {role} \\
+  --assume-role-policy-document file://deploy-trust.json \\
+  || aws iam update-assume-role-policy --role-name {role} --policy-document file://deploy-trust.json
+
+# 3. Its permissions: exactly what the tools call, and why
+{why}
+{_heredoc("deploy-policy.json", aws_policy(cloud))}aws iam put-role-policy --role-name {role} \\
+  --policy-name cmbcluster-deploy --policy-document file://deploy-policy.json
+
+# 4. Its Kubernetes rights: an access entry, admin in the namespace (the cluster-scoped rest: `make rbac CLOUD=aws`)
+aws eks create-access-entry --cluster-name {cluster} --principal-arn arn:aws:iam::{account}:role/{role} || true
+aws eks associate-access-policy --cluster-name {cluster} --principal-arn arn:aws:iam::{account}:role/{role} \\
+  --policy-arn arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminPolicy \\
+  --access-scope type=namespace,namespaces={namespace}
+
+# 5. IRSA: the app's service accounts in {namespace} assume their roles through the cluster's OIDC issuer,
+#    each role with its least-privilege grant (the backend: its database replica and making the user
+#    buckets; user pods: the user buckets only)
+OIDC_ISSUER=$(aws eks describe-cluster --name {cluster} --query cluster.identity.oidc.issuer --output text | sed 's#^https://##')
+{irsa}
+# GitHub: set AWS_DEPLOY_ROLE_ARN=arn:aws:iam::{account}:role/{role} in each environment of step 2
+"""
+
+
+def gcp_script(
+    cloud: Any, repository: str, ids: tuple[str, str] | None, environments: list[str], account: str, pool: str
+) -> str:
+    from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT
+    from tools.permissions import gcp_permissions, needs
+
+    s = cloud.settings
+    project, namespace = s["PROJECT_ID"], s.namespace
+    owner_id, repo_id = ids or ("OWNER_ID", "REPO_ID")
+    permissions = gcp_permissions(cloud)
+    why = "\n".join(f"#   {', '.join(n.actions)}: {n.why}" for n in needs("gcp"))
+    principal = (
+        f"principal://iam.googleapis.com/projects/$PROJECT_NUMBER/locations/global/workloadIdentityPools/{pool}/subject"
+    )
+    bindings = "".join(
+        f"gcloud iam service-accounts add-iam-policy-binding {account} --project {project} \\\n"
+        f'  --role roles/iam.workloadIdentityUser --member "{principal}/{sub}"\n'
+        for sub in subjects(repository, ids, "gcp", environments)
+    )
+    role_id = "cmbclusterDeploy"
+    steps = ", ".join(steps_environment("gcp", e) for e in environments)
+    mapping = "google.subject=assertion.sub,attribute.repository_id=assertion.repository_id"
+    condition = f"assertion.repository_owner_id == '{owner_id}' && assertion.repository_id == '{repo_id}'"
+    provider = f"projects/$PROJECT_NUMBER/locations/global/workloadIdentityPools/{pool}/providers/github"
+    grants = "\n".join(text for _, text in cloud.workload_policies())  # from the shim
+    workload = "".join(
+        f"gcloud iam service-accounts add-iam-policy-binding {s[key]} --project {project} \\\n"
+        f'  --role roles/iam.workloadIdentityUser --member "serviceAccount:{project}.svc.id.goog[{namespace}/{ksa}]"\n'
+        for key, ksa in (
+            ("GCP_SERVICE_ACCOUNT_EMAIL", BACKEND_SERVICE_ACCOUNT),
+            ("GCP_USER_SERVICE_ACCOUNT_EMAIL", USER_SERVICE_ACCOUNT),
+        )
+    )
+    return f"""#!/usr/bin/env bash
+# One-time GCP set-up for CMBCluster deploys from {repository} (project {project}).
+# Read it, then run it as a project admin. Generated by `make cloud-setup CLOUD=gcp`.
+set -euo pipefail
+{_ids_note(repository, ids)}PROJECT_NUMBER=$(gcloud projects describe {project} --format 'value(projectNumber)')
+
+# 1. A Workload Identity pool and GitHub provider that admits tokens of this repository only (by its IDs,
+#    which survive a rename); google.subject is the token's `sub`, which names the GitHub environment
+gcloud iam workload-identity-pools create {pool} --project {project} --location global || true
+gcloud iam workload-identity-pools providers create-oidc github --project {project} --location global \\
+  --workload-identity-pool {pool} --issuer-uri https://{GITHUB_ISSUER} \\
+  --attribute-mapping {mapping} \\
+  --attribute-condition "{condition}" || true
+
+# 2. The deploy service account; only the step jobs of {steps}
+#    may impersonate it (one principal per environment and subject format, never the whole repository)
+gcloud iam service-accounts create {account.split("@")[0]} --project {project} || true
+{bindings}
+# 3. Its permissions: exactly what the tools call, and why
+{why}
+gcloud iam roles create {role_id} --project {project} --title "CMBCluster deploy" \\
+  --permissions {",".join(permissions)} \\
+  || gcloud iam roles update {role_id} --project {project} --permissions {",".join(permissions)}
+gcloud projects add-iam-policy-binding {project} --member serviceAccount:{account} \\
+  --role projects/{project}/roles/{role_id} --condition None
+# Kubernetes rights inside the cluster: `make rbac CLOUD=gcp ARGS="--subject User:{account}"`
+
+# 4. Workload Identity: the app's Kubernetes service accounts act as their Google service accounts,
+#    each with its least-privilege grant
+{workload}{grants}
+
+# GitHub: set GCP_WORKLOAD_IDENTITY_PROVIDER={provider}
+# and GCP_DEPLOY_SERVICE_ACCOUNT={account} in each environment of step 2
+"""
+
+
+def _ids_note(repository: str, ids: tuple[str, str] | None) -> str:
+    if ids:
+        return ""
+    return (
+        f'# OWNER_ID and REPO_ID below: run again with --repository-ids "$(gh api repos/{repository} '
+        '--jq \'"\\(.owner.id):\\(.id)"\')"\n'
+    )
+
+
+@cli.main_boundary
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = cli.parser(__doc__.splitlines()[0], dry_run=False)
+    parser.add_argument("--repository", default=os.environ.get("GITHUB_REPOSITORY", ""), help="OWNER/REPO")
+    parser.add_argument(
+        "--repository-ids", default="", metavar="OWNER_ID:REPO_ID", help="numeric IDs (gh api repos/OWNER/REPO)"
+    )
+    parser.add_argument(
+        "--environments", default="staging,production", help="comma-separated (default staging,production)"
+    )
+    parser.add_argument("--role-name", default="", help="AWS deploy role (default CLUSTER_NAME-deploy)")
+    parser.add_argument(
+        "--service-account", default="", help="GCP deploy service account (default CLUSTER_NAME-deploy@PROJECT_ID...)"
+    )
+    parser.add_argument("--pool", default="github", help="GCP Workload Identity pool (default github)")
+    args = parser.parse_args(argv)
+    if not REPOSITORY.match(args.repository):
+        raise UsageError(f"--repository {args.repository!r}: give the GitHub repository as OWNER/REPO")
+    ids = None
+    if args.repository_ids:
+        match = IDS.match(args.repository_ids)
+        if not match:
+            raise UsageError(f"--repository-ids {args.repository_ids!r}: give OWNER_ID:REPO_ID, two numbers")
+        ids = (match.group(1), match.group(2))
+    environments = [e.strip() for e in args.environments.split(",")]
+    if not all(e in ("production", "staging", "dev") for e in environments) or len(set(environments)) != len(
+        environments
+    ):
+        raise UsageError(f"--environments {args.environments!r}: a list of production, staging, dev, each once")
+    settings = cli.settings_from(args)
+    from tools.cloud import cloud_for
+
+    cloud = cloud_for(settings)
+    if settings.cloud == "aws":
+        script = aws_script(
+            cloud, args.repository, ids, environments, args.role_name or f"{settings.cluster_name}-deploy"
+        )
+    elif settings.cloud == "gcp":
+        account = (
+            args.service_account or f"{settings.cluster_name}-deploy@{settings['PROJECT_ID']}.iam.gserviceaccount.com"
+        )
+        script = gcp_script(cloud, args.repository, ids, environments, account, args.pool)
+    else:
+        raise UsageError("cloud-setup is for aws or gcp: a local cluster needs no cloud identity")
+    sys.stdout.write(script)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
