@@ -1,7 +1,7 @@
 """End to end: the release workflow run by `act` on this machine, against the test bed.
 
 A manual dispatch with `cloud: local` runs the whole chain of reusable workflows once (targets ->
-source -> approve -> validate -> build -> secrets -> helm-deploy -> smoke); a pushed tag runs it in
+source -> approve -> validate -> build -> secrets -> certs -> helm-deploy -> dns -> smoke); a pushed tag runs it in
 staging, then in production with the images staging deployed (by digest, nothing rebuilt); a tag
 whose staging fails never starts production; every job on the host, calling the same `make`
 targets a person runs. The application is a git repository: the source job resolves it to one
@@ -58,7 +58,7 @@ STAND_IN_FOR = {
     "aws-actions/configure-aws-credentials": "configure-aws-credentials",
     "google-github-actions/auth": "google-auth",
 }
-STEPS = ("validate", "build", "secrets", "helm-deploy", "smoke")
+STEPS = ("validate", "build", "secrets", "certs", "helm-deploy", "dns", "smoke")
 # what the app checkout in build.yml produces: the layout of the CMBCluster repository
 APP_LAYOUT = {"backend": "backend", "frontend": "nextjs-frontend", "user-env": "user-environment"}
 CLUSTER = "cmbtest"

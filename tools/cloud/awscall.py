@@ -18,6 +18,9 @@ def aws_call(call: Any, what: str) -> Any:
     except botocore.exceptions.EndpointConnectionError as exc:
         raise ToolError(f"{what}: cannot reach AWS at {exc.kwargs.get('endpoint_url')}: check network/region") from None
     except botocore.exceptions.ClientError as exc:
+        from tools.permissions import hint
+
         err = exc.response.get("Error", {})
         code = err.get("Code", "error")
-        raise ToolError(f"{what}: {code}: {err.get('Message', '')}", code=code) from None
+        denied = hint(exc.operation_name) if code in ("AccessDenied", "AccessDeniedException") else ""
+        raise ToolError(f"{what}: {code}: {err.get('Message', '')}{denied}", code=code) from None
