@@ -123,4 +123,5 @@ def test_a_good_release_after_a_bad_one_passes_with_the_storage_check(site: Site
     assert f"smoke test of release {RELEASE} in {site.namespace} (local): healthy" in out
     # the storage pod ran the stand-in user-env image's shell on a real kubelet
     assert "user storage: bucket" in out and "in the pod: write file" in out, out
+    assert "overwrite file" in out and "rename file" in out, out  # a local volume renames
     assert site.backend_image() == good_backend(site)

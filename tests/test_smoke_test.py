@@ -620,19 +620,22 @@ def test_storage_check_failure_is_reported_and_cleaned_up(
 
 
 @pytest.mark.parametrize("shell", [["sh"], ["busybox", "sh"]])
-def test_storage_script_writes_reads_and_removes_a_file(tmp_path: Path, shell: list[str]) -> None:
+@pytest.mark.parametrize("rename", ["1", "0"])
+def test_storage_script_writes_reads_and_removes_a_file(tmp_path: Path, shell: list[str], rename: str) -> None:
     """The pod's script, run here on a plain folder: its output is what the report shows. It saves
-    the file twice (users re-save their files: on EKS that needs Mountpoint's allow-overwrite). It
-    does not rename: Mountpoint for S3 cannot rename in general-purpose buckets, so a check that
-    did would fail every healthy EKS release."""
+    the file twice (users re-save their files: on EKS that needs Mountpoint's allow-overwrite) and
+    renames it where the mount can (RENAME=1); Mountpoint for S3 cannot rename in general-purpose
+    buckets, so on EKS (RENAME=0) a check that did would fail every healthy release."""
     if not shutil.which(shell[0]):
         unavailable(f"{shell[0]} is not installed (apt-get install busybox-static)")
     env = {"PATH": "/usr/bin:/bin", "MOUNT": str(tmp_path), "TOKEN": "abc123", "PREFIX": storage.STORAGE_PREFIX}
+    env["RENAME"] = rename
     done = subprocess.run([*shell, "-c", storage.STORAGE_SCRIPT], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert list(tmp_path.iterdir()) == []
+    renamed = r"rename file \d+ms, " if rename == "1" else ""
     assert re.fullmatch(
-        r"in the pod: write file \d+ms, overwrite file \d+ms, read file \d+ms, delete file \d+ms",
+        rf"in the pod: write file \d+ms, overwrite file \d+ms, {renamed}read file \d+ms, delete file \d+ms",
         storage.in_pod_timings(done.stdout.splitlines()),
     )
     env["MOUNT"] = str(tmp_path / "not-mounted")
@@ -654,9 +657,12 @@ def test_storage_pod_follows_the_real_charts_user_environment(cloud: str) -> Non
     identity = {k: v for k, v in (account["metadata"].get("annotations") or {}).items() if k in bindings}
     assert identity == shim.service_account_annotations("user")
     objects = storage.storage_check_manifests(
-        config["data"], env["USER_POD_SA_NAME"], "cmbcluster", "cmbcluster", shim.smoke_bucket, "abc123", 60
-    )
+        config["data"], env["USER_POD_SA_NAME"], "cmbcluster", "cmbcluster", shim.smoke_bucket, "abc123", 60,
+        rename=shim.renames_files,
+    )  # fmt: skip
     pod = objects[-1]
+    script_env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert script_env["RENAME"] == ("0" if cloud == "aws" else "1")  # Mountpoint for S3 cannot rename
     assert pod["spec"]["serviceAccountName"] == USER_SERVICE_ACCOUNT
     assert pod["metadata"]["annotations"] == shim.user_pod_annotations()
     assert pod["spec"]["restartPolicy"] == "Never"

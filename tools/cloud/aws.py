@@ -61,6 +61,8 @@ class AwsCloud(Cloud):
     ingress_class = "alb"
     block_provisioner = "ebs.csi.aws.com"
     block_provisioner_install = "add the EKS add-on aws-ebs-csi-driver (Amazon EBS CSI driver)"
+    # Mountpoint for S3 cannot rename in general-purpose buckets: the storage check does not try
+    renames_files = False
     immutable_tags = True  # ensure_repositories creates them with imageTagMutability=IMMUTABLE
 
     def default_registry(self) -> str:

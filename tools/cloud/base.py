@@ -91,6 +91,7 @@ class Cloud:
     mount_options: ClassVar[list[str]]
     ingress_class: ClassVar[str]
     immutable_tags: ClassVar[bool] = False  # True: a pushed tag can never be pushed again (ECR)
+    renames_files: ClassVar[bool] = True  # a user bucket's mount can rename a file (not Mountpoint for S3)
     # The provisioner the database's StorageClass must use ("" = any), and how to get it
     block_provisioner: ClassVar[str] = ""
     block_provisioner_install: ClassVar[str] = ""

@@ -63,25 +63,37 @@ def user_environment(cluster: Cluster, release: str) -> tuple[dict[str, str], st
 
 STORAGE_PREFIX = ".cmbcluster-storage-check-"  # what the check writes; emptied from the bucket afterwards
 # Write a new file, save it again (an overwrite: Mountpoint refuses it without allow-overwrite),
-# read it back, delete it; each timed. No rename: Mountpoint for S3 cannot rename in
-# general-purpose buckets, so checking it would fail every healthy EKS release.
+# rename it where the mount can (RENAME=1: GCS FUSE, a local volume; Mountpoint for S3 cannot
+# rename in general-purpose buckets, so trying would fail every healthy EKS release), read it
+# back, delete it; each timed.
 STORAGE_SCRIPT = r"""set -eu
 now() { t=$(date +%s%N); case "$t" in *N) echo "$(date +%s)000000000" ;; *) echo "$t" ;; esac; }
 f="$MOUNT/$PREFIX$TOKEN"
 t0=$(now); printf '%s\n' "$TOKEN" > "$f"; t1=$(now)
 printf '%s\n' "$TOKEN-saved-again" > "$f"; t2=$(now)
-got=$(cat "$f"); t3=$(now)
+renamed=""
+if [ "$RENAME" = 1 ]; then
+  mv "$f" "$f-renamed"; f="$f-renamed"; renamed=" rename_ms=$(( ($(now) - t2) / 1000000 ))"
+fi
+t25=$(now); got=$(cat "$f"); t3=$(now)
 rm -f "$f"; t4=$(now)
 if [ "$got" != "$TOKEN-saved-again" ]; then
   echo "storage-check: read back something else than was written" >&2; exit 3
 fi
-echo "storage-check ok write_ms=$(( (t1 - t0) / 1000000 )) overwrite_ms=$(( (t2 - t1) / 1000000 ))" \
-  "read_ms=$(( (t3 - t2) / 1000000 )) delete_ms=$(( (t4 - t3) / 1000000 ))"
+echo "storage-check ok write_ms=$(( (t1 - t0) / 1000000 )) overwrite_ms=$(( (t2 - t1) / 1000000 ))$renamed" \
+  "read_ms=$(( (t3 - t25) / 1000000 )) delete_ms=$(( (t4 - t3) / 1000000 ))"
 """
 
 
 def storage_check_manifests(
-    config: dict[str, str], service_account: str, namespace: str, release: str, bucket: str, token: str, deadline: int
+    config: dict[str, str],
+    service_account: str,
+    namespace: str,
+    release: str,
+    bucket: str,
+    token: str,
+    deadline: int,
+    rename: bool = True,
 ) -> list[dict[str, Any]]:
     """The throwaway pod (last) and what it needs first, built as the pod manager builds user pods."""
     name = f"{release}-storage-check-{token}"[:63]
@@ -169,6 +181,7 @@ def storage_check_manifests(
                         {"name": "TOKEN", "value": token},
                         {"name": "MOUNT", "value": STORAGE_MOUNT},
                         {"name": "PREFIX", "value": STORAGE_PREFIX},
+                        {"name": "RENAME", "value": "1" if rename else "0"},
                     ],
                     "volumeMounts": [{"name": "user-data", "mountPath": STORAGE_MOUNT}],
                     "resources": {
@@ -215,7 +228,14 @@ def check_storage(cluster: Cluster, settings: Settings, args: argparse.Namespace
         REPORTER.info(f"storage check bucket: {cloud.ensure_smoke_bucket()}")
     token = secrets.token_hex(4)
     manifests = storage_check_manifests(
-        config, service_account, cluster.namespace, settings.release, bucket, token, int(args.storage_deadline)
+        config,
+        service_account,
+        cluster.namespace,
+        settings.release,
+        bucket,
+        token,
+        int(args.storage_deadline),
+        rename=cloud.renames_files,
     )
     pod = manifests[-1]
     name = objects.name(pod)
