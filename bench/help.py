@@ -25,6 +25,8 @@ TOOLS = (
     "install_helm",
     "cloud_setup",
     "lock",
+    "rbac",
+    "migrate_database",
 )
 GOAL = 0.3
 
