@@ -41,18 +41,10 @@ class CloudDnsZone:
         return AuthorizedSession(google_credentials())
 
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
-        import google.auth.exceptions
-        import requests
-
-        from tools.cloud.gcp import google_error
+        from tools.cloud.gcp import google_error, google_request
 
         url = f"{API}/projects/{self.project}/{path}"
-        try:
-            response = self.session.request(method, url, timeout=30, **kwargs)
-        except google.auth.exceptions.RefreshError as exc:
-            raise ToolError(f"Google credentials were refused: {exc.args[0] if exc.args else exc}") from None
-        except requests.RequestException as exc:
-            raise ToolError(f"Cloud DNS {what}: cannot reach dns.googleapis.com ({type(exc).__name__})") from None
+        response = google_request(self.session, method, url, f"Cloud DNS {what}", **kwargs)
         if response.status_code == 403:
             raise ToolError(
                 f"Cloud DNS {what}: these Google credentials may not do it in project {self.project}: grant "

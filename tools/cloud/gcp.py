@@ -133,19 +133,13 @@ class GcpCloud(Cloud):
 
     @contextmanager
     def cluster_access(self) -> Iterator[str]:
-        import google.auth.exceptions
-        import requests
         from google.auth.transport.requests import AuthorizedSession
 
         s = self.settings
         credentials = google_credentials()
         path = f"projects/{s['PROJECT_ID']}/locations/{s['GKE_LOCATION']}/clusters/{s.cluster_name}"
-        try:
-            response = AuthorizedSession(credentials).get(f"https://container.googleapis.com/v1/{path}", timeout=30)
-        except google.auth.exceptions.RefreshError as exc:
-            raise ToolError(f"Google credentials were refused: {exc.args[0] if exc.args else exc}") from None
-        except requests.RequestException as exc:
-            raise ToolError(f"cannot reach container.googleapis.com ({type(exc).__name__}): check network") from None
+        url = f"https://container.googleapis.com/v1/{path}"
+        response = google_request(AuthorizedSession(credentials), "GET", url, "GKE reading the cluster")
         if response.status_code == 404:
             raise ToolError(
                 f"GKE cluster {s.cluster_name} not found in {s['PROJECT_ID']}/{s['GKE_LOCATION']}: "
@@ -321,6 +315,23 @@ def google_access_token() -> str:
     except google.auth.exceptions.RefreshError as exc:
         raise ToolError(f"Google credentials were refused: {exc.args[0] if exc.args else exc}") from None
     return credentials.token
+
+
+def google_request(session: Any, method: str, url: str, what: str, **kwargs: Any) -> Any:
+    """One Google REST call on an AuthorizedSession: the response, whatever its status, or one clear
+    line when the credentials are refused or the API cannot be reached."""
+    import urllib.parse
+
+    import google.auth.exceptions
+    import requests
+
+    try:
+        return session.request(method, url, timeout=30, **kwargs)
+    except google.auth.exceptions.RefreshError as exc:
+        raise ToolError(f"Google credentials were refused: {exc.args[0] if exc.args else exc}") from None
+    except requests.RequestException as exc:
+        host = urllib.parse.urlsplit(url).hostname
+        raise ToolError(f"{what}: cannot reach {host} ({type(exc).__name__}): check the network") from None
 
 
 def google_error(response: Any) -> str:
