@@ -48,24 +48,8 @@ def subjects(repository: str, ids: tuple[str, str] | None, cloud: str, environme
     return out
 
 
-def aws_trust_policy(account: str, subs: list[str]) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Federated": f"arn:aws:iam::{account}:oidc-provider/{GITHUB_ISSUER}"},
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {
-                    "StringEquals": {f"{GITHUB_ISSUER}:aud": "sts.amazonaws.com", f"{GITHUB_ISSUER}:sub": subs}
-                },
-            }
-        ],
-    }
-
-
-def irsa_trust_policy(account: str, namespace: str, service_account: str) -> dict[str, Any]:
-    issuer = "OIDC_ISSUER"  # the cluster's, without https:// (see the script's first lines)
+def web_identity_trust(account: str, issuer: str, subject: str | list[str]) -> dict[str, Any]:
+    """A role's trust in tokens of an OIDC `issuer` (registered in `account`) for `subject`, audience STS."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -73,15 +57,20 @@ def irsa_trust_policy(account: str, namespace: str, service_account: str) -> dic
                 "Effect": "Allow",
                 "Principal": {"Federated": f"arn:aws:iam::{account}:oidc-provider/{issuer}"},
                 "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {
-                    "StringEquals": {
-                        f"{issuer}:aud": "sts.amazonaws.com",
-                        f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
-                    }
-                },
+                "Condition": {"StringEquals": {f"{issuer}:aud": "sts.amazonaws.com", f"{issuer}:sub": subject}},
             }
         ],
     }
+
+
+def aws_trust_policy(account: str, subs: list[str]) -> dict[str, Any]:
+    """The deploy role's trust: GitHub's tokens for the step jobs' environments, in both subject formats."""
+    return web_identity_trust(account, GITHUB_ISSUER, subs)
+
+
+def irsa_trust_policy(account: str, namespace: str, service_account: str) -> dict[str, Any]:
+    """An IRSA role's trust: the cluster's tokens for one service account (OIDC_ISSUER: the script's first lines)."""
+    return web_identity_trust(account, "OIDC_ISSUER", f"system:serviceaccount:{namespace}:{service_account}")
 
 
 def _heredoc(path: str, document: dict[str, Any]) -> str:
