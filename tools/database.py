@@ -15,7 +15,6 @@ import shutil
 import sqlite3
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,12 +95,18 @@ def check_database(path: str) -> dict[str, int]:
     return table_rows(path)
 
 
+def backend_selector(release: str) -> str:
+    """The labels of the release's backend objects: its Deployment, pods and database claim."""
+    return f"app.kubernetes.io/instance={release},app.kubernetes.io/component=backend"
+
+
 def stop_backend(api: Any, namespace: str, release: str, dry_run: bool, timeout: float = 300) -> str:
     """Scale the release's backend to 0 and wait until its pods are gone: no writer during the move.
     The next deploy scales it back up (the chart says replicas: 1)."""
     from tools.kube import call
+    from tools.waiting import wait_for
 
-    selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component=backend"
+    selector = backend_selector(release)
     base = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     found = call(api, lambda: api.get(base, labelSelector=selector), "listing the backend Deployment")["items"]
     if not found:
@@ -111,22 +116,24 @@ def stop_backend(api: Any, namespace: str, release: str, dry_run: bool, timeout:
         return f"would scale {', '.join(names)} to 0 replicas"
     for name in names:
         call(api, lambda n=name: api.patch(f"{base}/{n}/scale", {"spec": {"replicas": 0}}), f"scaling {name} to 0")
-    deadline = time.monotonic() + timeout
     pods = f"/api/v1/namespaces/{namespace}/pods"
-    while call(api, lambda: api.get(pods, labelSelector=selector), "listing the backend's pods")["items"]:
-        if time.monotonic() > deadline:
-            raise ToolError(f"the backend's pods in {namespace} did not stop within {timeout:.0f}s: check them, rerun")
-        time.sleep(1)
+
+    def gone() -> tuple[bool | None, str]:
+        left = call(api, lambda: api.get(pods, labelSelector=selector), "listing the backend's pods")["items"]
+        return (None, f"{len(left)} pod(s) running") if left else (True, "")
+
+    wait_for(gone, what=f"the backend in {namespace}", timeout=timeout, hint="check its pods, then run again")
     return f"scaled {', '.join(names)} to 0; its pods are gone"
 
 
 def release_bucket_claim(api: Any, namespace: str, release: str, driver: str, dry_run: bool) -> str:
-    """The old AWS chart bound the database bucket as a static PersistentVolume and claim named
-    like the new block-storage claim; a claim's spec cannot change, so the old pair is deleted.
-    The PV's reclaim policy was Retain: the bucket and its objects stay."""
+    """The old AWS chart bound the database bucket as a static PersistentVolume of `driver` and a claim
+    named like the new block-storage claim; a claim's spec cannot change, so the old pair is deleted.
+    The PV's reclaim policy was Retain: the bucket and its objects stay. (The old GKE chart mounted
+    the bucket inline: there is no such claim to find.)"""
     from tools.kube import call
 
-    selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component=backend"
+    selector = backend_selector(release)
     claims_path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
     claims = call(api, lambda: api.get(claims_path, labelSelector=selector), "listing the database claim")
     done = []

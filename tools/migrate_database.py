@@ -51,12 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         with cloud.cluster_access() as kubeconfig, kube.api_client(kubeconfig) as api:
             with REPORTER.action("stop the old backend") as action:
                 action.set("ok", database.stop_backend(api, settings.namespace, settings.release, args.dry_run))
-            if cloud.name == "aws":
-                with REPORTER.action("old bucket-backed database claim") as action:
-                    done = database.release_bucket_claim(
-                        api, settings.namespace, settings.release, cloud.csi_driver, args.dry_run
-                    )
-                    action.set("ok", done)
+            with REPORTER.action("old bucket-backed database claim") as action:
+                done = database.release_bucket_claim(
+                    api, settings.namespace, settings.release, cloud.csi_driver, args.dry_run
+                )
+                action.set("ok", done)
     with REPORTER.action("replicate the database") as action:
         action.set("ok", database.replicate_legacy(cloud, state, args.dry_run))
     if args.dry_run:
