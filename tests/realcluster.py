@@ -118,10 +118,7 @@ class StandIns:
             dockerfile = (context / "Dockerfile").read_text()
             lines = [line for line in dockerfile.splitlines() if not line.startswith("ENTRYPOINT")]
             (context / "Dockerfile").write_text("\n".join([*lines, f"ENTRYPOINT {entrypoint}", ""]))
-            reference = f"{registry}/cmbtest-backend:variant-{name}"
-            docker(env, "build", "-q", "--network", "host", "-t", reference, str(context))
-            docker(env, "push", "-q", reference)
-            digest = docker(env, "inspect", "--format", "{{index .RepoDigests 0}}", reference).rpartition("@")[2]
+            digest = build_and_push(env, context, f"{registry}/cmbtest-backend:variant-{name}")
             variants[name] = {"repository": f"{registry}/cmbtest-backend", "tag": f"variant-{name}", "digest": digest}
         return cls(registry, images_file, contexts, variants)
 
@@ -158,11 +155,15 @@ def litestream_image(folder: Path, env: dict[str, str], registry: str) -> dict[s
     (context / "Dockerfile").write_text(
         'FROM scratch\nCOPY litestream /usr/local/bin/litestream\nENTRYPOINT ["/usr/local/bin/litestream"]\n'
     )
-    reference = f"{registry}/cmbtest-litestream:stand-in"
+    digest = build_and_push(env, context, f"{registry}/cmbtest-litestream:stand-in")
+    return {"repository": f"{registry}/cmbtest-litestream", "tag": "stand-in", "digest": digest}
+
+
+def build_and_push(env: dict[str, str], context: Path, reference: str) -> str:
+    """Build `context` as `reference` with the test bed's engine, push it; its digest in the registry."""
     docker(env, "build", "-q", "--network", "host", "-t", reference, str(context))
     docker(env, "push", "-q", reference)
-    digest = docker(env, "inspect", "--format", "{{index .RepoDigests 0}}", reference).rpartition("@")[2]
-    return {"repository": f"{registry}/cmbtest-litestream", "tag": "stand-in", "digest": digest}
+    return docker(env, "inspect", "--format", "{{index .RepoDigests 0}}", reference).rpartition("@")[2]
 
 
 def docker(env: dict[str, str], *args: str) -> str:

