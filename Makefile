@@ -108,7 +108,7 @@ deploy-local: ## The whole chain on a local cluster (kind, k3s, minikube)
 setup-checkov: .venv-checkov/.installed ## Install checkov (chart security scan) in its own virtualenv
 
 test: setup setup-checkov ## Run the test suite (starts its own real Kubernetes cluster, Docker engine, registry, moto, GCS)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest --durations=15 $(ARGS)
 
 lint: setup ## ruff on the Python code
 	$(VENV)/bin/ruff check tools tests .github
