@@ -245,5 +245,5 @@ def test_defect_11_gcs_fuse_in_init_containers_needs_gke_1_29(helm: str, version
     assert (r.rc == 0) is ok, r.err
     if not ok:
         assert "needs GKE 1.29 or later" in r.err
-    # other clouds are not held to it
-    assert render(helm, shim_values("aws"), args=("--kube-version", version)).rc == 0
+    # other clouds are not held to it (AWS needs 1.30 for its volume policy: test_chart_volume_policy.py)
+    assert render(helm, shim_values("local"), args=("--kube-version", version)).rc == 0

@@ -149,11 +149,78 @@ def test_make_rbac_for_aws_grants_exactly_the_rights_preflight_checks(site: Site
             rbac.delete_cluster_role_binding(made[1][1])
             refused = kube.denied(as_deployer, site.namespace, rights)
         # and needed: without the cluster-wide part, exactly the cluster-scoped rights are missing
-        assert refused and all(
-            name.split()[1].split(".")[0] in ("persistentvolumes", "clusterroles", "clusterrolebindings")
-            for name in refused
-        )
+        assert refused == [name for right in rights if right.cluster_scoped for name in right.names()]
+        assert {name.split()[1].split(".")[0] for name in refused} == {
+            "persistentvolumes",
+            "clusterroles",
+            "clusterrolebindings",
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicybindings",
+        }
     finally:
         for kind, name in made:
             with contextlib.suppress(client.exceptions.ApiException):  # the binding may be gone already
+                (rbac.delete_cluster_role if kind == "ClusterRole" else rbac.delete_cluster_role_binding)(name)
+
+
+def test_make_rbac_for_aws_installs_the_chart_and_touches_no_other_cluster_role(
+    site: Site, cluster: str, tmp_path: Path
+) -> None:
+    """Issue 18, defect 7: what `make rbac CLOUD=aws` prints installs, upgrades and uninstalls the
+    chart (its ClusterRole, binding and admission policy included), and no more: get, patch and
+    delete of cluster-scoped objects are limited to the chart's own by name."""
+    import subprocess
+
+    import yaml
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    from tests.envfiles import good_env
+    from tools.cloud import AwsCloud
+    from tools.helm import CHART_DIR, helm_binary
+    from tools.settings import load_settings
+
+    deployer = service_account_kubeconfig(cluster, site.namespace, "deployer", tmp_path)
+    docs = rbac_output(site, "aws", f"ServiceAccount:{site.namespace}/deployer")
+    rules = docs[1]["rules"]
+    named = [r for r in rules if r.get("resourceNames")]
+    assert {v for r in named for v in r["verbs"]} == {"get", "patch", "delete"}
+    unnamed = [r["verbs"] for r in rules if r["resources"][0] != "persistentvolumes" and r not in named]
+    assert unnamed and all(verbs == ["list", "watch", "create"] for verbs in unnamed)  # create and read only
+    values = tmp_path / "aws-values.yaml"
+    settings = load_settings(cloud="aws", environ=good_env("aws", NAMESPACE=site.namespace))
+    values.write_text(yaml.safe_dump(AwsCloud(settings).chart_values()))
+    made = apply_rbac(cluster, docs)
+    rbac = client.RbacAuthorizationV1Api(api(cluster))
+
+    def helm(*args: str) -> subprocess.CompletedProcess:
+        argv = [helm_binary(), *args, "-n", site.namespace, "--kubeconfig", deployer]
+        return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+
+    try:
+        chart = ["cmbcluster", str(CHART_DIR), "-f", str(values)]
+        for step in (("install", *chart), ("upgrade", *chart, "--set", "backend.config.maxUserPods=7")):
+            result = helm(*step)
+            assert result.returncode == 0, result.stderr
+        as_deployer = client.RbacAuthorizationV1Api(api(deployer))
+        for change in (
+            lambda: as_deployer.delete_cluster_role("admin", dry_run="All"),
+            lambda: as_deployer.patch_cluster_role("admin", {"metadata": {"labels": {"x": "y"}}}, dry_run="All"),
+            lambda: as_deployer.delete_cluster_role_binding("cluster-admin", dry_run="All"),
+            lambda: as_deployer.patch_cluster_role_binding("cluster-admin", {"subjects": []}, dry_run="All"),
+        ):
+            with pytest.raises(ApiException) as refused:
+                change()
+            assert refused.value.status == 403
+        # helm 4 waits by watching each kind of the release: list and watch, cluster-wide
+        result = helm("uninstall", "cmbcluster", "--wait", "--timeout", "60s")
+        assert result.returncode == 0, result.stderr
+        names = [o.metadata.name for o in rbac.list_cluster_role().items if site.namespace in o.metadata.name]
+        assert names == [made[0][1]]  # the chart's ClusterRole went with it; the deploy identity's stays
+        policies = client.AdmissionregistrationV1Api(api(cluster)).list_validating_admission_policy().items
+        assert not [p for p in policies if site.namespace in p.metadata.name]
+    finally:
+        helm("uninstall", "cmbcluster", "--ignore-not-found")
+        for kind, name in made:
+            with contextlib.suppress(client.exceptions.ApiException):
                 (rbac.delete_cluster_role if kind == "ClusterRole" else rbac.delete_cluster_role_binding)(name)

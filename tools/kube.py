@@ -146,8 +146,10 @@ def denied(api: Any, namespace: str, rights: list[Right]) -> list[str]:
 
     refused = []
     for right in rights:
-        for verb, name in zip(right.verbs, right.names(), strict=True):
+        for verb, object_name, name in right.checks():
             attributes = {"group": right.group, "resource": right.resource, "verb": verb}
+            if object_name:
+                attributes["name"] = object_name
             if not right.cluster_scoped:
                 attributes["namespace"] = namespace
             # A review has no name: the API server refuses one with metadata (HTTP 422).

@@ -1,9 +1,11 @@
 """Print the Kubernetes RBAC a deploy identity needs, for a cluster admin to apply once.
 
 `admin` in the namespace (a RoleBinding), plus, only where the chart makes cluster-scoped
-objects (AWS: the database's PersistentVolume and the user-volumes ClusterRole), a ClusterRole
-listing exactly those kinds and verbs, and its binding. Derived from the chart rendered for
-CLOUD (no cluster or cloud access); preflight checks exactly these rights.
+objects (AWS: the backend's user-volumes ClusterRole, its binding, and the admission policy
+that holds those volumes to user buckets), a ClusterRole listing exactly those kinds and verbs,
+get/patch/delete only on the chart's own objects by name, and its binding. Derived from the
+chart rendered for CLOUD (no cluster or cloud access); preflight checks exactly these rights.
+What RBAC cannot narrow by name (create) is printed with what bounds it.
 
     make rbac CLOUD=aws ARGS="--subject User:cmbcluster-deployer" | kubectl apply -f -
 
@@ -19,6 +21,7 @@ from typing import Any
 
 from tools import cli
 from tools.errors import UsageError
+from tools.rights import CREATE_BOUNDS, WATCH_VERBS, Right, deploy_rights
 
 SUBJECT = re.compile(r"^(User|Group|ServiceAccount):([^\s:]+)$")
 DEFAULT_SUBJECT = "Group:cmbcluster-deployers"
@@ -36,8 +39,6 @@ def subject(text: str, namespace: str) -> dict[str, str]:
 
 
 def manifests(rendered: list[dict[str, Any]], namespace: str, who: dict[str, str]) -> list[dict[str, Any]]:
-    from tools.rights import deploy_rights
-
     name = f"cmbcluster-deploy-{namespace}"
     labels = {"app.kubernetes.io/part-of": "cmbcluster", "app.kubernetes.io/managed-by": "cmbcluster-deploy"}
     out: list[dict[str, Any]] = [
@@ -49,11 +50,7 @@ def manifests(rendered: list[dict[str, Any]], namespace: str, who: dict[str, str
             "subjects": [who],
         }
     ]
-    rules = [
-        {"apiGroups": [r.group], "resources": [r.resource], "verbs": list(r.verbs)}
-        for r in deploy_rights(rendered)
-        if r.cluster_scoped
-    ]
+    rules = [rule(r) for r in deploy_rights(rendered) if r.cluster_scoped]
     if rules:
         out.append(
             {
@@ -73,6 +70,32 @@ def manifests(rendered: list[dict[str, Any]], namespace: str, who: dict[str, str
             }
         )
     return out
+
+
+def rule(right: Right) -> dict[str, Any]:
+    out: dict[str, Any] = {"apiGroups": [right.group], "resources": [right.resource], "verbs": list(right.verbs)}
+    if right.resource_names:
+        out["resourceNames"] = list(right.resource_names)
+    return out
+
+
+def unbounded(rendered: list[dict[str, Any]]) -> list[str]:
+    """Comment lines: each cluster-wide right RBAC cannot limit to the chart's objects, and what bounds it."""
+    lines = []
+    for right in deploy_rights(rendered):
+        if right.cluster_scoped and not right.resource_names:
+            group = f".{right.group}" if right.group else ""
+            bound = CREATE_BOUNDS.get(right.resource, "not bounded by RBAC")
+            if right.resource != "persistentvolumes" and set(WATCH_VERBS) <= set(right.verbs):
+                bound += "; list/watch: read only, for helm's --wait"
+            lines.append(f"#   {'/'.join(right.verbs)} {right.resource}{group}: {bound}\n")
+    if not lines:
+        return []
+    return [
+        "# RBAC cannot limit these to the chart's objects by name "
+        "(https://kubernetes.io/docs/reference/access-authn-authz/rbac/#referring-to-resources); what bounds them:\n",
+        *lines,
+    ]
 
 
 @cli.main_boundary
@@ -97,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"# RBAC for the deploy identity of CMBCluster on {settings.cloud}, namespace {settings.namespace}: "
         "apply once as a cluster admin (kubectl apply -f -)\n"
     )
-    sys.stdout.write(header + yaml.safe_dump_all(docs, sort_keys=False))
+    sys.stdout.write(header + "".join(unbounded(rendered)) + yaml.safe_dump_all(docs, sort_keys=False))
     return 0
 
 
