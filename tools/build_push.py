@@ -415,10 +415,14 @@ class Publisher:
         job.status, job.digest, job.tags = "built", digest, push
 
     def _build_index(self, job: Job, docker: Docker, tags: Sequence[str]) -> str:
-        """One build per platform, pushed as CONTENT-<arch>, config checked; the index under `tags`."""
+        """One build per platform, pushed as TAG-<arch>, config checked; the index under `tags`.
+
+        TAG is the first tag pushed: the content tag, or on an immutable registry's forced rebuild
+        the new release tag (the content tag's own TAG-<arch> tags cannot be pushed again there).
+        """
         manifests = []
         for platform in job.platforms:
-            transport = f"{job.content_tag}-{tag_suffix(platform)}"
+            transport = f"{tags[0]}-{tag_suffix(platform)}"
             docker.build(job, [transport], platform)
             docker.push(job, transport)
             manifest, corrected = checked_manifest(self.registry, job.repository, transport, platform)

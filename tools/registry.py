@@ -148,8 +148,12 @@ class Registry:
         """A blob's bytes (an image config), following the registry's redirect to its storage without credentials."""
         path = f"/v2/{self.name(repository)}/blobs/{digest}"
         status, headers, body = self._request("GET", path, scope=self._scope(repository), ok=(200, 302, 303, 307))
-        if status != 200:  # ECR and Artifact Registry send blobs from a storage URL, signed
-            status, _, body = self._send("GET", headers.get("Location"), {}, None)
+        # ECR and Artifact Registry send blobs from a signed storage URL: a redirect the OCI distribution spec
+        # allows (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-blobs)
+        if status != 200:
+            # the signed URL carries its own authorization: the registry's credentials never go to the storage host
+            storage = urllib.parse.urljoin(self.base + path, headers.get("Location"))
+            status, _, body = self._send("GET", storage, {}, None)
             if status != 200:
                 raise RegistryError(f"registry {self.host}: blob {digest[:19]} of {repository} answered {status}")
         if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
