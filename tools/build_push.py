@@ -410,6 +410,11 @@ class Publisher:
             digest = self.registry.digest(job.repository, push[0])
             if not digest:
                 raise ToolError(f"pushed {job.repository}:{push[0]} but the registry does not list it: retry")
+            manifest, corrected = checked_manifest(self.registry, job.repository, push[0], docker.platform)
+            if corrected:
+                for tag in push:
+                    self.registry.copy_tag(job.repository, manifest.digest, tag)
+                digest = manifest.digest
         else:
             digest = self._build_index(job, docker, push)
         job.status, job.digest, job.tags = "built", digest, push

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tools.platforms import join, split
+from tools.platforms import join, matches, split
 from tools.registry import Registry, RegistryError
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -46,16 +46,18 @@ def checked_manifest(registry: Registry, repository: str, reference: str, platfo
     Returns its descriptor and whether the config had to be corrected.
     """
     media_type, body, digest = registry.manifest(repository, reference)
-    if media_type in INDEXES:
-        raise RegistryError(f"{repository}:{reference} is an index, not one platform's image")
+    if media_type in INDEXES:  # Docker's containerd image store pushes an index (image + attestation)
+        entries = json.loads(body).get("manifests") or []
+        found = [e for e in entries if matches(platform, e.get("platform") or {})]
+        if not found:
+            raise RegistryError(f"{repository}:{reference} has no {platform} image: build it again")
+        return checked_manifest(registry, repository, found[0]["digest"], platform)
     manifest = json.loads(body)
     config = json.loads(registry.blob(repository, manifest["config"]["digest"]))
-    wanted = split(platform)
-    have = {k: config.get(k) for k in ("os", "architecture", "variant") if config.get(k)}
-    if have == wanted:
+    if matches(platform, config):
         return Descriptor(media_type, digest, len(body), platform), False
     config.pop("variant", None)
-    config.update(wanted)
+    config.update(split(platform))
     config_bytes = json.dumps(config, separators=(",", ":")).encode()
     manifest["config"] = {
         **manifest["config"],

@@ -54,6 +54,13 @@ def join(platform: dict[str, str]) -> str:
     return "/".join(p for p in parts if p)
 
 
+def matches(platform: str, found: dict[str, str]) -> bool:
+    """Whether an OCI platform object (or image config) is `platform`; a variant counts only when asked for
+    (BuildKit writes `arm64/v8` for plain `arm64`)."""
+    wanted = split(platform)
+    return all(found.get(key) == value for key, value in wanted.items())
+
+
 def tag_suffix(platform: str) -> str:
     """What a per-platform tag ends with: `linux/arm/v7` -> `arm-v7`."""
     return platform.split("/", 1)[1].replace("/", "-")
