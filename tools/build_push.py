@@ -205,10 +205,13 @@ class Docker:
         Checked only for an engine on this Linux machine (its kernel's binfmt_misc is the engine's);
         Docker Desktop's VM and remote engines bring their own.
         """
-        assert job.dockerfile
-        local = self.env is not None and self.env.get("DOCKER_HOST", "unix://").startswith("unix://")
+        if not (job.dockerfile and runs_commands(job.dockerfile)):
+            return
+        self.prepare()
+        assert self.env is not None
+        local = self.env.get("DOCKER_HOST", "unix://").startswith("unix://")
         engine_arch = split(self.platform)["architecture"] if self.platform.count("/") else ""
-        if not (sys.platform == "linux" and local and engine_arch and runs_commands(job.dockerfile)):
+        if not (sys.platform == "linux" and local and engine_arch):
             return
         missing = emulation_missing(job.platforms, engine_arch)
         if missing:
@@ -279,6 +282,10 @@ class Publisher:
         have = self._lookup(jobs, registry, auth)
         docker = Docker(auth, self.stream)
         try:
+            if not self.skip_build:  # every image checked before the first is built: nothing half-done
+                for job in jobs:
+                    if self.force or not have.get(job.name):
+                        docker.check_emulation(job)
             for job in jobs:
                 start = time.monotonic()
                 with REPORTER.action(job.name) as result:
@@ -401,7 +408,6 @@ class Publisher:
                 self._may_move(job, self.release, current)
             push.append(self.release)
         docker.prepare()
-        docker.check_emulation(job)
         REPORTER.info(f"{job.name}: building {job.repository}:{job.content_tag} for {','.join(job.platforms)}")
         if job.platforms == (docker.platform,):
             docker.build(job, [job.content_tag, *([self.release] if self.release else [])])
