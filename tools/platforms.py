@@ -33,13 +33,15 @@ _RUN = re.compile(r"^\s*RUN\s", re.IGNORECASE | re.MULTILINE)
 
 def parse_platforms(value: str) -> tuple[str, ...]:
     """`linux/amd64, linux/arm64` -> ("linux/amd64", "linux/arm64"): trimmed, duplicates dropped, order kept."""
+    if not value.strip():
+        return DEFAULT_PLATFORMS
     platforms: list[str] = []
     for item in (part.strip() for part in value.split(",")):
         if not PLATFORM.match(item):
             raise ToolError(f"IMAGE_PLATFORMS: {item!r} is not a platform: use e.g. linux/amd64,linux/arm64")
         if item not in platforms:
             platforms.append(item)
-    return tuple(platforms) or DEFAULT_PLATFORMS
+    return tuple(platforms)
 
 
 def split(platform: str) -> dict[str, str]:
