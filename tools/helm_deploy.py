@@ -94,7 +94,7 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 # -- registry ------------------------------------------------------------------------------------
 def missing_images(images: dict[str, dict[str, str]], cloud: Any) -> list[str]:
     """Images whose digest their registry does not have (HEAD of the manifest by digest)."""
-    from tools.node_platforms import image_registries
+    from tools.registry import image_registries
 
     missing = []
     with image_registries(cloud) as registry_for:

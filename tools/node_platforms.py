@@ -9,35 +9,14 @@ an identity that may not list nodes gets a warning instead of a comparison.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from tools import kube
 from tools.image_index import image_platforms
-from tools.registry import Registry
+from tools.registry import image_registries
 from tools.report import REPORTER
 
 ARCH_LABEL = "kubernetes.io/arch"
-
-
-@contextmanager
-def image_registries(cloud: Any) -> Iterator[Any]:
-    """A registry client per host, on demand: the cloud's credentials go only to the cloud's own registry."""
-    own = cloud.registry().split("/")[0]
-    clients: dict[str, Registry] = {}
-
-    def client(repository: str) -> Registry:
-        host = repository.split("/")[0]
-        if host not in clients:
-            clients[host] = Registry(host, cloud.registry_login() if host == own else None)
-        return clients[host]
-
-    try:
-        yield client
-    finally:
-        for registry in clients.values():
-            registry.close()
 
 
 def node_architectures(api: Any) -> dict[str, list[str]] | None:

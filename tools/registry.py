@@ -21,6 +21,8 @@ import hashlib
 import json
 import re
 import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tools.cloud import RegistryAuth
@@ -331,3 +333,22 @@ class Headers(dict[str, str]):
 
     def get(self, name: str, default: str = "") -> str:  # type: ignore[override]
         return super().get(name.lower(), default)
+
+
+@contextmanager
+def image_registries(cloud: Any) -> Iterator[Callable[[str], Registry]]:
+    """A registry client per host, on demand: the cloud's credentials go only to the cloud's own registry."""
+    own = cloud.registry().split("/")[0]
+    clients: dict[str, Registry] = {}
+
+    def client(repository: str) -> Registry:
+        host = repository.split("/")[0]
+        if host not in clients:
+            clients[host] = Registry(host, cloud.registry_login() if host == own else None)
+        return clients[host]
+
+    try:
+        yield client
+    finally:
+        for registry in clients.values():
+            registry.close()
