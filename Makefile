@@ -127,7 +127,7 @@ bench: bench-help bench-build bench-smoke bench-deploy ## Every benchmark
 bench-help: setup ## How long each tool's --help takes (goal: under 0.3 s)
 	$(PY) -m bench.help
 
-bench-build: setup ## Cold, warm and one-changed build_push runs against a local registry
+bench-build: setup ## Cold, warm and one-changed build_push runs against a local registry, and unchanged for two platforms
 	$(PY) -m bench.build
 
 bench-smoke: setup ## Detection latency of smoke_test for failing pods on the real cluster and the emulator

@@ -65,6 +65,7 @@ NOT_EMULATED = {
     "ecr:CompleteLayerUpload",
     "ecr:PutImage",
     "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
     "eks:DescribeAddon",
 }
 

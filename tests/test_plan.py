@@ -118,3 +118,28 @@ def test_plan_tags_images_by_content_like_build_push(tmp_path: Path, capfd: pyte
     assert expected.startswith("c-")
     assert f"127.0.0.1:5000/cmbtest-backend:{expected}" in out
     assert yaml.safe_load((tmp_path / "p" / "values.yaml").read_text())["backend"]["image"]["tag"] == expected
+
+
+def test_plan_shows_the_platforms_and_their_content_tags(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from tests.fixtures.apps import stage_apps
+    from tools.build_push import content_tag
+
+    contexts = stage_apps(tmp_path / "apps")
+    overrides = {f"{n.upper().replace('-', '_')}_CONTEXT": str(c) for n, c in contexts.items()}
+    two = ("linux/amd64", "linux/arm64")
+    env_file = write_env(tmp_path / "e.env", good_env("local", IMAGE_PLATFORMS=",".join(two), **overrides))
+    code, out, err = run_plan(capfd, "--env-file", str(env_file), "--out", str(tmp_path / "p"))
+    assert code == 0, err
+    expected = content_tag(contexts["backend"], contexts["backend"] / "Dockerfile", two)
+    assert expected != content_tag(contexts["backend"], contexts["backend"] / "Dockerfile")
+    assert f"127.0.0.1:5000/cmbtest-backend:{expected}" in out
+    assert "for linux/amd64,linux/arm64" in out and "image platforms  linux/amd64,linux/arm64" in out, out
+
+
+def test_plan_refuses_a_platform_that_is_not_one(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    env_file = write_env(tmp_path / "e.env", good_env("local", IMAGE_PLATFORMS="linux/amd64,arm64"))
+    code, out, err = run_plan(capfd, "--env-file", str(env_file), "--out", str(tmp_path / "p"))
+    assert code != 0
+    (line,) = [line for line in (out + err).splitlines() if "IMAGE_PLATFORMS" in line]
+    assert "linux/<arch>[/<variant>], e.g. linux/amd64,linux/arm64" in line, line
+    assert "Traceback" not in out + err

@@ -109,6 +109,14 @@ BEHAVIOURS: dict[str, tuple[dict[str, Any], list[tuple[str, str]], bool]] = {
         [("Failed", "Error: ErrImagePull")],
         False,
     ),
+    # runc cannot start a program for another CPU (https://github.com/k3s-io/k3s/issues/2912)
+    "execformat": (
+        _waiting(
+            "RunContainerError", "failed to create containerd task: exec /bin/busybox: exec format error: unknown"
+        ),
+        [("Failed", "Error: failed to create containerd task: exec /bin/busybox: exec format error: unknown")],
+        False,
+    ),
     "invalid": (
         _waiting("InvalidImageName", 'Failed to apply default image tag "IMAGE": invalid reference format'),
         [("InspectFailed", "Failed to apply default image tag")],
@@ -470,6 +478,7 @@ def test_healthy_rollout_passes_every_check(release: Release, capfd: pytest.Capt
 # -- failure states ---------------------------------------------------------------------------------------
 FAILURES = [
     ("invalid", "InvalidImageName", "invalid reference format", "no logs: the container never started"),
+    ("execformat", "RunContainerError", "exec format error", "hint: the image was built for another CPU architecture"),
     ("config", "CreateContainerConfigError", "couldn't find key SECRET_KEY in Secret", "run make_secrets"),
     ("mount", "FailedMount", "bucket access denied", "the bucket volume 'database' cannot be mounted"),
 ]

@@ -9,6 +9,15 @@ Tags
   release tag   `--tag`, else IMAGE_TAG, else under GitHub Actions a pushed git tag vX.Y.Z.
                 Added to the content-tagged image, whether it was built now or before.
 
+Platforms
+  IMAGE_PLATFORMS (default linux/amd64): the CPUs of the cluster's nodes, not of the machine that
+  builds. The engine's own platform alone is built as today, one image; any other set is one
+  `docker build --platform` per platform (BuildKit or the classic builder), each pushed under
+  `CONTENT-<arch>`, its config checked (and corrected where the builder recorded the engine's
+  architecture), then assembled by the registry client into one index under the content tag
+  (tools/image_index.py). A Dockerfile that runs commands (RUN) for a foreign CPU needs binfmt
+  emulation: without it the build stops first with one line saying so.
+
 Before building, the registry is asked (HTTP API v2, HEAD manifest) whether the content tag
 is there; if so nothing is built and the release tag is added by copying the manifest.
 `--force-rebuild` builds anyway; `--skip-build` builds nothing and fails unless the images
@@ -34,6 +43,7 @@ import argparse
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,8 +55,10 @@ from tools.cloud import Cloud, RegistryAuth, cloud_for
 from tools.cloud.aws import ecr_repositories
 from tools.content_tag import CONTENT_TAG, content_tag
 from tools.errors import ToolError, UsageError
+from tools.image_index import checked_manifest, put_index
 from tools.images import DEFAULT_OUTPUT, write_images
 from tools.permissions import need
+from tools.platforms import DEFAULT_PLATFORMS, emulation_hint, emulation_missing, runs_commands, split, tag_suffix
 from tools.registry import Registry
 from tools.report import REPORTER, markdown_table
 from tools.settings import IMAGES, ConfigError, Settings
@@ -65,6 +77,7 @@ class Job:
     context: Path | None = None
     dockerfile: Path | None = None
     content_tag: str | None = None
+    platforms: tuple[str, ...] = DEFAULT_PLATFORMS
     tags: list[str] = field(default_factory=list)
     digest: str = ""
     status: str = ""  # built | cached | existing
@@ -107,7 +120,7 @@ def plan(settings: Settings, cloud: Cloud, names: Sequence[str], need_source: bo
     repositories = {image.name: image.repository for image in cloud.images()}
     jobs, problems = [], []
     for name in names:
-        job = Job(name, repositories[name])
+        job = Job(name, repositories[name], platforms=settings.platforms)
         key = name.upper().replace("-", "_")
         context = Path(settings.context(name)).expanduser().resolve()
         dockerfile = Path(settings.dockerfile(name)).expanduser().resolve()
@@ -123,7 +136,7 @@ def plan(settings: Settings, cloud: Cloud, names: Sequence[str], need_source: bo
         else:
             job.context, job.dockerfile = context, dockerfile
             try:
-                job.content_tag = content_tag(context, dockerfile)
+                job.content_tag = content_tag(context, dockerfile, job.platforms)
             except OSError as exc:
                 problems.append(f"{name}: cannot read the build context: {exc}: fix its permissions")
             except ToolError as exc:
@@ -143,6 +156,7 @@ class Docker:
         self.auth = auth
         self.stream = stream
         self.env: dict[str, str] | None = None
+        self.platform = ""  # the engine's own, os/arch
         self._config_dir: str | None = None
 
     def prepare(self) -> None:
@@ -153,11 +167,13 @@ class Docker:
         if self.env is not None:
             return
         env = dict(os.environ)
-        version = run([self.binary, "version", "--format", "{{.Server.Version}}"], check=False, env=env)
+        version_format = "{{.Server.Version}} {{.Server.Os}}/{{.Server.Arch}}"
+        version = run([self.binary, "version", "--format", version_format], check=False, env=env)
         if version.returncode != 0:
             reason = (version.stderr or version.stdout).strip().splitlines()[-1:] or ["no answer"]
             where = env.get("DOCKER_HOST") or "the default socket"
             raise ToolError(f"cannot reach the Docker engine at {where} ({reason[0]}): start Docker or set DOCKER_HOST")
+        self.platform = version.stdout.strip().rpartition(" ")[2]
         if "DOCKER_BUILDKIT" not in env:
             buildx = run([self.binary, "buildx", "version"], check=False, env=env)
             env["DOCKER_BUILDKIT"] = "1" if buildx.returncode == 0 else "0"
@@ -173,15 +189,33 @@ class Docker:
             )
         self.env = env
 
-    def build(self, job: Job, tags: Sequence[str]) -> None:
+    def build(self, job: Job, tags: Sequence[str], platform: str = "") -> None:
         assert job.context and job.dockerfile and job.content_tag
-        cmd = [self.binary, "build", "--file", str(job.dockerfile)]
+        cmd = [self.binary, "build", "--file", str(job.dockerfile), *(["--platform", platform] if platform else [])]
         for tag in tags:
             cmd += ["--tag", f"{job.repository}:{tag}"]
         cmd += ["--label", f"org.cmbcluster.content-tag={job.content_tag}", str(job.context)]
         from tools.runner import run
 
-        run(cmd, env=self.env, stream=self.stream, what=f"{job.name}: docker build")
+        run(cmd, env=self.env, stream=self.stream, what=f"{job.name}: docker build {platform}".rstrip())
+
+    def check_emulation(self, job: Job) -> None:
+        """Stop before building when the Dockerfile runs commands for a CPU this machine cannot emulate.
+
+        Checked only for an engine on this Linux machine (its kernel's binfmt_misc is the engine's);
+        Docker Desktop's VM and remote engines bring their own.
+        """
+        if not (job.dockerfile and runs_commands(job.dockerfile)):
+            return
+        self.prepare()
+        assert self.env is not None
+        local = self.env.get("DOCKER_HOST", "unix://").startswith("unix://")
+        engine_arch = split(self.platform)["architecture"] if self.platform.count("/") else ""
+        if not (sys.platform == "linux" and local and engine_arch):
+            return
+        missing = emulation_missing(job.platforms, engine_arch)
+        if missing:
+            raise ToolError(emulation_hint(job.name, missing, engine_arch), exit_code=1)
 
     # `docker push` to ECR (the layers and the manifest); on GCP the registry writer's permissions
     _PUSH = need(
@@ -248,6 +282,10 @@ class Publisher:
         have = self._lookup(jobs, registry, auth)
         docker = Docker(auth, self.stream)
         try:
+            if not self.skip_build:  # every image checked before the first is built: nothing half-done
+                for job in jobs:
+                    if self.force or not have.get(job.name):
+                        docker.check_emulation(job)
             for job in jobs:
                 start = time.monotonic()
                 with REPORTER.action(job.name) as result:
@@ -370,14 +408,39 @@ class Publisher:
                 self._may_move(job, self.release, current)
             push.append(self.release)
         docker.prepare()
-        REPORTER.info(f"{job.name}: building {job.repository}:{job.content_tag} from {job.context}")
-        docker.build(job, [job.content_tag, *([self.release] if self.release else [])])
-        for tag in push:
-            docker.push(job, tag)
-        digest = self.registry.digest(job.repository, push[0])
-        if not digest:
-            raise ToolError(f"pushed {job.repository}:{push[0]} but the registry does not list it: retry")
+        REPORTER.info(f"{job.name}: building {job.repository}:{job.content_tag} for {','.join(job.platforms)}")
+        if job.platforms == (docker.platform,):
+            docker.build(job, [job.content_tag, *([self.release] if self.release else [])])
+            for tag in push:
+                docker.push(job, tag)
+            digest = self.registry.digest(job.repository, push[0])
+            if not digest:
+                raise ToolError(f"pushed {job.repository}:{push[0]} but the registry does not list it: retry")
+            manifest, corrected = checked_manifest(self.registry, job.repository, push[0], docker.platform)
+            if corrected:
+                for tag in push:
+                    self.registry.copy_tag(job.repository, manifest.digest, tag)
+                digest = manifest.digest
+        else:
+            digest = self._build_index(job, docker, push)
         job.status, job.digest, job.tags = "built", digest, push
+
+    def _build_index(self, job: Job, docker: Docker, tags: Sequence[str]) -> str:
+        """One build per platform, pushed as TAG-<arch>, config checked; the index under `tags`.
+
+        TAG is the first tag pushed: the content tag, or on an immutable registry's forced rebuild
+        the new release tag (the content tag's own TAG-<arch> tags cannot be pushed again there).
+        """
+        manifests = []
+        for platform in job.platforms:
+            transport = f"{tags[0]}-{tag_suffix(platform)}"
+            docker.build(job, [transport], platform)
+            docker.push(job, transport)
+            manifest, corrected = checked_manifest(self.registry, job.repository, transport, platform)
+            if corrected:
+                REPORTER.info(f"{job.name}: {platform}: the builder wrote another CPU into the config: corrected")
+            manifests.append(manifest)
+        return put_index(self.registry, job.repository, manifests, tags)
 
 
 def report_github(data: dict[str, Any], jobs: Sequence[Job]) -> None:
@@ -432,7 +495,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         for job in jobs:
             tags = ", ".join(t for t in (job.content_tag, release) if t)
-            REPORTER.info(f"{job.name}: would make sure {job.repository} has {tags} (build if missing)")
+            REPORTER.info(
+                f"{job.name}: would make sure {job.repository} has {tags} for {','.join(job.platforms)} "
+                "(build if missing)"
+            )
         REPORTER.info(f"would write {args.output}")
         return 0
     stream = args.verbose or REPORTER.github

@@ -2,7 +2,8 @@
 
 An unchanged image keeps its tag, so a run with nothing changed builds nothing. The context is
 read as Docker reads it, `.dockerignore` included (its patterns, `!` exceptions and Docker's
-shortcut for ignored folders). build_push tags by it; plan predicts it without Docker.
+shortcut for ignored folders). The platforms built for (IMAGE_PLATFORMS) are part of it: the same
+sources for other CPUs are another image. build_push tags by it; plan predicts it without Docker.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.errors import ToolError
+from tools.platforms import DEFAULT_PLATFORMS
 
 CONTENT_PREFIX = "c-"
 CONTENT_TAG = re.compile(r"^c-[0-9a-f]{12}$")
@@ -127,9 +129,14 @@ def context_entries(context: Path, patterns: Sequence[IgnorePattern]) -> Iterato
     yield from walk(context, "")
 
 
-def content_tag(context: Path, dockerfile: Path) -> str:
-    """`c-` + 12 hex digits of the hash of the Dockerfile and the context Docker would send."""
+def content_tag(context: Path, dockerfile: Path, platforms: Sequence[str] = DEFAULT_PLATFORMS) -> str:
+    """`c-` + 12 hex digits of the hash of the Dockerfile, the context Docker would send and the platforms.
+
+    The default platforms add nothing to the hash, so tags made before IMAGE_PLATFORMS existed stay valid.
+    """
     digest = hashlib.sha256(_HASH_VERSION)
+    if tuple(platforms) != DEFAULT_PLATFORMS:
+        _feed(digest, b"platforms", ",".join(platforms).encode())
     _feed(digest, b"Dockerfile", dockerfile.read_bytes())
     ignore_file = context / ".dockerignore"
     ignore_text = ignore_file.read_text(encoding="utf-8") if ignore_file.is_file() else ""

@@ -1,7 +1,8 @@
 """Preflight, database bucket, then install or upgrade the release with the images pinned by digest.
 
 Before anything changes: the security rules, the images file and every image's digest in the
-registry, the credentials' rights in the namespace, the Secrets from make_secrets, the
+registry, the credentials' rights in the namespace, that each image has a variant for every CPU
+architecture the nodes run (`--no-platform-check` skips it), the Secrets from make_secrets, the
 cluster's prerequisites (CSI driver, ingress class, the database's StorageClass; on AWS the
 IRSA trust policies), and that no older chart's database file waits on the bucket unmigrated. Each
 missing prerequisite is one line, and the deploy stops before touching the release.
@@ -93,22 +94,14 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 # -- registry ------------------------------------------------------------------------------------
 def missing_images(images: dict[str, dict[str, str]], cloud: Any) -> list[str]:
     """Images whose digest their registry does not have (HEAD of the manifest by digest)."""
-    from tools.registry import Registry
+    from tools.registry import image_registries
 
-    own = cloud.registry().split("/")[0]
-    registries: dict[str, Any] = {}
     missing = []
-    try:
+    with image_registries(cloud) as registry_for:
         for name, image in images.items():
-            host = image["repository"].split("/")[0]
-            if host not in registries:  # the cloud's credentials go only to the cloud's registry
-                registries[host] = Registry(host, cloud.registry_login() if host == own else None)
-            if registries[host].digest(image["repository"], image["digest"]) is None:
+            if registry_for(image["repository"]).digest(image["repository"], image["digest"]) is None:
                 reference = f"{image['repository']}@{image['digest']}"
                 missing.append(f"image {name} {reference} is not in the registry: run build_push (make build)")
-    finally:
-        for registry in registries.values():
-            registry.close()
     return missing
 
 
@@ -362,6 +355,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="FLAG",
         help="extra flag for helm upgrade/install, repeatable: --helm-flag=--skip-schema-validation",
     )
+    parser.add_argument(
+        "--no-platform-check",
+        dest="platform_check",
+        action="store_false",
+        help="deploy even when an image has no variant for a CPU architecture of the nodes (smoke_test will tell)",
+    )
     args = parser.parse_args(argv)
     duration_seconds(args.timeout)  # every argument is checked before the first network call
     overrides = load_values(args.values)
@@ -389,6 +388,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         api = kube.api_client(kubeconfig)
         with REPORTER.action(f"preflight of {settings.cloud} cluster, namespace {settings.namespace}") as action:
             problems = preflight(cloud, api, settings, rendered)
+            if args.platform_check:
+                from tools.node_platforms import platform_problems
+
+                problems += platform_problems(images, cloud, api)
+            else:
+                REPORTER.warning("--no-platform-check: the images' CPU platforms were not compared with the nodes'")
             action.set("ok" if not problems else "warn", f"{len(problems)} missing" if problems else "")
         if problems:
             for line in problems:

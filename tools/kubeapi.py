@@ -30,6 +30,7 @@ TIMEOUT = (5.0, 30.0)  # connect, read seconds for each API request
 # Where each resource the steps use lives (the API group's path prefix).
 PREFIXES = {
     "namespaces": "/api/v1",
+    "nodes": "/api/v1",
     "pods": "/api/v1",
     "secrets": "/api/v1",
     "configmaps": "/api/v1",

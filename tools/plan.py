@@ -35,7 +35,7 @@ def content_tag_or_none(settings: Settings, image: str) -> str | None:
 
     if not Path(settings.context(image)).is_dir() or not Path(settings.dockerfile(image)).is_file():
         return None
-    return content_tag(Path(settings.context(image)), Path(settings.dockerfile(image)))
+    return content_tag(Path(settings.context(image)), Path(settings.dockerfile(image)), settings.platforms)
 
 
 def write_plan(out_dir: Path, values: dict[str, Any], manifests: list[dict[str, Any]]) -> Path:
@@ -63,6 +63,7 @@ def summary_rows(settings: Settings, cloud: Cloud, images: dict[str, dict[str, s
         ("auth", rules.chosen_providers_note(settings).removeprefix("auth provider: ")),
     ]
     rows += [(f"image {name}", f"{img['repository']}:{img['tag']}") for name, img in images.items()]
+    rows.append(("image platforms", ",".join(settings.platforms)))
     return rows
 
 
@@ -83,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with REPORTER.action("image tags") as result:
         images = image_tags(cloud)
         result.detail = ", ".join(f"{n}={i['tag']}" for n, i in images.items())
+        result.detail += f" for {','.join(settings.platforms)}"
         missing = [n for n in images if not Path(settings.context(n)).is_dir()]
         if missing:
             result.set("warn", result.detail + f" (no build context for {', '.join(missing)}: see *_CONTEXT)")

@@ -1,7 +1,9 @@
 """A small client for the Docker Registry HTTP API v2 (the local registry, ECR, Artifact Registry).
 
-Only what build_push needs: is a tag there and what is its digest (HEAD manifest), copy a
-tag (GET + PUT manifest, no image data moves), list repositories and tags. It speaks plain
+Only what the toolkit needs: is a tag there and what is its digest (HEAD manifest), copy a
+tag (GET + PUT manifest, no image data moves), list repositories and tags, read and store a
+manifest or index and a small blob (an image config: tools/image_index.py assembles
+multi-platform images from them). It speaks plain
 HTTP to loopback registries (as Docker does) and HTTPS elsewhere, and answers the registry's
 `WWW-Authenticate` challenge: Basic (ECR) or a Bearer token from the realm (Artifact
 Registry, Docker Hub style), with the credentials the cloud shim gave; a bearer token the
@@ -15,9 +17,12 @@ exponential backoff, honouring Retry-After.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tools.cloud import RegistryAuth
@@ -27,6 +32,12 @@ from tools.permissions import need
 
 # Beside the manifest calls below: HEAD/GET a manifest, PUT one (a release tag on an existing image)
 need("aws", ("ecr:BatchGetImage", "ecr:PutImage"), ecr_repositories, "read an image's digest, add a release tag")
+need(
+    "aws",
+    ("ecr:GetDownloadUrlForLayer", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload"),
+    ecr_repositories,
+    "read an image's config, store a corrected one (multi-platform images)",
+)
 
 # Every manifest kind a build can produce; the registry answers with the one it holds.
 MANIFEST_TYPES = (
@@ -112,6 +123,58 @@ class Registry:
             content_type=media_type,
         )
         return put_headers.get("Docker-Content-Digest", "")
+
+    def manifest(self, repository: str, reference: str) -> tuple[str, bytes, str]:
+        """(media type, bytes, digest) of the manifest or index at a tag or digest."""
+        _, headers, body = self._request(
+            "GET", self._manifest_path(repository, reference), scope=self._scope(repository)
+        )
+        media_type = headers.get("Content-Type", "").split(";")[0]
+        if media_type not in MANIFEST_TYPES:
+            media_type = json.loads(body or b"{}").get("mediaType", media_type)
+        return media_type, body, "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
+        """Store a manifest or index under a tag (or its own digest); returns its digest."""
+        _, headers, _ = self._request(
+            "PUT",
+            self._manifest_path(repository, reference),
+            scope=self._scope(repository, push=True),
+            ok=(201,),
+            body=body,
+            content_type=media_type,
+        )
+        return headers.get("Docker-Content-Digest", "") or "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def blob(self, repository: str, digest: str) -> bytes:
+        """A blob's bytes (an image config), following the registry's redirect to its storage without credentials."""
+        path = f"/v2/{self.name(repository)}/blobs/{digest}"
+        status, headers, body = self._request("GET", path, scope=self._scope(repository), ok=(200, 302, 303, 307))
+        # ECR and Artifact Registry send blobs from a signed storage URL: a redirect the OCI distribution spec
+        # allows (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-blobs)
+        if status != 200:
+            # the signed URL carries its own authorization: the registry's credentials never go to the storage host
+            storage = urllib.parse.urljoin(self.base + path, headers.get("Location"))
+            status, _, body = self._send("GET", storage, {}, None)
+            if status != 200:
+                raise RegistryError(f"registry {self.host}: blob {digest[:19]} of {repository} answered {status}")
+        if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+            raise RegistryError(f"registry {self.host}: blob {digest[:19]} of {repository} has other content: retry")
+        return body
+
+    def put_blob(self, repository: str, data: bytes) -> str:
+        """Upload a small blob in one request (POST, then PUT with the digest), unless it is there; its digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        name, scope = self.name(repository), self._scope(repository, push=True)
+        status, _, _ = self._request("HEAD", f"/v2/{name}/blobs/{digest}", scope=scope, ok=(200, 404))
+        if status == 200:
+            return digest
+        _, headers, _ = self._request("POST", f"/v2/{name}/blobs/uploads/", scope=scope, ok=(202,))
+        location = urllib.parse.urlsplit(headers.get("Location"))
+        query = "&".join(q for q in (location.query, urllib.parse.urlencode({"digest": digest})) if q)
+        octets = "application/octet-stream"
+        self._request("PUT", f"{location.path}?{query}", scope=scope, ok=(201,), body=data, content_type=octets)
+        return digest
 
     # -- plumbing -------------------------------------------------------------------------
     def name(self, repository: str) -> str:
@@ -270,3 +333,22 @@ class Headers(dict[str, str]):
 
     def get(self, name: str, default: str = "") -> str:  # type: ignore[override]
         return super().get(name.lower(), default)
+
+
+@contextmanager
+def image_registries(cloud: Any) -> Iterator[Callable[[str], Registry]]:
+    """A registry client per host, on demand: the cloud's credentials go only to the cloud's own registry."""
+    own = cloud.registry().split("/")[0]
+    clients: dict[str, Registry] = {}
+
+    def client(repository: str) -> Registry:
+        host = repository.split("/")[0]
+        if host not in clients:
+            clients[host] = Registry(host, cloud.registry_login() if host == own else None)
+        return clients[host]
+
+    try:
+        yield client
+    finally:
+        for registry in clients.values():
+            registry.close()

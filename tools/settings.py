@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.errors import ToolError
+from tools.platforms import DEFAULT_PLATFORMS, PLATFORMS_PATTERN
 
 CLOUDS = ("aws", "gcp", "local")
 ENVIRONMENTS = ("production", "staging", "dev")
@@ -251,6 +252,13 @@ VARS: tuple[Var, ...] = (
         pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
         pattern_help="a Docker tag: letters, digits, _ . -",
     ),
+    Var(
+        "IMAGE_PLATFORMS",
+        "the CPU platforms the images are built for, those of the cluster's nodes (e.g. linux/amd64,linux/arm64)",
+        default=",".join(DEFAULT_PLATFORMS),
+        pattern=PLATFORMS_PATTERN,
+        pattern_help="comma-separated linux/<arch>[/<variant>], e.g. linux/amd64,linux/arm64",
+    ),
     Var("BACKEND_CONTEXT", "build context of the backend image", default="../cmbcluster/backend", kind="path"),
     Var("BACKEND_DOCKERFILE", "Dockerfile of the backend (default: CONTEXT/Dockerfile)", kind="path"),
     Var(
@@ -369,6 +377,13 @@ class Settings:
 
     def context(self, image: str) -> str:
         return self[f"{image.upper().replace('-', '_')}_CONTEXT"]
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """IMAGE_PLATFORMS as a tuple, in the order given (build_push, plan)."""
+        from tools.platforms import parse_platforms
+
+        return parse_platforms(self["IMAGE_PLATFORMS"] or "")
 
 
 AUTH_SETTINGS = {

@@ -47,6 +47,15 @@ CRASH_HINTS = {
     "OOMKilled": "the container was killed for using more memory than its limit: raise the limit or find the leak",
     "Error": FATAL_WAITING["CrashLoopBackOff"],
 }
+# An image without a variant for the node's CPU: containerd's pull refuses it ("no match for platform in
+# manifest", https://github.com/containerd/containerd/pull/2410) or the kernel refuses its program
+# ("exec format error", https://github.com/k3s-io/k3s/issues/2912); seen in the pod's status message,
+# its events or the container's log.
+WRONG_CPU = re.compile(r"exec format error|no match for platform in manifest")
+WRONG_CPU_HINT = (
+    "the image was built for another CPU architecture: build it for the nodes' (IMAGE_PLATFORMS, e.g. "
+    "linux/amd64 or linux/amd64,linux/arm64; make build) and deploy again"
+)
 NEVER_STARTED = {"ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName"}
 NEVER_STARTED |= {"CreateContainerConfigError", "CreateContainerError"}
 _VOLUME_QUOTED = re.compile(r'volume "([^"]+)"')
@@ -570,10 +579,11 @@ def describe_event(event: dict[str, Any]) -> str:
 
 
 def report_problem(title: str, problem: Problem, cluster: Cluster) -> None:
-    """Print the diagnosis: headline (also an ::error annotation), hint, last events, last logs."""
+    """Print the diagnosis: headline (also an ::error annotation), hint, last events, last logs.
+
+    Evidence of an image for another CPU (WRONG_CPU) anywhere in it makes that the hint.
+    """
     lines: list[str] = []
-    if problem.hint:
-        lines.append(f"hint: {problem.hint}")
     subject = ("Pod", problem.pod) if problem.pod else ("Deployment", problem.workload)
     events = cluster.events_for(*subject)[-EVENT_LINES:]
     if events:
@@ -592,6 +602,10 @@ def report_problem(title: str, problem: Problem, cluster: Cluster) -> None:
             lines.append(source)
     elif problem.pod:
         lines.append("no logs: the container never started")
+    evidence = [problem.message, problem.detail, *lines]
+    hint = WRONG_CPU_HINT if any(WRONG_CPU.search(text) for text in evidence) else problem.hint
+    if hint:
+        lines.insert(0, f"hint: {hint}")
     REPORTER.line("error", f"{title}: {problem.headline()}", stream=REPORTER.err)
     for line in lines:
         REPORTER.line("info", f"  {line}", stream=REPORTER.err)
