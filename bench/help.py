@@ -24,6 +24,8 @@ TOOLS = (
     "plan",
     "install_helm",
     "cloud_setup",
+    "github_gate",
+    "github_setup",
     "lock",
     "rbac",
     "migrate_database",
