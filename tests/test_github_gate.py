@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import responses
 
+from tests.github_api_server import environment_as_github_returns_it
 from tools import github_gate, github_setup
 from tools.github_environments import Ref, protection
 from tools.report import REPORTER
@@ -38,30 +39,6 @@ def github_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     yield
     REPORTER.forget_secrets()
-
-
-def environment_as_github_returns_it(name: str, put_body: dict[str, Any]) -> dict[str, Any]:
-    """What GET .../environments/{name} answers after PUT with `put_body` (the documented mapping:
-    reviewers and prevent_self_review become one `required_reviewers` rule, a branch policy one rule)."""
-    rules: list[dict[str, Any]] = []
-    if put_body.get("reviewers"):
-        reviewers = [{"type": r["type"], "reviewer": {"id": r["id"]}} for r in put_body["reviewers"]]
-        rules.append(
-            {
-                "id": 3755,
-                "type": "required_reviewers",
-                "prevent_self_review": bool(put_body.get("prevent_self_review")),
-                "reviewers": reviewers,
-            }
-        )
-    if put_body.get("deployment_branch_policy"):
-        rules.append({"id": 3756, "type": "branch_policy"})
-    return {
-        "id": 161088068,
-        "name": name,
-        "protection_rules": rules,
-        "deployment_branch_policy": put_body.get("deployment_branch_policy"),
-    }
 
 
 def serve(
