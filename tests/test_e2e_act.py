@@ -64,7 +64,7 @@ STAND_IN_FOR = {
     "google-github-actions/auth": "google-auth",
 }
 STEPS = ("validate", "build", "secrets", "certs", "helm-deploy", "dns", "smoke")
-# what the app checkout in build.yml produces: the layout of the CMBCluster repository
+# what the app checkout in deploy.yml produces: the layout of the CMBCluster repository
 APP_LAYOUT = {"backend": "backend", "frontend": "nextjs-frontend", "user-env": "user-environment"}
 CLUSTER = "cmbtest"
 REPOSITORY = "CMBAgents/cmbcluster-deploy"

@@ -180,7 +180,7 @@ def test_the_approved_job_takes_the_typed_inputs_and_runs_each_step_with_the_dep
     for step in STEPS:
         run = make_step(job, step)
         # its own step (its own log group), the deploy jobs' venv: the hash-locked runtime dependencies only
-        assert run["name"] == f"make {step}"
+        assert run["name"] == f"make {step}" and run["timeout-minutes"] > 0  # its own log group and timeout
         for call in re.findall(rf"make {re.escape(step)}\b[^\n]*", run["run"]):
             assert "SETUP=setup-deploy" in call, (step, call)
         # a manual run may choose the steps: each one runs when named (or all)
