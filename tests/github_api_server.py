@@ -8,6 +8,8 @@ stored as GitHub returns them:
   (404 when missing; reviewers and prevent_self_review as one `required_reviewers` protection rule)
 - GET .../environments/{name}/deployment-branch-policies:
   https://docs.github.com/en/rest/deployments/branch-policies#list-deployment-branch-policies
+- GET .../rulesets (summaries) and .../rulesets/{id} (conditions and rules):
+  https://docs.github.com/en/rest/repos/rules
 """
 
 from __future__ import annotations
@@ -47,6 +49,19 @@ def environment_as_github_returns_it(name: str, put_body: dict[str, Any]) -> dic
     }
 
 
+def ruleset_as_github_returns_it(ruleset_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    """What GET .../rulesets/{id} answers after a POST with `body`."""
+    return {"id": ruleset_id, "source_type": "Repository", "source": "OWNER/REPO", **body}
+
+
+def summary(ruleset: dict[str, Any]) -> dict[str, Any]:
+    """A ruleset as GET .../rulesets lists it: no conditions, no rules."""
+    return {k: ruleset[k] for k in ("id", "name", "target", "source_type", "source", "enforcement")}
+
+
+TAG_RULESET = ruleset_as_github_returns_it(42, github_setup.tag_ruleset_body())
+
+
 def as_set_up(targets: list[Protection], reviewers: list[dict[str, object]]) -> dict[str, Any]:
     """The environments `make github-setup` creates for `targets`, by name: (environment, its policies)."""
     stored = {}
@@ -58,8 +73,13 @@ def as_set_up(targets: list[Protection], reviewers: list[dict[str, object]]) -> 
 
 
 @contextmanager
-def github_api(token: str, environments: dict[str, Any], visibility: str = "public") -> Iterator[str]:
-    """Serve the environments on 127.0.0.1 for any repository; yields the API URL. A request without
+def github_api(
+    token: str,
+    environments: dict[str, Any],
+    visibility: str = "public",
+    rulesets: tuple[dict[str, Any], ...] = (TAG_RULESET,),
+) -> Iterator[str]:
+    """Serve the environments and rulesets on 127.0.0.1 for any repository; yields the API URL. A request without
     `Authorization: Bearer TOKEN` gets 401, as GitHub answers a bad token."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -69,6 +89,12 @@ def github_api(token: str, environments: dict[str, Any], visibility: str = "publ
             path = self.path.split("?", 1)[0]
             if re.fullmatch(r"/repos/[^/]+/[^/]+", path):
                 return self._send(200, {"private": visibility != "public", "visibility": visibility})
+            if re.fullmatch(r"/repos/[^/]+/[^/]+/rulesets", path):
+                return self._send(200, [summary(r) for r in rulesets])
+            match = re.fullmatch(r"/repos/[^/]+/[^/]+/rulesets/(\d+)", path)
+            if match:
+                found = [r for r in rulesets if str(r["id"]) == match.group(1)]
+                return self._send(200, found[0]) if found else self._send(404, {"message": "Not Found"})
             match = re.fullmatch(r"/repos/[^/]+/[^/]+/environments/([^/]+)(/deployment-branch-policies)?", path)
             if not match or match.group(1) not in environments:
                 return self._send(404, {"message": "Not Found"})
@@ -77,7 +103,7 @@ def github_api(token: str, environments: dict[str, Any], visibility: str = "publ
                 return self._send(200, {"total_count": len(policies), "branch_policies": policies})
             return self._send(200, environment)
 
-        def _send(self, status: int, body: dict[str, Any]) -> None:
+        def _send(self, status: int, body: Any) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

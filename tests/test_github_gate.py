@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import responses
 
-from tests.github_api_server import environment_as_github_returns_it
+from tests.github_api_server import TAG_RULESET, environment_as_github_returns_it, summary
 from tools import github_gate, github_setup
 from tools.github_environments import Ref, protection
 from tools.report import REPORTER
@@ -47,6 +47,7 @@ def serve(
     environment: dict[str, Any] | None,
     policies: list[dict[str, str]] = (),  # type: ignore[assignment]
     visibility: str = "public",
+    rulesets: tuple[dict[str, Any], ...] = (TAG_RULESET,),
 ) -> None:
     mock.get(
         f"{API}/repos/{REPO}", json={"full_name": REPO, "private": visibility != "public", "visibility": visibility}
@@ -55,6 +56,10 @@ def serve(
         mock.get(f"{API}/repos/{REPO}/environments/{name}", status=404, json={"message": "Not Found"})
         return
     mock.get(f"{API}/repos/{REPO}/environments/{name}", json=environment)
+    # https://docs.github.com/en/rest/repos/rules : the list without conditions and rules, then each in full
+    mock.get(re.compile(rf"{re.escape(API)}/repos/{REPO}/rulesets\?.*"), json=[summary(r) for r in rulesets])
+    for ruleset in rulesets:
+        mock.get(f"{API}/repos/{REPO}/rulesets/{ruleset['id']}", json=ruleset)
     listed = [{"id": 360 + i, "node_id": "x", **p} for i, p in enumerate(policies)]
     mock.get(
         re.compile(rf"{re.escape(API)}/repos/{REPO}/environments/{name}/deployment-branch-policies\?.*"),
@@ -104,6 +109,28 @@ def test_an_environment_without_reviewers_is_refused_with_the_fix(capfd: pytest.
         "environment aws-production lets the person who started the run approve it: set prevent_self_review "
         "(make github-setup prints the calls)",
     ]
+
+
+@pytest.mark.parametrize(
+    "rulesets",
+    [(), ({**TAG_RULESET, "enforcement": "evaluate"},), ({**TAG_RULESET, "rules": [{"type": "deletion"}]},)],
+    ids=["none", "evaluate-only", "deletion-only"],
+)
+def test_release_tags_without_an_active_ruleset_are_refused(
+    capfd: pytest.CaptureFixture[str], rulesets: tuple[dict[str, Any], ...]
+) -> None:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        env = environment_as_github_returns_it("aws-production", PROTECTED)
+        serve(mock, "aws-production", env, TAGS, rulesets=rulesets)
+        code, errors, _ = gate(capfd, "--environment", "production")
+    assert (code, errors) == (
+        1,
+        [
+            "release tags v* are not guarded by an active tag ruleset: anyone who can push could create a tag "
+            "aws-production admits; add one restricting their creation, update and deletion "
+            "(make github-setup prints the calls)"
+        ],
+    )
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from tools.errors import UsageError
 
 ENVIRONMENT = "{cloud}-{environment}"
 RELEASE_TAGS = "v*"  # the pattern release.yml's tag trigger narrows to vMAJOR.MINOR.PATCH
+TAG_RULES = ("creation", "update", "deletion")  # what the tag ruleset restricts to repository admins
 PRODUCTION = "production"
 REF_TYPES = ("branch", "tag")
 REVIEWER_TYPES = ("User", "Team")

@@ -20,14 +20,23 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
 from tools import cli
 from tools.errors import ToolError, UsageError
-from tools.github_environments import PRODUCTION, REF_TYPES, Protection, Ref, parse_refs, protection
+from tools.github_environments import (
+    PRODUCTION,
+    REF_TYPES,
+    RELEASE_TAGS,
+    TAG_RULES,
+    Protection,
+    Ref,
+    parse_refs,
+    protection,
+)
 from tools.report import REPORTER, markdown_table
 
 API = "https://api.github.com"
@@ -48,6 +57,7 @@ class Target:
     environment: dict[str, Any] | None
     policies: list[dict[str, Any]]
     visibility: str
+    tag_rulesets: list[dict[str, Any]] = field(default_factory=list)  # active tag rulesets, in full
 
 
 class GitHub:
@@ -65,7 +75,7 @@ class GitHub:
             }
         )
 
-    def get(self, path: str, missing_ok: bool = False) -> dict[str, Any] | None:
+    def get(self, path: str, missing_ok: bool = False) -> Any:
         url = f"{self.api}/{path}"
         try:
             response = self.session.get(url, timeout=TIMEOUT)
@@ -83,8 +93,10 @@ class GitHub:
         return response.json()
 
 
-def read_target(github: GitHub, repository: str, name: str) -> Target:
-    """The environment, its deployment branch policies and the repository's visibility."""
+def read_target(github: GitHub, repository: str, want: Protection) -> Target:
+    """The environment, its deployment branch policies, the repository's visibility and, when the
+    environment deploys release tags, the rulesets that guard tags."""
+    name = want.name
     # https://docs.github.com/en/rest/repos/repos#get-a-repository : `visibility` public|private|internal
     repo = github.get(f"repos/{repository}") or {}
     visibility = repo.get("visibility") or ("private" if repo.get("private") else "public")
@@ -104,7 +116,15 @@ def read_target(github: GitHub, repository: str, name: str) -> Target:
             if len(batch) < 100:
                 break
             page += 1
-    return Target(environment, policies, visibility)
+    rulesets = []
+    if environment is not None and Ref("tag", RELEASE_TAGS) in want.refs:
+        # https://docs.github.com/en/rest/repos/rules#get-all-repository-rulesets (the list has no
+        # conditions or rules: https://docs.github.com/en/rest/repos/rules#get-a-repository-ruleset has)
+        listed = github.get(f"repos/{repository}/rulesets?targets=tag&includes_parents=true&per_page=100") or []
+        for ruleset in listed:
+            if ruleset.get("target") == "tag" and ruleset.get("enforcement") == "active":
+                rulesets.append(github.get(f"repos/{repository}/rulesets/{ruleset['id']}") or {})
+    return Target(environment, policies, visibility, rulesets)
 
 
 def problems(want: Protection, target: Target) -> list[str]:
@@ -132,7 +152,21 @@ def problems(want: Protection, target: Target) -> list[str]:
             f"environment {want.name} lets the person who started the run approve it: set prevent_self_review {fix}"
         )
     out += _ref_problems(want, target)
+    if Ref("tag", RELEASE_TAGS) in want.refs and not any(_guards_release_tags(r) for r in target.tag_rulesets):
+        out.append(
+            f"release tags {RELEASE_TAGS} are not guarded by an active tag ruleset: anyone who can push could "
+            f"create a tag {want.name} admits; add one restricting their creation, update and deletion {fix}"
+        )
     return out
+
+
+def _guards_release_tags(ruleset: dict[str, Any]) -> bool:
+    """An active tag ruleset over every release tag that restricts creating, moving and deleting them
+    (https://docs.github.com/en/rest/repos/rules : conditions.ref_name include/exclude, rules by type)."""
+    names = (ruleset.get("conditions") or {}).get("ref_name") or {}
+    covers = bool({f"refs/tags/{RELEASE_TAGS}", "~ALL"} & set(names.get("include") or [])) and not names.get("exclude")
+    types = {rule.get("type") for rule in ruleset.get("rules") or []}
+    return ruleset.get("enforcement") == "active" and covers and set(TAG_RULES) <= types
 
 
 def _ref_problems(want: Protection, target: Target) -> list[str]:
@@ -194,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     want = protection(args.cloud, args.environment, parse_refs(args.refs) if args.refs else ())
     github = GitHub(os.environ.get("GITHUB_API_URL") or API, token)
     start = time.monotonic()
-    found = problems(want, read_target(github, args.repository, want.name))  # a failed read: its one line only
+    found = problems(want, read_target(github, args.repository, want))  # a failed read: its one line only
     if not found:
         REPORTER.ok(f"GitHub environment {want.name}: protected", time.monotonic() - start)
     report(want, found)

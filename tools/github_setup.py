@@ -27,7 +27,15 @@ from typing import Any
 
 from tools import cli
 from tools.errors import UsageError
-from tools.github_environments import RELEASE_TAGS, Protection, Ref, parse_refs, parse_reviewers, protection
+from tools.github_environments import (
+    RELEASE_TAGS,
+    TAG_RULES,
+    Protection,
+    Ref,
+    parse_refs,
+    parse_reviewers,
+    protection,
+)
 
 TAG_RULESET = "cmbcluster release tags"
 MAIN_RULESET = "cmbcluster main"
@@ -89,7 +97,7 @@ def tag_ruleset_body() -> dict[str, Any]:
         "enforcement": "active",
         "bypass_actors": [ADMIN_ROLE],
         "conditions": {"ref_name": {"include": [f"refs/tags/{RELEASE_TAGS}"], "exclude": []}},
-        "rules": [{"type": "creation"}, {"type": "update"}, {"type": "deletion"}],
+        "rules": [{"type": rule} for rule in TAG_RULES],
     }
 
 
