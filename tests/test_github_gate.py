@@ -47,8 +47,10 @@ def serve(
     environment: dict[str, Any] | None,
     policies: list[dict[str, str]] = (),  # type: ignore[assignment]
     visibility: str = "public",
-    rulesets: tuple[dict[str, Any], ...] = (TAG_RULESET,),
+    rulesets: tuple[dict[str, Any], ...] | None = (TAG_RULESET,),
 ) -> None:
+    """GitHub's answers for one environment; rulesets None: the plan has none (403, as on a private
+    repository on GitHub Free)."""
     mock.get(
         f"{API}/repos/{REPO}", json={"full_name": REPO, "private": visibility != "public", "visibility": visibility}
     )
@@ -56,15 +58,19 @@ def serve(
         mock.get(f"{API}/repos/{REPO}/environments/{name}", status=404, json={"message": "Not Found"})
         return
     mock.get(f"{API}/repos/{REPO}/environments/{name}", json=environment)
-    # https://docs.github.com/en/rest/repos/rules : the list without conditions and rules, then each in full
-    mock.get(re.compile(rf"{re.escape(API)}/repos/{REPO}/rulesets\?.*"), json=[summary(r) for r in rulesets])
-    for ruleset in rulesets:
-        mock.get(f"{API}/repos/{REPO}/rulesets/{ruleset['id']}", json=ruleset)
     listed = [{"id": 360 + i, "node_id": "x", **p} for i, p in enumerate(policies)]
     mock.get(
         re.compile(rf"{re.escape(API)}/repos/{REPO}/environments/{name}/deployment-branch-policies\?.*"),
         json={"total_count": len(listed), "branch_policies": listed},
     )
+    # https://docs.github.com/en/rest/repos/rules : the list without conditions and rules, then each in full
+    rulesets_url = re.compile(rf"{re.escape(API)}/repos/{REPO}/rulesets\?.*")
+    if rulesets is None:
+        mock.get(rulesets_url, status=403, json={"message": "Upgrade to GitHub Pro or make this repository public"})
+        return
+    mock.get(rulesets_url, json=[summary(r) for r in rulesets])
+    for ruleset in rulesets:
+        mock.get(f"{API}/repos/{REPO}/rulesets/{ruleset['id']}", json=ruleset)
 
 
 PROTECTED = {
@@ -113,11 +119,11 @@ def test_an_environment_without_reviewers_is_refused_with_the_fix(capfd: pytest.
 
 @pytest.mark.parametrize(
     "rulesets",
-    [(), ({**TAG_RULESET, "enforcement": "evaluate"},), ({**TAG_RULESET, "rules": [{"type": "deletion"}]},)],
-    ids=["none", "evaluate-only", "deletion-only"],
+    [(), ({**TAG_RULESET, "enforcement": "evaluate"},), ({**TAG_RULESET, "rules": [{"type": "deletion"}]},), None],
+    ids=["none", "evaluate-only", "deletion-only", "plan-without-rulesets"],
 )
 def test_release_tags_without_an_active_ruleset_are_refused(
-    capfd: pytest.CaptureFixture[str], rulesets: tuple[dict[str, Any], ...]
+    capfd: pytest.CaptureFixture[str], rulesets: tuple[dict[str, Any], ...] | None
 ) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         env = environment_as_github_returns_it("aws-production", PROTECTED)
@@ -173,7 +179,8 @@ def test_a_private_repository_whose_plan_cannot_protect_production_stops_in_one_
     # on GitHub Free/Pro/Team a private repository's environment cannot get required reviewers
     body = {"deployment_branch_policy": PROTECTED["deployment_branch_policy"]}
     with responses.RequestsMock() as mock:
-        serve(mock, "aws-production", environment_as_github_returns_it("aws-production", body), TAGS, "private")
+        env = environment_as_github_returns_it("aws-production", body)
+        serve(mock, "aws-production", env, TAGS, "private", rulesets=None)
         code, errors, _ = gate(capfd, "--environment", "production")
     assert code == 1
     assert len(errors) == 1

@@ -75,13 +75,13 @@ class GitHub:
             }
         )
 
-    def get(self, path: str, missing_ok: bool = False) -> Any:
+    def get(self, path: str, missing_ok: bool = False, forbidden_ok: bool = False) -> Any:
         url = f"{self.api}/{path}"
         try:
             response = self.session.get(url, timeout=TIMEOUT)
         except requests.RequestException as exc:
             raise ToolError(f"GitHub API {url}: {type(exc).__name__}: check GITHUB_API_URL and the network") from exc
-        if response.status_code == 404 and missing_ok:
+        if (response.status_code == 404 and missing_ok) or (response.status_code == 403 and forbidden_ok):
             return None
         if response.status_code in (401, 403, 404):
             raise ToolError(
@@ -120,7 +120,10 @@ def read_target(github: GitHub, repository: str, want: Protection) -> Target:
     if environment is not None and Ref("tag", RELEASE_TAGS) in want.refs:
         # https://docs.github.com/en/rest/repos/rules#get-all-repository-rulesets (the list has no
         # conditions or rules: https://docs.github.com/en/rest/repos/rules#get-a-repository-ruleset has)
-        listed = github.get(f"repos/{repository}/rulesets?targets=tag&includes_parents=true&per_page=100") or []
+        # 403 on a private repository whose plan has no rulesets ("Upgrade to GitHub Pro or make this
+        # repository public"): no ruleset guards its tags
+        path = f"repos/{repository}/rulesets?targets=tag&includes_parents=true&per_page=100"
+        listed = github.get(path, forbidden_ok=True) or []
         for ruleset in listed:
             if ruleset.get("target") == "tag" and ruleset.get("enforcement") == "active":
                 rulesets.append(github.get(f"repos/{repository}/rulesets/{ruleset['id']}") or {})
