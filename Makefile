@@ -73,7 +73,7 @@ cloud-setup: $(SETUP) ## Print what a cloud admin creates once for GitHub deploy
 github-setup: $(SETUP) ## Print the gh api calls that protect the release: environments, tag-only policies, rulesets
 	@$(PY) -m tools.github_setup --cloud $(CLOUD) $(ARGS)
 
-github-gate: $(SETUP) ## Refuse a deploy whose GitHub environment CLOUD-ARGS(--environment) is missing or unprotected
+github-gate: $(SETUP) ## Fail closed before a deploy: refuse a missing or unprotected GitHub environment CLOUD-ENV (ARGS="--environment ENV")
 	$(PY) -m tools.github_gate --cloud $(CLOUD) $(ARGS)
 
 secrets: $(SETUP) ## Create or update the Kubernetes Secrets (generated keys are kept, never rotated silently)

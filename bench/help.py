@@ -26,6 +26,7 @@ TOOLS = (
     "cloud_setup",
     "github_gate",
     "github_setup",
+    "promoted_images",
     "lock",
     "rbac",
     "migrate_database",
