@@ -612,6 +612,9 @@ def test_a_dry_run_changes_nothing() -> None:
     assert "--skip-build" in skip and "DRY_RUN=false" in skip  # --skip-build is read-only and lists the images
     assert 'DRY_RUN="$DRY_RUN"' in build_only
     assert job["env"]["DRY_RUN"] == "${{ inputs.dry_run }}"
+    # skip_build lists the registry's images for this source: it runs (with the source) whatever the steps named
+    for step in [s for s in job["steps"] if s.get("id") == "build" or "repository" in (s.get("with") or {})]:
+        assert "(inputs.skip_build || inputs.steps == 'all' || " in step["if"], step["name"]
     for step in ("secrets", "certs", "helm-deploy", "dns", "smoke"):
         assert 'DRY_RUN="$DRY_RUN"' in make_step(job, step)["run"], step
     # without images in the registry (no skip_build, no promotion) a dry run stops before helm-deploy
