@@ -3,9 +3,9 @@
 A manual dispatch with `cloud: local` runs the whole chain of reusable workflows once (targets ->
 source -> gate -> deploy, whose steps are validate, build, secrets, certs, helm-deploy, dns, smoke); a
 pushed tag runs it in staging, then in production with the images staging deployed (by digest, nothing
-rebuilt); a tag whose staging fails never starts production; a target whose GitHub environment is
-missing stops at the gate; every job on the host, calling the same `make`
-targets a person runs. The application is a git repository: the source job resolves it to one
+rebuilt); a manual run of chosen steps runs those only; a tag whose staging fails never starts
+production; a target whose GitHub environment is missing stops at the gate; every job on the host,
+calling the same `make` targets a person runs. The application is a git repository: the source job resolves it to one
 commit, which every job checks and the build checks out and records. The cluster is the test bed's real
 Kubernetes cluster (its kubelet pulls the images the build job pushed to the test bed's
 registry), the images are built from the stand-in application in tests/fixtures/apps. The
@@ -453,6 +453,20 @@ def test_dispatch_then_a_tag_through_staging_to_production_and_a_dry_run_changes
     assert "--no-rollback" in dry.output
     assert_deployed(bed, production, revision=3)
 
+    # a manual run of chosen steps, inside the same approved job: the smoke test alone (with the registry's
+    # image list, skip_build), nothing deployed
+    chosen = bed.act(
+        "workflow_dispatch",
+        dispatch_event(cloud="local", environment="production", skip_build="true", steps="smoke"),
+        bed.variables(),
+    )
+    deploy = "production/deploy/deploy (local-production)"
+    assert chosen.returncode == 0 and chosen.job_results()[deploy] == "success", chosen.output[-3000:]
+    assert chosen.first(deploy, "make smoke") >= 0 and chosen.first(deploy, "make build") >= 0  # lists the images
+    for step in ("validate", "secrets", "certs", "helm-deploy", "dns"):
+        assert not any(f"make {step}" in e.get("msg", "") for e in chosen.events if e.get("job") == deploy), step
+    assert_deployed(bed, production, revision=3)
+
     # a tag whose staging fails (its configuration is refused) never starts production; nothing changes
     failed = bed.act(
         "push", {"ref": "refs/tags/v1.2.4", "ref_type": "tag"}, bed.variables(RELEASE_CLOUDS="local", BASE_DOMAIN="x")
@@ -479,6 +493,6 @@ def test_dispatch_then_a_tag_through_staging_to_production_and_a_dry_run_changes
     assert "RELEASE_CLOUDS=',' names an empty cloud: give a comma-separated list such as aws,gcp" in bad.output
     print(
         f"act: dispatch {dispatch.seconds:.1f}s, tag (staging + production) {tag.seconds:.1f}s, "
-        f"dry run {dry.seconds:.1f}s, failed staging {failed.seconds:.1f}s, missing environment "
-        f"{missing.seconds:.1f}s, bad input {bad.seconds:.1f}s"
+        f"dry run {dry.seconds:.1f}s, chosen steps {chosen.seconds:.1f}s, failed staging {failed.seconds:.1f}s, "
+        f"missing environment {missing.seconds:.1f}s, bad input {bad.seconds:.1f}s"
     )
