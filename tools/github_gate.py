@@ -150,6 +150,8 @@ def problems(want: Protection, target: Target) -> list[str]:
             ]
         # https://docs.github.com/en/rest/deployments/environments#create-or-update-an-environment : reviewers
         out.append(f"environment {want.name} has no required reviewers: add up to 6 users or teams {fix}")
+    # same page: prevent_self_review "Whether or not a user who created the job is prevented from approving their
+    # own job"
     if want.prevent_self_review and not (reviewers and reviewers.get("prevent_self_review")):
         out.append(
             f"environment {want.name} lets the person who started the run approve it: set prevent_self_review {fix}"
