@@ -24,7 +24,7 @@ SETUP ?= setup
 LOCK := requirements/deploy.txt
 STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
 
-.PHONY: help setup setup-deploy lock plan validate build rbac cloud-setup secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
+.PHONY: help setup setup-deploy lock plan validate build rbac cloud-setup github-setup github-gate secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
         deploy-local migrate-database test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy \
         testbed-up testbed-down setup-checkov clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
@@ -69,6 +69,12 @@ rbac: $(SETUP) ## Print the Kubernetes RBAC the deploy identity needs (a cluster
 
 cloud-setup: $(SETUP) ## Print what a cloud admin creates once for GitHub deploys: OIDC trust, least-privilege policy, bindings
 	@$(PY) -m tools.cloud_setup $(STEP_ARGS) $(ARGS)
+
+github-setup: $(SETUP) ## Print the gh api calls that protect the release: environments, tag-only policies, rulesets
+	@$(PY) -m tools.github_setup --cloud $(CLOUD) $(ARGS)
+
+github-gate: $(SETUP) ## Fail closed before a deploy: refuse a missing or unprotected GitHub environment CLOUD-ENV (ARGS="--environment ENV")
+	$(PY) -m tools.github_gate --cloud $(CLOUD) $(ARGS)
 
 secrets: $(SETUP) ## Create or update the Kubernetes Secrets (generated keys are kept, never rotated silently)
 	$(PY) -m tools.make_secrets $(STEP_ARGS) $(DRY_FLAG) $(ARGS)

@@ -96,10 +96,10 @@ def test_aws_trust_admits_both_subject_formats_of_each_step_environment_and_noth
     condition = statement["Condition"]["StringEquals"]
     assert condition["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
     assert condition["token.actions.githubusercontent.com:sub"] == [
-        "repo:CMBAgents/cmbcluster-deploy:environment:aws-staging-deploy",
-        "repo:CMBAgents@1111/cmbcluster-deploy@2222:environment:aws-staging-deploy",
-        "repo:CMBAgents/cmbcluster-deploy:environment:aws-production-deploy",
-        "repo:CMBAgents@1111/cmbcluster-deploy@2222:environment:aws-production-deploy",
+        "repo:CMBAgents/cmbcluster-deploy:environment:aws-staging",
+        "repo:CMBAgents@1111/cmbcluster-deploy@2222:environment:aws-staging",
+        "repo:CMBAgents/cmbcluster-deploy:environment:aws-production",
+        "repo:CMBAgents@1111/cmbcluster-deploy@2222:environment:aws-production",
     ]
     assert statement["Principal"]["Federated"].endswith(":oidc-provider/token.actions.githubusercontent.com")
 

@@ -1,10 +1,11 @@
 """End to end: the release workflow run by `act` on this machine, against the test bed.
 
 A manual dispatch with `cloud: local` runs the whole chain of reusable workflows once (targets ->
-source -> approve -> validate -> build -> secrets -> certs -> helm-deploy -> dns -> smoke); a pushed tag runs it in
-staging, then in production with the images staging deployed (by digest, nothing rebuilt); a tag
-whose staging fails never starts production; every job on the host, calling the same `make`
-targets a person runs. The application is a git repository: the source job resolves it to one
+source -> gate -> deploy, whose steps are validate, build, secrets, certs, helm-deploy, dns, smoke); a
+pushed tag runs it in staging, then in production with the images staging deployed (by digest, nothing
+rebuilt); a manual run of chosen steps runs those only; a tag whose staging fails never starts
+production; a target whose GitHub environment is missing stops at the gate; every job on the host,
+calling the same `make` targets a person runs. The application is a git repository: the source job resolves it to one
 commit, which every job checks and the build checks out and records. The cluster is the test bed's real
 Kubernetes cluster (its kubelet pulls the images the build job pushed to the test bed's
 registry), the images are built from the stand-in application in tests/fixtures/apps. The
@@ -14,7 +15,9 @@ it: repository variables (--var-file), secrets (--secret-file) and the runner's 
 (--env-file). One exception, until act knows it (nektos/act#6095, "Unknown Property queue"): act
 reads a copy of this repository whose workflows lack the `queue: max` lines, the only change.
 act has no environments and asks no approvals: that one job per chain names the protected
-environment is tests/test_workflows.py's to check.
+environment is tests/test_workflows.py's to check. The gate reads the environments from a stand-in of
+GitHub's REST API (tests/github_api_server.py, GITHUB_API_URL in the runner's environment) holding
+what `make github-setup` creates for local-staging and local-production.
 
 The cluster has no ingress controller, so the smoke job skips the HTTPS checks
 (SMOKE_ARGS=--no-endpoints); everything else is real.
@@ -42,9 +45,11 @@ import yaml
 
 from tests.envfiles import good_env, secret_values
 from tests.fixtures.apps import stage_apps
+from tests.github_api_server import as_set_up, github_api
 from tests.realcluster import delete_namespace, ensure_ingress_class
 from tests.skips import unavailable
 from tests.testbed import TestBed
+from tools.github_environments import protection
 from tools.settings import REPO_ROOT, VARS_BY_NAME
 
 pytestmark = pytest.mark.testbed
@@ -59,9 +64,11 @@ STAND_IN_FOR = {
     "google-github-actions/auth": "google-auth",
 }
 STEPS = ("validate", "build", "secrets", "certs", "helm-deploy", "dns", "smoke")
-# what the app checkout in build.yml produces: the layout of the CMBCluster repository
+# what the app checkout in deploy.yml produces: the layout of the CMBCluster repository
 APP_LAYOUT = {"backend": "backend", "frontend": "nextjs-frontend", "user-env": "user-environment"}
 CLUSTER = "cmbtest"
+REPOSITORY = "CMBAgents/cmbcluster-deploy"
+GITHUB_TOKEN = "e2e-github-token"
 RELEASE = "cmbcluster"
 ACT_TIMEOUT = 900
 
@@ -83,10 +90,10 @@ class ActRun:
         return {e["job"]: e["jobResult"] for e in self.events if "jobResult" in e}
 
     def chain(self, environment: str) -> list[str]:
-        """The act job names of the chain in one environment: approve, then the steps. act names a job
-        CALLER-JOB-NAME/WORKFLOW/JOB-NAME; deploy.yml's jobs carry the environment in their names."""
-        names = [f"{environment}/deploy/approve (local-{environment})"]
-        names += [f"{step} ({environment})/{step}/{step} (local)" for step in STEPS]
+        """The act job names of the chain in one environment: the gate, then the approved job that runs
+        every step. act names a job CALLER-JOB-NAME/WORKFLOW/JOB-NAME; deploy.yml's jobs carry the
+        environment in their names."""
+        names = [f"{environment}/deploy/{job} (local-{environment})" for job in ("gate", "deploy")]
         results = self.job_results()
         missing = [name for name in names if name not in results]
         assert not missing, f"jobs {missing} did not run; ran {sorted(results)}"
@@ -150,6 +157,8 @@ class Bed:
             ["init", "-q"],
             ["add", "-A"],
             ["-c", "user.name=e2e", "-c", "user.email=e2e@localhost", "commit", "-qm", "the repository under test"],
+            # act takes GITHUB_REPOSITORY from the remote (never contacted); the gate reads its environments
+            ["remote", "add", "origin", f"https://github.com/{REPOSITORY}.git"],
         ):
             subprocess.run(["git", *command], cwd=copy, check=True, capture_output=True)
         return copy
@@ -161,7 +170,7 @@ class Bed:
         files = {
             "event.json": json.dumps(event),
             "vars": _dotenv(variables),
-            "secrets": _dotenv(self.secrets()),
+            "secrets": _dotenv({**self.secrets(), "GITHUB_TOKEN": GITHUB_TOKEN}),  # act's github.token
             "env": _dotenv(self.env),
         }
         for name, text in files.items():
@@ -255,6 +264,7 @@ def bed(
     if not (venv / ".installed").exists():
         unavailable("the e2e reuses the project's venv made by `make setup` (.venv/.installed)")
     workdir = tmp_path_factory.mktemp("e2e-act")
+    stack = contextlib.ExitStack()
     staged = stage_apps(workdir / "staged")
     app = workdir / "app"
     for name, folder in APP_LAYOUT.items():
@@ -268,8 +278,12 @@ def bed(
         subprocess.run(["git", *command], cwd=app, check=True, capture_output=True)
     app_sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=app, capture_output=True, text=True, check=True)
     ensure_ingress_class(cluster)
+    # what `make github-setup` creates for the local targets (no local-dev: a missing environment)
+    environments = as_set_up([protection("local", e) for e in ("staging", "production")], [{"type": "User", "id": 1}])
+    api = stack.enter_context(github_api(GITHUB_TOKEN, environments))
     env = {  # the runner's environment: the test bed's, with the real cluster
         **testbed.cluster_env(),
+        "GITHUB_API_URL": api,  # act lets the runner's environment name the API (the gate's network edge)
         "E2E_VENV": str(venv),
         "E2E_APP_SOURCE": str(app),
         "AWS_EC2_METADATA_DISABLED": "true",
@@ -279,6 +293,7 @@ def bed(
     namespace = f"e2e-{uuid.uuid4().hex[:6]}"
     yield Bed(env, registry, cluster, namespace, workdir, values, app_sha.stdout.strip())
     delete_namespace(cluster, namespace)
+    stack.close()
 
 
 def _registry_tags(registry: str, repository: str) -> list[str]:
@@ -334,15 +349,19 @@ def assert_chain(run: ActRun, bed: Bed, environment: str, after: str = "", promo
     order += jobs
     for before, later in itertools.pairwise(order):
         assert run.last(before, "Job succeeded") < run.first(later, "Run Set up job"), f"{later} began before {before}"
-    # the source job resolved the commit; every step job checked it; the approval named it
+    gate, deploy = jobs
+    assert run.first(gate, f"GitHub environment local-{environment}: protected") >= 0
+    # the source job resolved the commit; the approved job checked it and ran every step, in order
     assert run.outputs(SOURCE)["app_sha"] == bed.app_sha
-    assert run.first(jobs[0], f"application commit {bed.app_sha}") >= 0
-    for job in jobs[1:]:  # every step ran its make target and was handed the run's commit
-        step = job.rsplit("/", 1)[1].split(" (")[0]
-        ran = "image list promoted from the previous environment" if promoted and step == "build" else f"make {step}"
-        assert run.first(job, ran) >= 0, f"{job}: no {ran!r}"
-        assert run.first(job, f"application commit {bed.app_sha}") >= 0, f"{job} did not get {bed.app_sha}"
-    images = json.loads(run.outputs(jobs[2])["images"])
+    assert run.first(deploy, f"application commit {bed.app_sha}") >= 0
+    ran = [f"make {step}" for step in STEPS]
+    if promoted:  # nothing built: the image list staging passed, taken before the first step
+        del ran[1]
+        assert run.first(deploy, "promoted image list: 3 image(s) by digest, nothing built") < run.first(deploy, ran[0])
+        assert not any("image(s) ready" in e.get("msg", "") for e in run.events if e.get("job") == deploy)
+    at = [run.first(deploy, text) for text in ran]
+    assert at == sorted(at), f"{deploy}: steps out of order {list(zip(ran, at, strict=True))}"
+    images = json.loads(run.outputs(deploy)["images"])
     assert set(images["images"]) == {"backend", "frontend", "user-env"}
     # act runs with --insecure-secrets: it masks nothing, so what is checked is what the tools print.
     # `::add-mask::VALUE` is the one place a value may be written: the runner swallows it (act logs it raw).
@@ -375,15 +394,17 @@ def assert_deployed(bed: Bed, images: dict[str, Any], revision: int) -> dict[str
 
 def assert_summaries(run: ActRun, bed: Bed, environment: str, images: dict[str, Any], revision: int) -> None:
     """Each step's table reached the run's summary; the smoke test's says healthy for this revision."""
-    jobs = dict(zip(("approve", *STEPS), run.chain(environment), strict=True))
+    gate, deploy = run.chain(environment)
     by_job: dict[str, str] = {}
     for job, text in run.summaries:
         by_job[job] = by_job.get(job, "") + text
     digests = [image["digest"] for image in images["images"].values()]
-    assert "approved: deploy" in by_job[jobs["approve"]] and bed.app_sha in by_job[jobs["approve"]]
-    assert "### Images" in by_job[jobs["build"]] and all(d in by_job[jobs["build"]] for d in digests)
-    assert f"revision {revision} deployed" in by_job[jobs["helm-deploy"]]
-    smoke = by_job[jobs["smoke"]]
+    assert f"### GitHub gate: `local-{environment}`" in by_job[gate]
+    steps = by_job[deploy]  # one job, a section per step
+    assert "approved: deploy" in steps and bed.app_sha in steps
+    assert "### Images" in steps and all(d in steps for d in digests)
+    assert f"revision {revision} deployed" in steps
+    smoke = steps
     assert f"release `{RELEASE}` in `{bed.namespace}` (local): healthy" in smoke, smoke
     assert f"revision {revision} (deployed)" in smoke
     assert "| rollout cmbcluster-backend | ok |" in smoke and "| rollout cmbcluster-frontend | ok |" in smoke
@@ -415,13 +436,10 @@ def test_dispatch_then_a_tag_through_staging_to_production_and_a_dry_run_changes
         assert "v1.2.3" in _registry_tags(bed.registry, f"{CLUSTER}-{name}")
     assert_summaries(tag, bed, "staging", staged, revision=2)
     # production: after staging's smoke test, the very image list staging deployed, not built again
-    passed = "staging/deploy/passed (staging)"  # the last job of staging's chain, after its smoke test
+    passed = "staging/deploy/deploy (local-staging)"  # staging's approved job, its smoke test the last step
     assert tag.job_results().get(passed) == "success", sorted(tag.job_results())
-    production = assert_chain(tag, bed, "production", after=passed, promoted=True)
+    production = assert_chain(tag, bed, "production", after=passed, promoted=True)  # no build_push there
     assert production == staged
-    build = tag.chain("production")[2]
-    assert tag.first(build, "image list promoted from the previous environment") >= 0
-    assert not any("image(s) ready" in e.get("msg", "") for e in tag.events if e.get("job") == build)  # no build_push
     assert_deployed(bed, production, revision=3)
     assert_summaries(tag, bed, "production", production, revision=3)
 
@@ -435,6 +453,20 @@ def test_dispatch_then_a_tag_through_staging_to_production_and_a_dry_run_changes
     assert "--no-rollback" in dry.output
     assert_deployed(bed, production, revision=3)
 
+    # a manual run of chosen steps, inside the same approved job: the smoke test alone (with the registry's
+    # image list, skip_build), nothing deployed
+    chosen = bed.act(
+        "workflow_dispatch",
+        dispatch_event(cloud="local", environment="production", skip_build="true", steps="smoke"),
+        bed.variables(),
+    )
+    deploy = "production/deploy/deploy (local-production)"
+    assert chosen.returncode == 0 and chosen.job_results()[deploy] == "success", chosen.output[-3000:]
+    assert chosen.first(deploy, "make smoke") >= 0 and chosen.first(deploy, "make build") >= 0  # lists the images
+    for step in ("validate", "secrets", "certs", "helm-deploy", "dns"):
+        assert not any(f"make {step}" in e.get("msg", "") for e in chosen.events if e.get("job") == deploy), step
+    assert_deployed(bed, production, revision=3)
+
     # a tag whose staging fails (its configuration is refused) never starts production; nothing changes
     failed = bed.act(
         "push", {"ref": "refs/tags/v1.2.4", "ref_type": "tag"}, bed.variables(RELEASE_CLOUDS="local", BASE_DOMAIN="x")
@@ -442,9 +474,17 @@ def test_dispatch_then_a_tag_through_staging_to_production_and_a_dry_run_changes
     results = failed.job_results()
     ran = {job for job, result in results.items() if result != "skipped"}
     assert failed.returncode != 0
-    assert results["validate (staging)/validate/validate (local)"] == "failure", results
+    assert results["staging/deploy/deploy (local-staging)"] == "failure", results
+    assert failed.first("staging/deploy/deploy (local-staging)", "make validate") >= 0
     assert not any("production" in job for job in ran), f"production started: {sorted(results)}"
     assert_deployed(bed, production, revision=3)
+
+    # a target whose GitHub environment does not exist stops at the gate, before any credential
+    missing = bed.act("workflow_dispatch", dispatch_event(cloud="local", environment="dev"), bed.variables())
+    results = missing.job_results()
+    assert missing.returncode != 0 and results["dev/deploy/gate (local-dev)"] == "failure", results
+    assert "environment local-dev does not exist: a job naming it would create it unprotected" in missing.output
+    assert "dev/deploy/deploy (local-dev)" not in {job for job, result in results.items() if result != "skipped"}
 
     # bad release input stops the run in its first job, with the fix
     bad = bed.act("push", {"ref": "refs/tags/v1.2.5", "ref_type": "tag"}, bed.variables(RELEASE_CLOUDS=","))
@@ -453,5 +493,6 @@ def test_dispatch_then_a_tag_through_staging_to_production_and_a_dry_run_changes
     assert "RELEASE_CLOUDS=',' names an empty cloud: give a comma-separated list such as aws,gcp" in bad.output
     print(
         f"act: dispatch {dispatch.seconds:.1f}s, tag (staging + production) {tag.seconds:.1f}s, "
-        f"dry run {dry.seconds:.1f}s, failed staging {failed.seconds:.1f}s, bad input {bad.seconds:.1f}s"
+        f"dry run {dry.seconds:.1f}s, chosen steps {chosen.seconds:.1f}s, failed staging {failed.seconds:.1f}s, "
+        f"missing environment {missing.seconds:.1f}s, bad input {bad.seconds:.1f}s"
     )

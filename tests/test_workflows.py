@@ -24,24 +24,28 @@ GITHUB = REPO_ROOT / ".github"
 WORKFLOWS = GITHUB / "workflows"
 ACTIONS = GITHUB / "actions"
 BIN = Path(sys.executable).parent
-STEP_WORKFLOWS = {
-    "validate": "validate.yml",
-    "build": "build.yml",
-    "secrets": "secrets.yml",
-    "certs": "certs.yml",
-    "helm-deploy": "helm-deploy.yml",
-    "dns": "dns.yml",
-    "smoke": "smoke.yml",
-}
+# the steps of the approved job, in the order of `make deploy`
+STEPS = ("validate", "build", "secrets", "certs", "helm-deploy", "dns", "smoke")
 APP_SECRETS = ("SECRET_KEY", "NEXTAUTH_SECRET", "FILE_ENCRYPTION_KEY", "GOOGLE_CLIENT_SECRET", "COGNITO_CLIENT_SECRET")
 # `make TARGET` where a shell command starts (not `apt-get install make python3`)
 MAKE_CALL = re.compile(r"(?:^|&&|\|\||;|\bthen|\bdo)\s*make\s+([a-z][\w-]*)", re.MULTILINE)
 SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 
 
-# The GitHub environments of one deploy: the protected gate (asked once) and the sibling the steps run in
+# The GitHub environment of one deploy: protected, asked once, the only one whose job holds credentials
 GATE_ENV = "${{ inputs.cloud }}-${{ inputs.environment }}"
-STEPS_ENV = "${{ inputs.cloud }}-${{ inputs.environment }}-deploy"
+# what can mint a cloud token: the OIDC permission, the cloud login action, the login actions themselves
+LOGIN_ACTIONS = ("./.github/actions/cloud-login", "aws-actions/configure-aws-credentials", "google-github-actions/auth")
+
+
+def approved_job() -> dict[str, Any]:
+    """deploy.yml's `deploy`: the one job in the protected environment, every step of the chain."""
+    return load(WORKFLOWS / "deploy.yml")["jobs"]["deploy"]
+
+
+def make_step(job: dict[str, Any], target: str) -> dict[str, Any]:
+    (step,) = [s for s in job["steps"] if re.search(rf"(?:^|\s)make {re.escape(target)}\b", s.get("run", ""))]
+    return step
 
 
 def environment_name(job: dict[str, Any]) -> str | None:
@@ -128,7 +132,7 @@ def local_calls() -> list[tuple[str, str, dict[str, Any]]]:
 
 def test_every_called_workflow_exists_and_gets_its_required_inputs_and_secrets() -> None:
     calls = local_calls()
-    assert len(calls) >= 6  # release -> deploy, deploy -> the five steps
+    assert len(calls) >= 3  # release -> promote, promote -> deploy (twice)
     for where, uses, job in calls:
         assert uses.startswith("./.github/workflows/"), f"{where}: calls {uses}, not a workflow of this repository"
         target = REPO_ROOT / uses
@@ -162,54 +166,45 @@ def test_called_workflows_read_only_declared_inputs_and_secrets() -> None:
             assert used in call_secrets(wf), f"{name} reads secrets.{used}, which it does not declare"
 
 
-def test_each_step_workflow_takes_the_typed_inputs_and_runs_in_its_github_environment() -> None:
-    for step, filename in STEP_WORKFLOWS.items():
-        wf = load(WORKFLOWS / filename)
-        inputs = call_inputs(wf)
-        assert inputs["cloud"] == {**inputs["cloud"], "type": "string", "required": True}, filename
-        assert inputs["environment"]["type"] == "string" and inputs["environment"]["required"], filename
-        assert inputs["tag"]["type"] == "string" and not inputs["tag"]["required"], filename
-        assert inputs["dry_run"]["type"] == "boolean" and inputs["dry_run"]["default"] is False, filename
-        assert inputs["app_sha"] == {**inputs["app_sha"], "type": "string", "required": True}, filename
-        (job,) = wf["jobs"].values()
-        assert environment_name(job) == STEPS_ENV, filename
-        runs = [s["run"] for s in job["steps"] if "run" in s]
-        assert any(re.search(rf"\bmake {re.escape(step)}\b", r) for r in runs), f"{filename} does not run make {step}"
-        # the deploy jobs' venv: the hash-locked runtime dependencies only, never the test tools
-        for run in runs:
-            for call in re.findall(rf"make {re.escape(step)}\b[^\n]*", run):
-                assert "SETUP=setup-deploy" in call, (filename, call)
-        (setup,) = [s for s in job["steps"] if s.get("uses") == "./.github/actions/setup"]
-        assert setup["with"].get("mode", "deploy") == "deploy" and setup["with"]["app-sha"] == "${{ inputs.app_sha }}"
+def test_the_approved_job_takes_the_typed_inputs_and_runs_each_step_with_the_deploy_venv() -> None:
+    inputs = call_inputs(load(WORKFLOWS / "deploy.yml"))
+    assert inputs["cloud"] == {**inputs["cloud"], "type": "string", "required": True}
+    assert inputs["environment"]["type"] == "string" and inputs["environment"]["required"]
+    assert inputs["tag"]["type"] == "string" and not inputs["tag"]["required"]
+    assert inputs["dry_run"]["type"] == "boolean" and inputs["dry_run"]["default"] is False
+    assert inputs["promotion"]["type"] == "boolean" and inputs["promotion"]["default"] is False
+    assert inputs["app_sha"] == {**inputs["app_sha"], "type": "string", "required": True}
+    assert inputs["steps"] == {**inputs["steps"], "type": "string", "default": "all"}
+    job = approved_job()
+    assert environment_name(job) == GATE_ENV
+    for step in STEPS:
+        run = make_step(job, step)
+        # its own step (its own log group), the deploy jobs' venv: the hash-locked runtime dependencies only
+        assert run["name"] == f"make {step}" and run["timeout-minutes"] > 0  # its own log group and timeout
+        for call in re.findall(rf"make {re.escape(step)}\b[^\n]*", run["run"]):
+            assert "SETUP=setup-deploy" in call, (step, call)
+        # a manual run may choose the steps: each one runs when named (or all)
+        assert f"contains(format(',{{0}},', inputs.steps), ',{step},')" in run["if"], step
+    (setup,) = [s for s in job["steps"] if s.get("uses") == "./.github/actions/setup"]
+    assert setup["with"].get("mode", "deploy") == "deploy" and setup["with"]["app-sha"] == "${{ inputs.app_sha }}"
 
 
-def test_the_chain_runs_the_steps_in_the_order_of_make_deploy_after_the_approval() -> None:
+def test_the_chain_runs_the_steps_in_the_order_of_make_deploy_after_the_gate() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
     prereqs = re.search(r"^deploy: (.+?) ##", makefile, re.MULTILINE).group(1).split()  # type: ignore[union-attr]
-    prereqs = ["approve", *prereqs, "passed"]
+    assert tuple(prereqs) == STEPS, "make deploy's steps changed: give the approved job a step each"
     chain = load(WORKFLOWS / "deploy.yml")["jobs"]
-    missing = [p for p in prereqs[1:-1] if p not in STEP_WORKFLOWS]
-    assert not missing, f"make deploy runs {missing}: deploy.yml has no job for them (add a step workflow each)"
-    calls = [Path(j["uses"]).name for j in chain.values() if "uses" in j]
-    assert calls == [STEP_WORKFLOWS[p] for p in prereqs[1:-1]]
-    order: list[str] = []
-    pending = dict(chain)
-    while pending:  # topological order by `needs`
-        ready = [j for j, job in pending.items() if set(_needs(job)) <= set(order)]
-        assert len(ready) == 1, f"the chain must be a single line, got {ready} ready together"
-        order.append(ready[0])
-        del pending[ready[0]]
-    assert order == prereqs
-    # the image list goes from build to the two steps that pin the images
+    assert list(chain) == ["gate", "deploy"] and chain["deploy"]["needs"] == "gate"
+    steps = chain["deploy"]["steps"]
+    order = [make_step(chain["deploy"], step) for step in STEPS]
+    assert [steps.index(s) for s in order] == sorted(steps.index(s) for s in order)
+    # the cloud login comes after validate (no cloud) and before build, the first step that needs it
+    (login,) = [s for s in steps if s.get("uses") == "./.github/actions/cloud-login"]
+    assert steps.index(order[0]) < steps.index(login) < steps.index(order[1])
+    # the image list goes from build (or the promotion) to the two steps that pin the images, as a file
     for step in ("helm-deploy", "smoke"):
-        assert chain[step]["with"]["images"] == "${{ needs.build.outputs.images }}"
-        assert "build" in _needs(chain[step])
-    build = load(WORKFLOWS / "build.yml")
-    assert build["on"]["workflow_call"]["outputs"]["images"]["value"] == "${{ jobs.build.outputs.images }}"
-    assert (
-        build["jobs"]["build"]["outputs"]["images"]
-        == "${{ steps.build.outputs.images || steps.promoted.outputs.images }}"
-    )
+        assert "IMAGES_FILE=out/images.json" in make_step(chain["deploy"], step)["run"]
+    assert chain["deploy"]["outputs"]["images"] == "${{ steps.passed.outputs.images }}"
 
 
 def _needs(job: dict[str, Any]) -> list[str]:
@@ -252,20 +247,21 @@ def test_a_tag_promotes_the_images_staging_passed_and_a_failed_staging_stops_pro
     # no always()/failure(): GitHub runs it only when the whole first chain, smoke included, succeeded
     assert second["if"] == "inputs.promote_to != ''"
     assert second["with"]["images"] == "${{ needs.first.outputs.images }}"
-    assert "images" not in promote["first"]["with"]
+    assert second["with"]["promotion"] is True and second["with"]["steps"] == "all"
+    assert "images" not in promote["first"]["with"] and "promotion" not in promote["first"]["with"]
     deploy = load(WORKFLOWS / "deploy.yml")
     # handed on only when the smoke test passed
-    assert deploy["on"]["workflow_call"]["outputs"]["images"]["value"] == "${{ jobs.passed.outputs.images }}"
-    assert deploy["jobs"]["passed"]["outputs"]["images"] == "${{ needs.build.outputs.images }}"
-    assert set(deploy["jobs"]["passed"]["needs"]) == {"build", "smoke"}
-    assert deploy["jobs"]["build"]["with"]["images"] == "${{ inputs.images }}"
-    # with images to promote, the build job builds nothing, logs in nowhere and hands the list on as it is
-    (build,) = load(WORKFLOWS / "build.yml")["jobs"].values()
-    promoted = next(s for s in build["steps"] if s.get("id") == "promoted")
-    assert promoted["if"] == "inputs.images != ''" and "images=$IMAGES" in promoted["run"]
-    later = build["steps"][build["steps"].index(promoted) + 1 :]
-    assert later and all(s["if"] == "inputs.images == ''" for s in later)
-    assert build["outputs"]["images"] == "${{ steps.build.outputs.images || steps.promoted.outputs.images }}"
+    assert deploy["on"]["workflow_call"]["outputs"]["images"]["value"] == "${{ jobs.deploy.outputs.images }}"
+    job = approved_job()
+    passed = next(s for s in job["steps"] if s.get("id") == "passed")
+    assert passed["if"] == "steps.smoke.outcome == 'success'" and job["steps"][-1] is passed
+    assert passed["env"]["IMAGES"] == "${{ steps.build.outputs.images || steps.promoted.outputs.images }}"
+    # a promotion builds nothing and checks out no application: an empty or partial list fails, naming the job
+    promoted = next(s for s in job["steps"] if s.get("id") == "promoted")
+    assert promoted["if"] == "inputs.promotion" and "tools.promoted_images --job" in promoted["run"]
+    assert promoted["env"]["JOB"] == "deploy (${{ inputs.cloud }}-${{ inputs.environment }})" == job["name"]
+    builds = [s for s in job["steps"] if s.get("id") == "build" or "repository" in (s.get("with") or {})]
+    assert len(builds) == 2 and all(s["if"].startswith("${{ !inputs.promotion && ") for s in builds)
 
 
 def test_the_app_ref_is_resolved_once_and_that_commit_reaches_every_job() -> None:
@@ -277,12 +273,12 @@ def test_the_app_ref_is_resolved_once_and_that_commit_reaches_every_job() -> Non
     assert source["outputs"]["app_sha"] == "${{ steps.resolve.outputs.app_sha }}"
     assert release["deploy"]["with"]["app_sha"] == "${{ needs.source.outputs.app_sha }}"
     assert "source" in release["deploy"]["needs"]
-    # every call below passes it on, every step job checks it (setup) and the build checks out exactly it
+    # every call below passes it on, the approved job checks it (setup) and the build checks out exactly it
     for name in ("promote.yml", "deploy.yml"):
         for job_id, job in load(WORKFLOWS / name)["jobs"].items():
             if "uses" in job:
                 assert job["with"]["app_sha"] == "${{ inputs.app_sha }}", (name, job_id)
-    (build,) = load(WORKFLOWS / "build.yml")["jobs"].values()
+    build = approved_job()
     (app,) = [
         s for s in build["steps"] if s.get("uses", "").startswith("actions/checkout@") and "repository" in s["with"]
     ]
@@ -303,38 +299,81 @@ def _jobs_of_one_chain(path: Path, prefix: str = "") -> list[tuple[str, dict[str
     return out
 
 
-def test_one_approval_per_cloud_and_environment_before_anything_changes() -> None:
-    """GitHub asks for approval once per job naming a protected environment: one chain names it once,
-    in its first job, which changes nothing; every other job runs in the unprotected sibling."""
+def test_one_approval_per_cloud_and_environment_and_no_sibling_environment() -> None:
+    """GitHub asks for approval once per job naming a protected environment (and again when that job is
+    re-run): one chain names it in one job, which runs every step; no other job names an environment."""
     chain = _jobs_of_one_chain(WORKFLOWS / "deploy.yml")
-    gated = [(where, job) for where, job in chain if environment_name(job) == GATE_ENV]
-    assert [where for where, _ in gated] == ["approve"]
-    (_, approve) = gated[0]
-    assert approve["permissions"] == {} and "needs" not in approve  # no token, no credentials, first
-    assert all("secrets." not in json.dumps(step) and "uses" not in step for step in approve["steps"])
-    for where, job in chain:
-        if where == "passed":  # hands the images on: no environment, no token
-            assert "environment" not in job and job["permissions"] == {}
-        elif where != "approve":
-            assert environment_name(job) == STEPS_ENV, where
-    deploy = load(WORKFLOWS / "deploy.yml")["jobs"]
-    assert deploy["validate"]["needs"] == "approve"  # every step waits for the approval
-    # the other workflows name no environment at all: release -> promote -> deploy -> steps
+    named = [(where, environment_name(job)) for where, job in chain if "environment" in job]
+    assert named == [("deploy", GATE_ENV)]
+    gate = dict(chain)["gate"]
+    # the gate runs first, holds no secret and no cloud token, and reads the environment's protection
+    assert "needs" not in gate and gate["permissions"] == {"contents": "read", "actions": "read"}
+    assert "secrets." not in json.dumps(gate)
+    gate_call = make_step(gate, "github-gate")
+    assert (
+        gate_call["env"]["GITHUB_TOKEN"] == "${{ github.token }}" and "--environment $ENVIRONMENT" in gate_call["run"]
+    )
+    # the other workflows name no environment at all: release -> promote -> deploy
     for name in ("release.yml", "promote.yml"):
         assert all("environment" not in job for job in load(WORKFLOWS / name)["jobs"].values()), name
     # a tag runs two chains per cloud (staging, production): two approvals per cloud, one per environment
     promote = load(WORKFLOWS / "promote.yml")["jobs"]
     assert [j["uses"] for j in promote.values()] == ["./.github/workflows/deploy.yml"] * 2
-    # the cloud trusts the sibling only: the name make cloud-setup prints is this one
+    # the cloud trusts this environment only: the name make cloud-setup prints and the gate checks
     from tools.cloud_setup import GATE_ENVIRONMENT, STEPS_ENVIRONMENT
+    from tools.github_environments import ENVIRONMENT
 
     as_expressions = {"cloud": "${{ inputs.cloud }}", "environment": "${{ inputs.environment }}"}
-    assert STEPS_ENVIRONMENT.format(**as_expressions) == STEPS_ENV
-    assert GATE_ENVIRONMENT.format(**as_expressions) == GATE_ENV
+    assert STEPS_ENVIRONMENT.format(**as_expressions) == GATE_ENVIRONMENT.format(**as_expressions) == GATE_ENV
+    assert ENVIRONMENT.format(**as_expressions) == GATE_ENV
+    assert not any(path.name in {f"{s}.yml" for s in STEPS} for path in WORKFLOWS.glob("*.yml"))
 
 
-def test_helm_deploy_shows_the_deployed_frontend_in_the_deployment_view() -> None:
-    (job,) = load(WORKFLOWS / "helm-deploy.yml")["jobs"].values()
+def _mints_a_cloud_token(job: dict[str, Any]) -> bool:
+    perms = job.get("permissions") or {}
+    uses = [s.get("uses", "") for s in job.get("steps", [])]
+    return perms.get("id-token") == "write" or any(u.split("@")[0] in LOGIN_ACTIONS for u in uses)
+
+
+def test_only_jobs_in_the_protected_environment_can_mint_a_cloud_token() -> None:
+    """Over every job of every workflow (reusable calls expanded): a job that can get a cloud token names
+    `<cloud>-<environment>`, so no branch's job can reach the cloud without the approval. A calling job's
+    `id-token: write` is only the ceiling of the jobs it calls, checked through them."""
+    minting = []
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        if "workflow_call" in load(path)["on"] and path.name != "deploy.yml":
+            continue  # checked where it is called from
+        for where, job in _jobs_of_one_chain(path, f"{path.name}:"):
+            if _mints_a_cloud_token(job):
+                minting.append(where)
+                assert environment_name(job) == GATE_ENV, f"{where} can mint a cloud token outside {GATE_ENV}"
+    assert "deploy.yml:deploy" in minting and "release.yml:deploy/first/deploy" in minting
+    # the composite login action is the only place the login actions are used
+    for where, step in all_steps():
+        if step.get("uses", "").split("@")[0] in LOGIN_ACTIONS[1:]:
+            assert where == "actions/cloud-login", where
+
+
+@pytest.mark.parametrize(
+    ("steps", "refused"),
+    [("all", ""), ("validate,build", ""), ("helm-deploy,smoke", ""), ("build,deploy", "unknown step 'deploy'")],
+)
+def test_the_gate_refuses_a_step_it_does_not_know(steps: str, refused: str) -> None:
+    gate = load(WORKFLOWS / "deploy.yml")["jobs"]["gate"]
+    script = next(s for s in gate["steps"] if s.get("name") == "the steps of this run")
+    result = subprocess.run(
+        ["bash", "-c", script["run"]],
+        env={"STEPS": steps, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == (1 if refused else 0), result.stdout
+    assert refused in result.stdout
+
+
+def test_the_deployment_view_shows_the_deployed_frontend() -> None:
+    job = approved_job()
     assert job["environment"]["url"] == "${{ vars.FRONTEND_URL || format('https://{0}', vars.BASE_DOMAIN) }}"
 
 
@@ -526,7 +565,8 @@ def test_permissions_are_minimal_and_id_token_only_where_a_cloud_login_happens()
         for job_id, job in wf["jobs"].items():
             perms = job.get("permissions")
             assert perms is not None, f"{name}:{job_id} has no permissions"
-            assert set(perms.values()) <= {"read", "write"} and set(perms) <= {"contents", "id-token"}
+            assert set(perms.values()) <= {"read", "write"} and set(perms) <= {"contents", "id-token", "actions"}
+            assert perms.get("actions", "read") == "read", f"{name}:{job_id}: the gate only reads environments"
             assert perms.get("contents", "read") == "read", f"{name}:{job_id} must not write contents"
             logs_in = any(s.get("uses") == "./.github/actions/cloud-login" for s in job.get("steps", []))
             calls_login = "uses" in job and _calls_login(REPO_ROOT / job["uses"])
@@ -552,33 +592,34 @@ def test_checkouts_do_not_keep_credentials() -> None:
 
 def test_secrets_reach_only_the_steps_that_use_them() -> None:
     """validate and secrets check and write them, helm-deploy renders the auth providers whose client
-    secrets are set (and checks the rules again); build and smoke get none."""
-    for step, filename in STEP_WORKFLOWS.items():
-        text = (WORKFLOWS / filename).read_text()
-        used = {s for s in APP_SECRETS if f"secrets.{s}" in text}
-        assert used == (set(APP_SECRETS) if step in ("validate", "secrets", "helm-deploy") else set()), filename
-        (job,) = load(WORKFLOWS / filename)["jobs"].values()
-        # only the step that runs make sees them: not the job's env, not the actions before it
-        assert not any("secrets." in str(v) for v in job.get("env", {}).values()), filename
-        for step_def in job["steps"]:
-            given = {k for k, v in (step_def.get("env") or {}).items() if "secrets." in str(v)}
-            given |= {k for k, v in (step_def.get("with") or {}).items() if "secrets." in str(v) and k != "token"}
-            assert not given or f"make {step}" in step_def.get("run", ""), (filename, step_def.get("name"))
+    secrets are set (and checks the rules again); build and smoke get none, nor the actions before them."""
+    job = approved_job()
+    assert not any("secrets." in str(v) for v in job.get("env", {}).values())
+    for step in job["steps"]:
+        given = {k for k, v in (step.get("env") or {}).items() if "secrets." in str(v)}
+        token = {k for k, v in (step.get("with") or {}).items() if "secrets." in str(v)}
+        target = next(iter(MAKE_CALL.findall(step.get("run", ""))), "")
+        assert given == (set(APP_SECRETS) if target in ("validate", "secrets", "helm-deploy") else set()), step
+        # the application checkout's read token only
+        assert token == ({"token"} if "repository" in (step.get("with") or {}) else set()), step
 
 
 def test_a_dry_run_changes_nothing() -> None:
     """build pushes nothing, secrets and helm-deploy change nothing, smoke rolls nothing back."""
-    build = load(WORKFLOWS / "build.yml")["jobs"]["build"]
-    script = next(s for s in build["steps"] if s.get("id") == "build")["run"]
+    job = approved_job()
+    script = next(s for s in job["steps"] if s.get("id") == "build")["run"]
     skip, build_only = script.split("else")
     assert "--skip-build" in skip and "DRY_RUN=false" in skip  # --skip-build is read-only and lists the images
     assert 'DRY_RUN="$DRY_RUN"' in build_only
-    for step in ("secrets", "helm-deploy", "smoke"):
-        (job,) = load(WORKFLOWS / STEP_WORKFLOWS[step])["jobs"].values()
-        run = next(s for s in job["steps"] if f"make {step}" in s.get("run", ""))
-        assert run["env"]["DRY_RUN"] == "${{ inputs.dry_run }}" and 'DRY_RUN="$DRY_RUN"' in run["run"]
-    chain = load(WORKFLOWS / "deploy.yml")["jobs"]
-    assert chain["helm-deploy"]["if"] == "${{ !inputs.dry_run || inputs.skip_build }}"
+    assert job["env"]["DRY_RUN"] == "${{ inputs.dry_run }}"
+    # skip_build lists the registry's images for this source: it runs (with the source) whatever the steps named
+    for step in [s for s in job["steps"] if s.get("id") == "build" or "repository" in (s.get("with") or {})]:
+        assert "(inputs.skip_build || inputs.steps == 'all' || " in step["if"], step["name"]
+    for step in ("secrets", "certs", "helm-deploy", "dns", "smoke"):
+        assert 'DRY_RUN="$DRY_RUN"' in make_step(job, step)["run"], step
+    # without images in the registry (no skip_build, no promotion) a dry run stops before helm-deploy
+    for step in ("helm-deploy", "dns", "smoke"):
+        assert make_step(job, step)["if"].startswith("(!inputs.dry_run || inputs.skip_build || inputs.promotion)")
 
 
 # -- configuration from variables ------------------------------------------------------------------

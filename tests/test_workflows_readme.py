@@ -79,19 +79,25 @@ def test_the_manual_run_inputs_are_the_release_workflows() -> None:
 
 
 def test_the_environment_names_and_oidc_subject_follow_the_workflows() -> None:
-    (job,) = load(WORKFLOWS / "validate.yml")["jobs"].values()
-    assert job["environment"] == "${{ inputs.cloud }}-${{ inputs.environment }}-deploy"
-    assert (
-        load(WORKFLOWS / "deploy.yml")["jobs"]["approve"]["environment"]
-        == "${{ inputs.cloud }}-${{ inputs.environment }}"
-    )
-    assert "`<cloud>-<environment>`" in README and "`<cloud>-<environment>-deploy`" in README
-    # the sub claims of the jobs that log in, in both formats GitHub sends
-    assert "repo:OWNER/REPO:environment:aws-production-deploy" in README
-    assert "repo:OWNER@OWNER_ID/REPO@REPO_ID:environment:aws-production-deploy" in README
+    jobs = load(WORKFLOWS / "deploy.yml")["jobs"]
+    assert jobs["deploy"]["environment"]["name"] == "${{ inputs.cloud }}-${{ inputs.environment }}"
+    assert "`<cloud>-<environment>`" in README and "<environment>-deploy`" not in README  # no sibling
+    # the sub claims of the approved job, in both formats GitHub sends
+    assert "repo:OWNER/REPO:environment:aws-production`" in README
+    assert "repo:OWNER@OWNER_ID/REPO@REPO_ID:environment:aws-production`" in README
     assert "make cloud-setup CLOUD=aws" in README and "make cloud-setup CLOUD=gcp" in README
     release = load(WORKFLOWS / "release.yml")
     assert release["on"]["push"]["tags"] == ["v[0-9]+.[0-9]+.[0-9]+*"] and "git push origin v1.4.0" in README
+
+
+def test_the_release_set_up_is_what_github_setup_and_the_gate_do() -> None:
+    text = section("Deploy from GitHub Actions")
+    assert "make github-setup CLOUD=aws ARGS=" in text and "make github-setup" in text.split("make cloud-setup")[0]
+    assert "`make github-gate`" in text and "`STAGING_REFS`" in text
+    assert "vars.STAGING_REFS" in GITHUB_TEXT and "make github-gate" in GITHUB_TEXT
+    for claim in ("What an operator creates once", "What each approval unlocks", "What a re-run asks"):
+        assert claim in text, claim
+    assert "asks its environment's reviewers again" in text
 
 
 def test_the_cluster_prerequisites_name_what_the_toolkit_checks() -> None:
@@ -154,8 +160,8 @@ def test_the_troubleshooting_messages_are_the_ones_the_tools_print() -> None:
 
 
 def test_summary_and_artifact_claims_hold() -> None:
-    build = yaml.safe_load((WORKFLOWS / "build.yml").read_text())
-    assert "images" in build[True]["workflow_call"]["outputs"]
+    deploy = yaml.safe_load((WORKFLOWS / "deploy.yml").read_text())
+    assert "images" in deploy[True]["workflow_call"]["outputs"]
     assert "output `images`" in README
     for tool in ("build_push", "helm_deploy", "smoke_test"):
         assert "REPORTER.summary(" in (REPO_ROOT / "tools" / f"{tool}.py").read_text(), tool

@@ -25,10 +25,10 @@ from tools import cli
 from tools.errors import UsageError
 
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
-# The GitHub environments of one deploy (README, "One approval per cloud"): the protected gate, asked once,
-# and its unprotected sibling where the step jobs log in to the cloud (the only subject the cloud trusts).
+# The GitHub environment of one deploy (README, "Credentials only in the approved job"): the protected
+# `<cloud>-<environment>`, whose one approved job runs every step; the only subject the cloud trusts.
 GATE_ENVIRONMENT = "{cloud}-{environment}"
-STEPS_ENVIRONMENT = "{cloud}-{environment}-deploy"
+STEPS_ENVIRONMENT = GATE_ENVIRONMENT
 REPOSITORY = re.compile(r"^[\w.-]+/[\w.-]+$")
 IDS = re.compile(r"^(\d+):(\d+)$")
 
