@@ -26,7 +26,7 @@ STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
 
 .PHONY: help setup setup-deploy lock plan validate build rbac cloud-setup github-setup github-gate secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
         deploy-local migrate-database test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy \
-        testbed-up testbed-down setup-checkov clean
+        testbed-up testbed-down setup-checkov setup-chartpress clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
 .NOTPARALLEL:
 
@@ -113,6 +113,15 @@ deploy-local: ## The whole chain on a local cluster (kind, k3s, minikube)
 
 setup-checkov: .venv-checkov/.installed ## Install checkov (chart security scan) in its own virtualenv
 
+# chartpress, the peer bench-build measures build_push against, pinned, in a virtualenv of its own
+CHARTPRESS_VERSION := 2.4.0
+.venv-chartpress/.installed:
+	python3 -m venv .venv-chartpress
+	.venv-chartpress/bin/pip install -q chartpress==$(CHARTPRESS_VERSION)
+	@touch $@
+
+setup-chartpress: .venv-chartpress/.installed ## Install chartpress (bench-build's peer) in its own virtualenv
+
 test: setup setup-checkov ## Run the test suite (starts its own real Kubernetes cluster, Docker engine, registry, moto, GCS)
 	$(PY) -m pytest --durations=15 $(ARGS)
 
@@ -133,7 +142,7 @@ bench: bench-help bench-build bench-smoke bench-deploy ## Every benchmark
 bench-help: setup ## How long each tool's --help takes (goal: under 0.3 s)
 	$(PY) -m bench.help
 
-bench-build: setup ## Cold, warm and one-changed build_push runs against a local registry, and unchanged for two platforms
+bench-build: setup setup-chartpress ## Cold, warm and one-changed build_push runs against a local registry, and unchanged for two platforms
 	$(PY) -m bench.build
 
 bench-smoke: setup ## Detection latency of smoke_test for failing pods on the real cluster and the emulator

@@ -8,7 +8,10 @@ Starts its own Docker engine and registry (tests/testbed.py), stages the stand-i
   floor      `python -c "import tools.cli, tools.cloud"`: start-up every tool pays
   two        IMAGE_PLATFORMS=linux/amd64,linux/arm64, after one build of those indexes: unchanged
              (median of 5), beside the single-platform default's
-and prints seconds and the ratio to the cold run. Target: unchanged < 5% of cold.
+  chartpress the field's reference builder (bench/chartpress_peer.py, `make setup-chartpress`) on the same
+             contexts, engine and registry, unchanged, its runs interleaved with build_push's
+and prints seconds and the ratio to the cold run, and build_push's unchanged time as a share of
+chartpress's. Targets: unchanged < 5% of cold; unchanged <= 0.4x chartpress's.
 Runs `--rounds` times (default 3), each on a fresh engine and registry, and reports medians.
 """
 
@@ -24,8 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import chartpress_peer
+
 REPO = Path(__file__).resolve().parent.parent
 TARGET = 0.05
+PEER_TARGET = 0.4  # build_push's unchanged time over chartpress's (issue: shape and speed)
 WARM_RUNS = 5  # the unchanged run is short: its median over a few runs
 
 
@@ -89,12 +95,18 @@ def one_round(workdir: Path) -> dict[str, float]:
         env.pop("GITHUB_ACTIONS", None)
         output = workdir / "images.json"
         cold, first = _run_build(env, env_file, output)
-        warm = []
+        peer_root = None
+        if chartpress_peer.available():
+            peer_root = chartpress_peer.stage(workdir, contexts, registry)
+            chartpress_peer.run(peer_root, env, unchanged=False)  # its cold build
+        warm, peer = [], []
         for _ in range(WARM_RUNS):
             seconds, second = _run_build(env, env_file, output)
             if second != first:
                 raise SystemExit("the unchanged run changed the image list")
             warm.append(seconds)
+            if peer_root is not None:
+                peer.append(chartpress_peer.run(peer_root, env, unchanged=True))
         unchanged = statistics.median(warm)
         (contexts["frontend"] / "www" / "index.html").write_text("<p>changed for the benchmark</p>\n")
         one, third = _run_build(env, env_file, output)
@@ -102,7 +114,10 @@ def one_round(workdir: Path) -> dict[str, float]:
         if changed != ["frontend"]:
             raise SystemExit(f"expected only frontend to change, got {changed}")
         two = _two_platforms(env, env_file, workdir / "images-two.json")
-        return {"cold": cold, "unchanged": unchanged, "one": one, "floor": _floor(), "two": two}
+        figures = {"cold": cold, "unchanged": unchanged, "one": one, "floor": _floor(), "two": two}
+        if peer:
+            figures["chartpress"] = statistics.median(peer)
+        return figures
     finally:
         bed.stop()
 
@@ -124,13 +139,22 @@ def main(argv: list[str] | None = None) -> int:
         "one": "one image changed (frontend)",
         "floor": "of which python + shared imports",
         "two": "unchanged, linux/amd64,linux/arm64",
+        "chartpress": "chartpress --push, unchanged",
     }
     print(f"\nbuild_push on the stand-in images, median of {args.rounds} round(s):")
     for key, label in labels.items():
+        if key not in median:
+            continue
         print(f"  {label:<34} {median[key]:7.3f}s  {median[key] / median['cold']:6.1%} of cold")
     ratio = median["unchanged"] / median["cold"]
     verdict = "met" if ratio < TARGET else "NOT met"
     print(f"target: unchanged < {TARGET:.0%} of cold: {verdict} ({ratio:.1%})")
+    if "chartpress" in median:
+        peer = median["unchanged"] / median["chartpress"]
+        verdict = "met" if peer <= PEER_TARGET else "NOT met"
+        print(f"target: unchanged <= {PEER_TARGET}x chartpress's: {verdict} ({peer:.2f}x)")
+    else:
+        print("chartpress: not installed (make setup-chartpress): no side-by-side figure")
     return 0
 
 
