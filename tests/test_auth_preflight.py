@@ -201,3 +201,50 @@ def test_the_deploy_policy_reads_the_pool_and_gke_gets_a_read_only_identity() ->
             "Resource": ["arn:aws:cognito-idp:us-east-1:*:userpool/us-east-1_AbCdEf123"],
         }
     ]
+
+
+@pytest.mark.testbed
+def test_the_read_only_identity_is_enough_and_each_of_its_actions_is_needed(
+    moto_iam_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the IAM-enforcing moto: the printed read-only policy runs the check; without one action the check
+    fails naming it (moto's own AccessDenied message: it answers Cognito's JSON protocol with an XML 403, so the
+    declaration's hint is not reached here)."""
+    import boto3
+
+    from tests.test_cloud_setup import _post, for_moto
+    from tools.auth.cognito import reader_policy
+    from tools.errors import ToolError
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_iam_url)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(key, value)
+    _post(f"{moto_iam_url}/moto-api/reset-auth", "inf")
+    try:
+        boto3.DEFAULT_SESSION = None
+        pool, client = make_client()
+        gke = settings(cognito_env("gcp", pool, client, AWS_ACCOUNT_ID="123456789012"), cloud="gcp")
+        iam = boto3.client("iam")
+        policy = reader_policy(gke)
+        keys = {}
+        for name, document in (
+            ("reader", policy),
+            ("half", {**policy, "Statement": [{**policy["Statement"][0], "Action": ["cognito-idp:DescribeUserPool"]}]}),
+        ):
+            iam.create_user(UserName=f"{name}-{pool[-6:]}")
+            document = for_moto(document)  # moto decides on actions only (test_cloud_setup's docstring)
+            iam.put_user_policy(UserName=f"{name}-{pool[-6:]}", PolicyName="p", PolicyDocument=json.dumps(document))
+            keys[name] = iam.create_access_key(UserName=f"{name}-{pool[-6:]}")["AccessKey"]
+        _post(f"{moto_iam_url}/moto-api/reset-auth", "0")
+        for name in ("reader", "half"):
+            monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys[name]["AccessKeyId"])
+            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys[name]["SecretAccessKey"])
+            boto3.DEFAULT_SESSION = None
+            if name == "reader":
+                assert preflight.check(gke) == []
+            else:
+                with pytest.raises(ToolError, match="cognito-idp:DescribeUserPoolClient"):
+                    preflight.check(gke)
+    finally:
+        _post(f"{moto_iam_url}/moto-api/reset-auth", "inf")
