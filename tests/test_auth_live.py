@@ -142,3 +142,38 @@ def test_the_live_sign_in_passes_and_another_environments_callback_base_is_rolle
     deployment = apps(site.kubeconfig).read_namespaced_deployment(f"{RELEASE}-frontend", site.namespace)
     env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
     assert env["NEXTAUTH_URL"] == BASE
+
+
+@pytest.mark.testbed
+def test_helm_deploys_preflight_reads_cognito_from_a_cluster_off_aws(
+    site: Site, on_cluster: dict[str, str], moto_url: str, testbed, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Cognito sign-in on a local cluster: preflight reads the app client from moto's Cognito (the test bed's AWS
+    settings) and refuses a client whose callback is another environment's, before anything changes."""
+    import boto3
+
+    from tests.test_auth_preflight import make_client
+
+    for key, value in testbed.env.items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
+    boto3.DEFAULT_SESSION = None
+    pool, client = make_client(CallbackURLs=["https://staging.cmb.example.org/api/auth/callback/cognito"])
+    cognito = Site(
+        tmp_path,
+        site.kubeconfig,
+        site.namespace,
+        site.stand_ins,
+        AUTH_PROVIDER="cognito",
+        COGNITO_USER_POOL_ID=pool,
+        COGNITO_CLIENT_ID=client["ClientId"],
+        COGNITO_CLIENT_SECRET=client["ClientSecret"],
+        COGNITO_ISSUER=f"https://cognito-idp.us-east-1.amazonaws.com/{pool}",
+    )
+    before = site.history()
+    result = cognito.deploy()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"Cognito app client callback URLs lack {BASE}/api/auth/callback/cognito: add it" in result.stderr
+    assert "prerequisite(s) missing: nothing was changed" in result.stderr
+    assert client["ClientSecret"] not in result.stdout + result.stderr
+    assert site.history() == before
