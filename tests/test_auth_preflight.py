@@ -18,7 +18,7 @@ from tools import validate_secrets
 from tools.auth import preflight
 from tools.cloud import cloud_for
 from tools.permissions import aws_policy
-from tools.settings import REPO_ROOT, Settings, load_settings
+from tools.settings import Settings, load_settings
 
 BASE = "cmb.example.org"
 CALLBACK = f"https://{BASE}/api/auth/callback/cognito"
@@ -174,7 +174,7 @@ def test_google_client_id_form_is_checked(tmp_path: Path, capfd: pytest.CaptureF
     assert "GOOGLE_CLIENT_ID" in err and "apps.googleusercontent.com" in err
 
 
-def test_the_deploy_policy_reads_the_pool_and_gke_gets_a_read_only_identity() -> None:
+def test_the_deploy_policy_reads_the_pool_and_gke_gets_a_read_only_identity(tmp_path: Path) -> None:
     values = good_env("aws", "cognito")
     policy = aws_policy(cloud_for(settings(values)))
     pool_arn = "arn:aws:cognito-idp:us-east-1:123456789012:userpool/us-east-1_AbCdEf123"
@@ -183,12 +183,9 @@ def test_the_deploy_policy_reads_the_pool_and_gke_gets_a_read_only_identity() ->
     assert not any(a.startswith("cognito-idp:") for s in aws_policy(cloud_for(settings(good_env("aws"))))["Statement"]
                    for a in s["Action"])  # fmt: skip
 
-    env_file = write_env(Path(REPO_ROOT / "out" / "test-auth-gcp.env"), good_env("gcp", "both"))
-    try:
-        command = [sys.executable, "-m", "tools.cloud_setup", "--cloud", "gcp", "--env-file", str(env_file)]
-        result = subprocess.run([*command, "--repository", "a/b"], capture_output=True, text=True, check=False)
-    finally:
-        env_file.unlink()
+    env_file = write_env(tmp_path / "gcp.env", good_env("gcp", "both"))
+    command = [sys.executable, "-m", "tools.cloud_setup", "--cloud", "gcp", "--env-file", str(env_file)]
+    result = subprocess.run([*command, "--repository", "a/b"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     document = re.search(r"cat > cognito-reader.json <<'JSON'\n(.*?)\nJSON", result.stdout, re.S)
     assert document, result.stdout
