@@ -108,9 +108,12 @@ def _frontend(cluster: Cluster, settings: Settings, args: argparse.Namespace) ->
 
 
 def _service_address(cluster: Cluster, release: str) -> str:
-    from tools.kubeapi import path
+    from tools.kubeapi import ApiError, Unreachable, path
 
-    services = cluster.api.get(path("services", cluster.namespace), labelSelector=FRONTEND_COMPONENT)
+    try:
+        services = cluster.api.get(path("services", cluster.namespace), labelSelector=FRONTEND_COMPONENT)
+    except (ApiError, Unreachable) as exc:
+        raise LookupError(f"cannot read the frontend Service: {objects.short_error(exc)}") from None
     for service in (services or {}).get("items") or []:
         if objects.annotations(service).get(RELEASE_ANNOTATION) != release:
             continue
