@@ -35,7 +35,8 @@ import requests
 import responses
 import urllib3
 
-from tests.envfiles import canary, good_env, write_env
+from tests import nextauth
+from tests.envfiles import COMMON, canary, good_env, write_env
 from tests.skips import unavailable
 from tools import smoke_test
 from tools.cloud import USER_SERVICE_ACCOUNT, cloud_for
@@ -434,6 +435,9 @@ class Release:
 def healthy_endpoints(rsps: responses.RequestsMock) -> None:
     rsps.get(API, json={"status": "healthy", "version": "1.0.0", "uptime": 3})
     rsps.get(FRONTEND, json={"status": "ok"})
+    nextauth.discovery(rsps, "https://accounts.google.com", nextauth.GOOGLE_AUTHORIZE)
+    google = (COMMON["GOOGLE_CLIENT_ID"], nextauth.GOOGLE_AUTHORIZE)
+    nextauth.frontend(rsps, "https://cmb.example.org", {"google": google})
 
 
 # -- healthy -----------------------------------------------------------------------------------------------
@@ -449,6 +453,7 @@ def test_healthy_rollout_passes_every_check(release: Release, capfd: pytest.Capt
     assert "ingress address: cmbcluster: 203.0.113.7" in out
     assert f"GET {API}: HTTP 200, status healthy" in out
     assert f"GET {FRONTEND}: HTTP 200" in out
+    assert "google sign-in: redirects to https://accounts.google.com/o/oauth2/v2/auth with redirect_uri" in out
     # the storage pod was built from the chart's user-environment ConfigMap
     (pod,) = kubelet.storage_pods
     assert pod["spec"]["serviceAccountName"] == USER_SERVICE_ACCOUNT
@@ -597,7 +602,7 @@ def test_address_option_sends_the_real_host_to_the_ingress_address(
             json={},
             match=[responses.matchers.header_matcher({"Host": "cmb.example.org"})],
         )
-        code, out, err, _ = release.smoke(capfd, "--address", "ingress", "--no-storage-check")
+        code, out, err, _ = release.smoke(capfd, "--address", "ingress", "--no-storage-check", "--no-sign-in")
     assert code == 0, err
     assert api.call_count == 1
     assert f"GET {API}: HTTP 200, status healthy via 203.0.113.7" in out

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tools import cli
+from tools.auth.cognito import reader_script
 from tools.errors import UsageError
 
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
@@ -251,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         account = (
             args.service_account or f"{settings.cluster_name}-deploy@{settings['PROJECT_ID']}.iam.gserviceaccount.com"
         )
-        script = gcp_script(cloud, args.repository, ids, environments, account, args.pool)
+        script = gcp_script(cloud, args.repository, ids, environments, account, args.pool) + reader_script(settings)
     else:
         raise UsageError("cloud-setup is for aws or gcp: a local cluster needs no cloud identity")
     sys.stdout.write(script)

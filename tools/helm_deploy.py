@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tools import cli
+from tools.auth.preflight import check as auth_preflight
 from tools.errors import ToolError, UsageError
 from tools.helm import helm_reason
 from tools.images import DEFAULT_OUTPUT
@@ -330,7 +331,7 @@ def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str,
     for line in unchecked:
         REPORTER.warning(line, title="helm_deploy preflight")
     legacy = database.legacy_problem(database.backup_state(cloud), settings.cloud)
-    return problems + missing + ([legacy] if legacy else [])
+    return problems + missing + ([legacy] if legacy else []) + auth_preflight(settings)
 
 
 # -- main ----------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ DECLARING_MODULES = (
     "tools.cloud.clouddns",
     "tools.registry",
     "tools.build_push",
+    "tools.auth.cognito",
 )
 
 # the Cloud object -> resource names (ARNs, "*", project); none: not needed with these settings

@@ -13,6 +13,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
+from tools.auth.wiring import cognito_issuer
 from tools.cloud import check_bucket_name, cloud_for
 from tools.settings import AUTH_SETTINGS, Settings, example_values
 
@@ -254,8 +255,7 @@ def _check_auth(settings: Settings, examples: set[str]) -> list[Finding]:
 
 def _check_cognito_issuer(settings: Settings) -> list[Finding]:
     issuer, pool = settings["COGNITO_ISSUER"], settings["COGNITO_USER_POOL_ID"]
-    region = pool.split("_", 1)[0]
-    expected = f"https://cognito-idp.{region}.amazonaws.com/{pool}"
+    expected = cognito_issuer(pool.split("_", 1)[0], pool)
     if issuer.rstrip("/") != expected:
         return [Finding("error", "COGNITO_ISSUER", f"does not match COGNITO_USER_POOL_ID: use {expected}")]
     return []

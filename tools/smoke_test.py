@@ -16,6 +16,9 @@
    for when DNS is not set yet; `--ca-bundle` trusts a private CA (a local cluster). With DNS_ZONE
    (the dns step made the records) the report also shows what the names resolve to against the
    Ingress's address, and the certificate served (issuer, names, expiry).
+   Then the sign-in (tools/auth/live.py): NextAuth's provider list, the issuer's discovery document,
+   and a sign-in started as a browser does must redirect to the provider with the registered
+   callback (`--sign-in-via service` reaches the frontend through its Service; `--no-sign-in`).
 3. User storage. A throwaway pod built from the chart's user-environment settings (the
    ConfigMap `<release>-user-environment` the backend's pod manager reads: image, annotations,
    volume mode, CSI driver and attributes; the service account from USER_POD_SA_NAME) mounts
@@ -43,6 +46,8 @@ from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
+from tools.auth.live import add_arguments as add_sign_in_arguments
+from tools.auth.live import check_sign_in
 from tools.cli import main_boundary, parser, settings_from
 from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET, cloud_for
 from tools.errors import ToolError, UsageError
@@ -240,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds for the Ingress address and the HTTPS checks together (180)",
     )
+    add_sign_in_arguments(p)
     p.add_argument("--no-storage-check", action="store_true", help="skip the user storage check")
     p.add_argument(
         "--storage-bucket",
@@ -306,6 +312,7 @@ def smoke_test(settings: Settings, kubeconfig: str, args: argparse.Namespace) ->
             checks += endpoint_checks
         else:
             checks.append(Check("endpoints", "skipped", None, "not run: the rollout failed"))
+        checks += check_sign_in(cluster, settings, args, _healthy(checks))
         if args.no_storage_check:
             checks.append(Check("user storage", "skipped", None, "--no-storage-check"))
         elif _healthy(checks):

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from tools import cli, rules
+from tools.auth.preflight import report_online as online_problems
 from tools.report import REPORTER
 from tools.settings import ConfigError
 
@@ -19,6 +20,9 @@ from tools.settings import ConfigError
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.parser(__doc__.splitlines()[0], dry_run=False)
     parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+    parser.add_argument(
+        "--online", action="store_true", help="also ask the sign-in provider (Cognito's pool and app client)"
+    )
     args = parser.parse_args(argv)
     try:
         settings = cli.settings_from(args)
@@ -40,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if example:
         REPORTER.error(example, title="configuration")
+        return 1
+    if args.online and online_problems(settings):
         return 1
     REPORTER.ok(
         f"{source} is valid for {settings.cloud} ({len(warnings)} warning(s); {rules.chosen_providers_note(settings)})"

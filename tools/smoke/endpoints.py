@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 from tools.kube import ingress_address
 from tools.settings import Settings
 from tools.smoke import objects
+from tools.smoke.pinned import pinned_session
 from tools.smoke.watch import Check, Cluster, describe_event, print_check
 
 
@@ -40,22 +41,6 @@ def ingress_addresses(cluster: Cluster, release: str, deadline_at: float) -> tup
         cluster.wait(deadline_at - now)
 
 
-def _pinned_session(hostname: str, address: str) -> Any:
-    """A requests session whose HTTPS requests to `address` carry the SNI and Host of `hostname`."""
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    class PinnedHost(HTTPAdapter):
-        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["server_hostname"] = hostname
-            kwargs["assert_hostname"] = hostname
-            super().init_poolmanager(*args, **kwargs)
-
-    session = requests.Session()
-    session.mount(f"https://{address}", PinnedHost())
-    return session
-
-
 def check_url(
     url: str,
     *,
@@ -74,7 +59,7 @@ def check_url(
     headers = {"User-Agent": "cmbcluster-smoke-test", "Accept": "application/json"}
     if address:
         target = urlunsplit((parts.scheme, address, parts.path or "/", parts.query, ""))
-        session = _pinned_session(hostname, address)
+        session = pinned_session(hostname, address)
         headers["Host"] = parts.netloc
         via = f" via {address}"
     else:
