@@ -426,22 +426,14 @@ def test_ingress_hosts_tls_and_flavour(case) -> None:
 
 
 @pytest.mark.parametrize("helm", HELMS)
-def test_gce_ingress_uses_the_annotation_neg_and_the_charts_ingress_for_acme(helm: str) -> None:
-    r = render(helm, shim_values("gcp", INGRESS_CLASS="gce"))
-    assert r.rc == 0, r.err
-    ing = r.one("Ingress")
-    assert "ingressClassName" not in ing["spec"]  # GKE reads only the annotation
-    annotations = ing["metadata"]["annotations"]
-    assert annotations["kubernetes.io/ingress.class"] == "gce"
-    assert not [k for k in annotations if k.startswith("nginx.")]
-    assert r.one("Issuer")["spec"]["acme"]["solvers"] == [{"http01": {"ingress": {"name": RELEASE}}}]
-    for svc in ("backend", "frontend"):
-        assert r.one("Service", f"{RELEASE}-{svc}")["metadata"]["annotations"]["cloud.google.com/neg"] == (
-            '{"ingress": true}'
-        )
-    assert r.configmap_data()["USER_INGRESS_CLASS"] == ""
-    peers = r.one("NetworkPolicy", f"{RELEASE}-frontend")["spec"]["ingress"][0]["from"]
-    assert {p["ipBlock"]["cidr"] for p in peers} == {"130.211.0.0/22", "35.191.0.0/16"}
+def test_gce_is_refused_with_the_fix(helm: str) -> None:
+    """Issue 18, defect 5: GKE makes a load balancer per Ingress, so each user environment's Ingress got an
+    address of its own while *.baseDomain pointed at the release's."""
+    values = shim_values("gcp")
+    values["ingress"]["className"] = "gce"
+    r = render(helm, values)
+    assert r.rc != 0
+    assert "ingress.className gce makes a load balancer per Ingress" in r.err and "use nginx (ingress-nginx)" in r.err
 
 
 @pytest.mark.parametrize("helm", HELMS)

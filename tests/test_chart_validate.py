@@ -65,7 +65,6 @@ def variants() -> list[tuple[str, Render]]:
             for auth in AUTHS:
                 out.append((f"{helm}-{cloud}-{auth}", render(helm, shim_values(cloud, auth))))
             out.append((f"{helm}-{cloud}-file", render(helm, files=(VALUES_DIR / "good" / f"{cloud}.yaml",))))
-        out.append((f"{helm}-gcp-gce", render(helm, shim_values("gcp", INGRESS_CLASS="gce"))))
         no_pvc = shim_values("local")
         no_pvc["database"]["persistence"] = False
         out.append((f"{helm}-local-emptydir", render(helm, no_pvc)))

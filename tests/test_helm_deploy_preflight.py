@@ -82,8 +82,6 @@ def test_csi_driver_and_ingress_class_are_required(cluster, on_cluster):
             ensure_ingress_class(cluster)
         try:
             assert cloud.prerequisites(api) == ([], [])
-            gce = GcpCloud(load_settings(cloud="gcp", environ=good_env("gcp", INGRESS_CLASS="gce")))
-            assert gce.prerequisites(api) == ([], [])  # GKE's built-in controller needs no IngressClass object
         finally:
             storage.delete_csi_driver("gcsfuse.csi.storage.gke.io")
 
