@@ -426,6 +426,27 @@ def test_ingress_hosts_tls_and_flavour(case) -> None:
 
 
 @pytest.mark.parametrize("helm", HELMS)
+def test_dns01_in_cloud_dns_is_a_cluster_issuer(helm: str) -> None:
+    """Issue 18, defect 3: cert-manager lends its own credentials (Workload Identity) to ClusterIssuers only
+    unless its controller runs with --issuer-ambient-credentials
+    (https://cert-manager.io/docs/configuration/acme/dns01/google/); the namespaced Issuer got none."""
+    r = render(helm, shim_values("gcp", DNS_ZONE="example.org"))
+    assert r.rc == 0, r.err
+    assert not r.all("Issuer")
+    issuer = r.one("ClusterIssuer")
+    name = f"{NAMESPACE}-{RELEASE}-letsencrypt"  # the name is the cluster's: the namespace is in it
+    assert issuer["metadata"]["name"] == name and "namespace" not in issuer["metadata"]
+    dns01, http01 = issuer["spec"]["acme"]["solvers"]
+    assert dns01 == {"selector": {"dnsZones": ["cmb.example.org"]}, "dns01": {"cloudDNS": {"project": "cmb-project"}}}
+    assert http01 == {"http01": {"ingress": {"ingressClassName": "nginx"}}}
+    assert issuer["spec"]["acme"]["privateKeySecretRef"] == {"name": f"{name}-account"}
+    user = json.loads(r.configmap_data()["USER_INGRESS_ANNOTATIONS"])
+    for found in (r.one("Ingress")["metadata"]["annotations"], user):
+        assert found["cert-manager.io/cluster-issuer"] == name
+        assert "cert-manager.io/issuer" not in found
+
+
+@pytest.mark.parametrize("helm", HELMS)
 def test_gce_is_refused_with_the_fix(helm: str) -> None:
     """Issue 18, defect 5: GKE makes a load balancer per Ingress, so each user environment's Ingress got an
     address of its own while *.baseDomain pointed at the release's."""

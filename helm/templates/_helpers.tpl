@@ -234,12 +234,27 @@ eks.amazonaws.com/role-arn: {{ . | quote }}
 {{- if and (ne .Values.global.cloudProvider "aws") .Values.ingress.certManager.email (not .Values.ingress.certManager.clusterIssuer) }}true{{ end }}
 {{- end }}
 
+{{/* "true" when the chart's issuer answers DNS-01 in Cloud DNS: then it is a ClusterIssuer, since
+     cert-manager lends its own (ambient, Workload Identity) credentials to ClusterIssuers only, unless its
+     controller runs with --issuer-ambient-credentials
+     (https://cert-manager.io/docs/configuration/acme/dns01/google/). */}}
+{{- define "cmbcluster.clusterScopedIssuer" -}}
+{{- if and (include "cmbcluster.createIssuer" .) (.Values.ingress.certManager.cloudDNS | default dict).project }}true{{ end }}
+{{- end }}
+
+{{/* The chart's ClusterIssuer: named after the namespace too, as the name is the cluster's. */}}
+{{- define "cmbcluster.clusterIssuerName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "cmbcluster.issuerName" .) | trunc 253 | trimSuffix "-" }}
+{{- end }}
+
 {{/* cert-manager annotations, or an empty map. */}}
 {{- define "cmbcluster.certManagerAnnotations" -}}
 {{- $a := dict }}
 {{- if ne .Values.global.cloudProvider "aws" }}
 {{- if .Values.ingress.certManager.clusterIssuer }}
 {{- $_ := set $a "cert-manager.io/cluster-issuer" .Values.ingress.certManager.clusterIssuer }}
+{{- else if include "cmbcluster.clusterScopedIssuer" . }}
+{{- $_ := set $a "cert-manager.io/cluster-issuer" (include "cmbcluster.clusterIssuerName" .) }}
 {{- else if .Values.ingress.certManager.email }}
 {{- $_ := set $a "cert-manager.io/issuer" (include "cmbcluster.issuerName" .) }}
 {{- end }}
