@@ -3,8 +3,8 @@
 No installable gcloud runs here. The bucket commands go to the GCS emulator of the test bed
 (STORAGE_EMULATOR_HOST), so the order the script runs them in is held to a real bucket store:
 - `storage buckets describe gs://B` fails when B does not exist;
-- `storage buckets create gs://B` makes it (uniform access and public access prevention as asked;
-  the emulator keeps them only on a patch, so they are patched after the create);
+- `storage buckets create gs://B` makes it (uniform access and public access prevention as its flags
+  ask; the emulator keeps them only on a patch, so they are patched after the create);
 - `storage buckets add-iam-policy-binding gs://B` fails with 404 when B does not exist: a bucket's IAM
   policy is read and written on the bucket (https://cloud.google.com/storage/docs/json_api/v1/buckets/getIamPolicy,
   https://cloud.google.com/storage/docs/json_api/v1/status-codes#404-not-found).
@@ -14,19 +14,26 @@ Identity) is appended to GCLOUD_LOG and succeeds: IAM's own evaluation cannot be
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import urllib.error
+import urllib.request
 
 
-def bucket_name(url: str) -> str:
-    return url.removeprefix("gs://").rstrip("/")
+def storage(method: str, path: str, body: dict | None = None) -> int:
+    """One call to the emulator's JSON API (https://cloud.google.com/storage/docs/json_api): its HTTP status."""
+    url = f"{os.environ['STORAGE_EMULATOR_HOST'].rstrip('/')}/storage/v1/{path}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def main(argv: list[str]) -> int:
-    from google.api_core import exceptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
     with open(os.environ["GCLOUD_LOG"], "a", encoding="utf-8") as log:
         log.write(" ".join(argv) + "\n")
     if argv[:2] == ["projects", "describe"]:
@@ -34,23 +41,20 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[:2] != ["storage", "buckets"]:
         return 0
-    client = storage.Client(project="standin", credentials=AnonymousCredentials())
-    verb, name = argv[2], bucket_name(argv[3])
+    verb, name = argv[2], argv[3].removeprefix("gs://").rstrip("/")
     command = f"gcloud.storage.buckets.{verb}"
     if verb == "create":
-        try:
-            bucket = client.create_bucket(name)
-        except exceptions.Conflict:
+        if storage("POST", "b?project=standin", {"name": name}) == 409:
             print(f"ERROR: ({command}) HTTPError 409: The requested bucket name is not available.", file=sys.stderr)
             return 1
-        bucket.iam_configuration.uniform_bucket_level_access_enabled = "--uniform-bucket-level-access" in argv
-        bucket.iam_configuration.public_access_prevention = (
-            "enforced" if "--public-access-prevention" in argv else "inherited"
-        )
-        bucket.patch()
+        asked = {
+            "uniformBucketLevelAccess": {"enabled": "--uniform-bucket-level-access" in argv},
+            "publicAccessPrevention": "enforced" if "--public-access-prevention" in argv else "inherited",
+        }
+        storage("PATCH", f"b/{name}", {"iamConfiguration": asked})
         return 0
     if verb in ("describe", "add-iam-policy-binding"):
-        if client.lookup_bucket(name) is None:
+        if storage("GET", f"b/{name}") == 404:
             print(f"ERROR: ({command}) HTTPError 404: The specified bucket does not exist.", file=sys.stderr)
             return 1
         return 0
