@@ -117,3 +117,14 @@ def test_a_dns_zone_that_does_not_hold_base_domain_is_refused_before_any_call(tm
     assert proc.returncode == 1
     assert "DNS_ZONE: example.net does not hold BASE_DOMAIN cmb.example.org: use its zone, or unset it" in proc.stderr
     assert "nothing was changed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_helm_deploy_refuses_the_gce_ingress_class_before_any_cluster_call(tmp_path: Path) -> None:
+    """Issue 18, defect 5: under gce each user environment's Ingress got a load balancer of its own, while
+    `make dns` points *.BASE_DOMAIN at the release's. No cluster is reachable here: the refusal comes first."""
+    env_file = write_env(tmp_path / "gcp.env", good_env("gcp", INGRESS_CLASS="gce"))
+    proc = run("helm_deploy", "--cloud", "gcp", "--env-file", str(env_file), env={"KUBECONFIG": str(tmp_path / "none")})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    first, summary = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert first.startswith("error") and "INGRESS_CLASS: gce makes a load balancer per Ingress" in first
+    assert "set INGRESS_CLASS=nginx" in first and "nothing was changed" in summary

@@ -173,7 +173,6 @@ def _variants(helm: str):
     for cloud in CLOUDS:
         for auth in AUTHS:
             yield f"{cloud}-{auth}", render(helm, shim_values(cloud, auth))
-    yield "gce", render(helm, shim_values("gcp", INGRESS_CLASS="gce"))
     no_pvc = shim_values("local")
     no_pvc["database"]["persistence"] = False
     yield "local-emptydir", render(helm, no_pvc)

@@ -426,22 +426,35 @@ def test_ingress_hosts_tls_and_flavour(case) -> None:
 
 
 @pytest.mark.parametrize("helm", HELMS)
-def test_gce_ingress_uses_the_annotation_neg_and_the_charts_ingress_for_acme(helm: str) -> None:
-    r = render(helm, shim_values("gcp", INGRESS_CLASS="gce"))
+def test_dns01_in_cloud_dns_is_a_cluster_issuer(helm: str) -> None:
+    """Issue 18, defect 3: cert-manager lends its own credentials (Workload Identity) to ClusterIssuers only
+    unless its controller runs with --issuer-ambient-credentials
+    (https://cert-manager.io/docs/configuration/acme/dns01/google/); the namespaced Issuer got none."""
+    r = render(helm, shim_values("gcp", DNS_ZONE="example.org"))
     assert r.rc == 0, r.err
-    ing = r.one("Ingress")
-    assert "ingressClassName" not in ing["spec"]  # GKE reads only the annotation
-    annotations = ing["metadata"]["annotations"]
-    assert annotations["kubernetes.io/ingress.class"] == "gce"
-    assert not [k for k in annotations if k.startswith("nginx.")]
-    assert r.one("Issuer")["spec"]["acme"]["solvers"] == [{"http01": {"ingress": {"name": RELEASE}}}]
-    for svc in ("backend", "frontend"):
-        assert r.one("Service", f"{RELEASE}-{svc}")["metadata"]["annotations"]["cloud.google.com/neg"] == (
-            '{"ingress": true}'
-        )
-    assert r.configmap_data()["USER_INGRESS_CLASS"] == ""
-    peers = r.one("NetworkPolicy", f"{RELEASE}-frontend")["spec"]["ingress"][0]["from"]
-    assert {p["ipBlock"]["cidr"] for p in peers} == {"130.211.0.0/22", "35.191.0.0/16"}
+    assert not r.all("Issuer")
+    issuer = r.one("ClusterIssuer")
+    name = f"{NAMESPACE}-{RELEASE}-letsencrypt"  # the name is the cluster's: the namespace is in it
+    assert issuer["metadata"]["name"] == name and "namespace" not in issuer["metadata"]
+    dns01, http01 = issuer["spec"]["acme"]["solvers"]
+    assert dns01 == {"selector": {"dnsZones": ["cmb.example.org"]}, "dns01": {"cloudDNS": {"project": "cmb-project"}}}
+    assert http01 == {"http01": {"ingress": {"ingressClassName": "nginx"}}}
+    assert issuer["spec"]["acme"]["privateKeySecretRef"] == {"name": f"{name}-account"}
+    user = json.loads(r.configmap_data()["USER_INGRESS_ANNOTATIONS"])
+    for found in (r.one("Ingress")["metadata"]["annotations"], user):
+        assert found["cert-manager.io/cluster-issuer"] == name
+        assert "cert-manager.io/issuer" not in found
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_gce_is_refused_with_the_fix(helm: str) -> None:
+    """Issue 18, defect 5: GKE makes a load balancer per Ingress, so each user environment's Ingress got an
+    address of its own while *.baseDomain pointed at the release's."""
+    values = shim_values("gcp")
+    values["ingress"]["className"] = "gce"
+    r = render(helm, values)
+    assert r.rc != 0
+    assert "ingress.className gce makes a load balancer per Ingress" in r.err and "use nginx (ingress-nginx)" in r.err
 
 
 @pytest.mark.parametrize("helm", HELMS)

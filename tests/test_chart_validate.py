@@ -25,12 +25,35 @@ CHECKOV_INSTALL = "python3 -m venv .venv-checkov && .venv-checkov/bin/pip instal
 CHECKOV_CONFIG = REPO / ".checkov.yaml"
 ACCEPTED_SKIPS = {"CKV_K8S_35", "CKV_K8S_38", "CKV_K8S_40"}
 
+# A Cloud DNS solver with no serviceAccountSecretRef uses cert-manager's ambient credentials, which an Issuer
+# gets only when the controller runs with --issuer-ambient-credentials (default false); a ClusterIssuer gets
+# them (https://cert-manager.io/docs/configuration/acme/dns01/google/). Issue 18, defect 3.
+AMBIENT_CLOUD_DNS = {
+    "type": "object",
+    "required": ["dns01"],
+    "properties": {
+        "dns01": {
+            "type": "object",
+            "required": ["cloudDNS"],
+            "properties": {"cloudDNS": {"not": {"required": ["serviceAccountSecretRef"]}}},
+        }
+    },
+}
 # cert-manager's Issuer is not a Kubernetes kind: the fields this chart sets, checked here.
 ISSUER_SCHEMA = {
     "type": "object",
     "required": ["apiVersion", "kind", "metadata", "spec"],
+    "if": {"properties": {"kind": {"const": "Issuer"}}},
+    "then": {
+        "properties": {
+            "metadata": {"required": ["namespace"]},
+            "spec": {"properties": {"acme": {"properties": {"solvers": {"not": {"contains": AMBIENT_CLOUD_DNS}}}}}},
+        }
+    },
+    "else": {"properties": {"metadata": {"not": {"required": ["namespace"]}}}},
     "properties": {
         "apiVersion": {"const": "cert-manager.io/v1"},
+        "kind": {"enum": ["Issuer", "ClusterIssuer"]},
         "spec": {
             "type": "object",
             "additionalProperties": False,
@@ -65,7 +88,7 @@ def variants() -> list[tuple[str, Render]]:
             for auth in AUTHS:
                 out.append((f"{helm}-{cloud}-{auth}", render(helm, shim_values(cloud, auth))))
             out.append((f"{helm}-{cloud}-file", render(helm, files=(VALUES_DIR / "good" / f"{cloud}.yaml",))))
-        out.append((f"{helm}-gcp-gce", render(helm, shim_values("gcp", INGRESS_CLASS="gce"))))
+        out.append((f"{helm}-gcp-dns01", render(helm, shim_values("gcp", DNS_ZONE="example.org"))))
         no_pvc = shim_values("local")
         no_pvc["database"]["persistence"] = False
         out.append((f"{helm}-local-emptydir", render(helm, no_pvc)))
@@ -95,6 +118,17 @@ def test_rendered_manifests_validate_against_kubernetes_schemas() -> None:
                 checked += 1
     assert checked > 100
     assert {"Deployment", "Service", "Ingress", "PersistentVolumeClaim", "Issuer", "NetworkPolicy", "Role"} <= kinds
+    assert "ClusterIssuer" in kinds
+
+
+def test_an_issuer_relying_on_ambient_cloud_dns_credentials_fails_validation() -> None:
+    """The schema above is not vacuous: the namespaced Issuer the chart rendered with DNS_ZONE before issue 18
+    (Cloud DNS, no key) fails it, and the ClusterIssuer it renders now passes."""
+    (issuer,) = [d for d in render("helm4", shim_values("gcp", DNS_ZONE="example.org")).docs if "Issuer" in d["kind"]]
+    jsonschema.validate(issuer, ISSUER_SCHEMA)
+    namespaced = {**issuer, "kind": "Issuer", "metadata": {**issuer["metadata"], "namespace": "cmbcluster"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(namespaced, ISSUER_SCHEMA)
 
 
 def test_strict_validation_catches_an_unknown_field() -> None:

@@ -34,7 +34,7 @@ from tools.cloud import AwsCloud, cloud_for
 from tools.cloud_setup import subjects
 from tools.database import backup_state
 from tools.errors import ToolError
-from tools.permissions import aws_policy, gcp_permissions, needs
+from tools.permissions import aws_policy, gcp_grants, needs
 from tools.settings import REPO_ROOT, load_settings
 
 ACCOUNT = "123456789012"  # moto's account
@@ -139,7 +139,7 @@ def test_gcp_binds_each_environment_subject_never_the_whole_repository() -> None
     assert members == [f"{pool}/subject/{s}" for s in subjects(REPOSITORY, IDS, "gcp", ["staging", "production"])]
     assert "assertion.repository_owner_id == '1111' && assertion.repository_id == '2222'" in out
     cloud = cloud_for(load_settings(cloud="gcp", env_file=str(REPO_ROOT / "env" / "gcp.env.example")))
-    assert f"--permissions {','.join(gcp_permissions(cloud))} " in out
+    assert all(f"--permissions {','.join(g.permissions)} " in out for g in gcp_grants(cloud))
     assert "svc.id.goog[cmbcluster/cmbcluster-ksa]" in out and "svc.id.goog[cmbcluster/cmbcluster-user-sa]" in out
 
 

@@ -149,7 +149,7 @@ def test_the_issuer_answers_dns01_through_cloud_dns_only_with_a_zone():
         (issuer,) = [
             o
             for o in render("cmbcluster", "cmbcluster", GcpCloud(values).chart_values())
-            if o and o["kind"] == "Issuer"
+            if o and o["kind"] in ("Issuer", "ClusterIssuer")
         ]
         return issuer["spec"]["acme"]["solvers"]
 

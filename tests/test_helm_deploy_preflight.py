@@ -82,10 +82,28 @@ def test_csi_driver_and_ingress_class_are_required(cluster, on_cluster):
             ensure_ingress_class(cluster)
         try:
             assert cloud.prerequisites(api) == ([], [])
-            gce = GcpCloud(load_settings(cloud="gcp", environ=good_env("gcp", INGRESS_CLASS="gce")))
-            assert gce.prerequisites(api) == ([], [])  # GKE's built-in controller needs no IngressClass object
         finally:
             storage.delete_csi_driver("gcsfuse.csi.storage.gke.io")
+
+
+# -- the ClusterIssuer of DNS-01 on GKE (issue 18, defect 3; the real cluster) ----------------------
+@pytest.mark.testbed
+def test_dns01_on_gke_needs_cluster_issuer_rights_and_preflight_names_them(cluster, cluster_namespace, tmp_path):
+    """With DNS_ZONE the chart makes a ClusterIssuer (cert-manager's Workload Identity serves ClusterIssuers
+    only): the API server refuses exactly those rights to an identity that is admin in the namespace only."""
+    from tests.realcluster import bind, service_account_kubeconfig
+    from tools import kube
+    from tools.helm import render
+    from tools.rights import deploy_rights
+
+    name = f"deployer-{uuid.uuid4().hex[:6]}"
+    deployer = service_account_kubeconfig(cluster, cluster_namespace, name, tmp_path)
+    bind(cluster, cluster_namespace, name, "admin")
+    settings = load_settings(cloud="gcp", environ=good_env("gcp", NAMESPACE=cluster_namespace, DNS_ZONE="example.org"))
+    rights = deploy_rights([o for o in render("cmbcluster", cluster_namespace, GcpCloud(settings).chart_values()) if o])
+    with kube.api_client(deployer) as as_deployer:
+        refused = kube.denied(as_deployer, cluster_namespace, rights)
+    assert refused == [f"{verb} clusterissuers.cert-manager.io" for verb in ("get", "create", "patch", "delete")]
 
 
 # -- IRSA trust (moto) ---------------------------------------------------------------------------

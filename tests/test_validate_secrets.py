@@ -209,6 +209,8 @@ BAD_VALUES: list[tuple[str, str, dict[str, str | None], int, str, str]] = [
         "shorten",
     ),
     ("ingress-class-unknown", "gcp", {"INGRESS_CLASS": "traefik"}, 1, "INGRESS_CLASS", "nginx"),
+    # issue 18, defect 5: GKE makes a load balancer per Ingress, one for each user environment
+    ("ingress-class-gce", "gcp", {"INGRESS_CLASS": "gce"}, 1, "INGRESS_CLASS", "set INGRESS_CLASS=nginx"),
     ("acm-arn-malformed", "aws", {"AWS_CERTIFICATE_ARN": "my-cert"}, 1, "AWS_CERTIFICATE_ARN", "ACM"),
 ]
 

@@ -137,12 +137,11 @@ def gcp_script(
     cloud: Any, repository: str, ids: tuple[str, str] | None, environments: list[str], account: str, pool: str
 ) -> str:
     from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT
-    from tools.permissions import gcp_permissions, needs
+    from tools.permissions import gcp_grants, needs
 
     s = cloud.settings
     project, namespace = s["PROJECT_ID"], s.namespace
     owner_id, repo_id = ids or ("OWNER_ID", "REPO_ID")
-    permissions = gcp_permissions(cloud)
     why = "\n".join(f"#   {', '.join(n.actions)}: {n.why}" for n in needs("gcp"))
     principal = (
         f"principal://iam.googleapis.com/projects/$PROJECT_NUMBER/locations/global/workloadIdentityPools/{pool}/subject"
@@ -152,7 +151,7 @@ def gcp_script(
         f'  --role roles/iam.workloadIdentityUser --member "{principal}/{sub}"\n'
         for sub in subjects(repository, ids, "gcp", environments)
     )
-    role_id = "cmbclusterDeploy"
+    roles = "".join(_gcp_role(project, account, grant) for grant in gcp_grants(cloud))
     steps = ", ".join(steps_environment("gcp", e) for e in environments)
     mapping = "google.subject=assertion.sub,attribute.repository_id=assertion.repository_id"
     condition = f"assertion.repository_owner_id == '{owner_id}' && assertion.repository_id == '{repo_id}'"
@@ -186,12 +185,8 @@ gcloud iam service-accounts create {account.split("@")[0]} --project {project} |
 {bindings}
 # 3. Its permissions: exactly what the tools call, and why
 {why}
-gcloud iam roles create {role_id} --project {project} --title "CMBCluster deploy" \\
-  --permissions {",".join(permissions)} \\
-  || gcloud iam roles update {role_id} --project {project} --permissions {",".join(permissions)}
-gcloud projects add-iam-policy-binding {project} --member serviceAccount:{account} \\
-  --role projects/{project}/roles/{role_id} --condition None
-# Kubernetes rights inside the cluster: `make rbac CLOUD=gcp ARGS="--subject User:{account}"`
+#   the project-level ones unconditioned; the bucket ones held by an IAM condition to the buckets named
+{roles}# Kubernetes rights inside the cluster: `make rbac CLOUD=gcp ARGS="--subject User:{account}"`
 
 # 4. Workload Identity: the app's Kubernetes service accounts act as their Google service accounts,
 #    each with its least-privilege grant
@@ -200,6 +195,19 @@ gcloud projects add-iam-policy-binding {project} --member serviceAccount:{accoun
 # GitHub: set GCP_WORKLOAD_IDENTITY_PROVIDER={provider}
 # and GCP_DEPLOY_SERVICE_ACCOUNT={account} in each environment of step 2
 """
+
+
+def _gcp_role(project: str, account: str, grant: Any) -> str:
+    """A custom role of the deploy service account and its binding, conditioned when the grant says so."""
+    permissions = ",".join(grant.permissions)
+    condition = f'"title={grant.role_id},expression={grant.condition}"' if grant.condition else "None"
+    return (
+        f'gcloud iam roles create {grant.role_id} --project {project} --title "{grant.title}" \\\n'
+        f"  --permissions {permissions} \\\n"
+        f"  || gcloud iam roles update {grant.role_id} --project {project} --permissions {permissions}\n"
+        f"gcloud projects add-iam-policy-binding {project} --member serviceAccount:{account} \\\n"
+        f"  --role projects/{project}/roles/{grant.role_id} --condition {condition}\n"
+    )
 
 
 def _ids_note(repository: str, ids: tuple[str, str] | None) -> str:

@@ -99,3 +99,41 @@ def gcp_permissions(cloud: Any) -> dict[str, list[str]]:
         for action in declared.actions if resources else ():
             out.setdefault(action, set()).update(resources)
     return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+# Cloud Storage names a bucket `projects/_/buckets/BUCKET` and its objects `.../objects/OBJECT` in IAM conditions
+# (https://cloud.google.com/iam/docs/conditions-resource-attributes#resource-name).
+GCS_BUCKET = "projects/_/buckets/"
+
+
+@dataclass(frozen=True)
+class GcpGrant:
+    role_id: str  # a custom role of the project
+    title: str
+    permissions: tuple[str, ...]
+    condition: str  # an IAM condition expression, "" for none
+
+
+def gcs_names_condition(buckets: list[str]) -> str:
+    """An IAM condition matching exactly these buckets (`projects/_/buckets/NAME`) and their objects, never a
+    bucket whose name merely starts the same way."""
+    return " || ".join(f"resource.name == '{b}' || resource.name.startsWith('{b}/')" for b in sorted(buckets))
+
+
+def gcp_grants(cloud: Any) -> list[GcpGrant]:
+    """The deploy service account's custom roles: what is needed on the project, bound without a condition,
+    and what is needed on buckets, one role per set of buckets, bound with a condition on exactly those
+    buckets (so that e.g. storage.objects.delete reaches the smoke bucket and no other bucket of the project)."""
+    project: set[str] = set()
+    by_buckets: dict[tuple[str, ...], set[str]] = {}
+    for permission, resources in gcp_permissions(cloud).items():
+        if all(r.startswith(GCS_BUCKET) for r in resources):
+            by_buckets.setdefault(tuple(resources), set()).add(permission)
+        else:
+            project.add(permission)
+    grants = [GcpGrant("cmbclusterDeploy", "CMBCluster deploy", tuple(sorted(project)), "")]
+    for i, (buckets, permissions) in enumerate(sorted(by_buckets.items()), 1):
+        condition = gcs_names_condition(list(buckets))
+        title = f"CMBCluster deploy: its buckets ({i})"
+        grants.append(GcpGrant(f"cmbclusterDeployBuckets{i}", title, tuple(sorted(permissions)), condition))
+    return grants

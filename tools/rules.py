@@ -68,6 +68,7 @@ def check(settings: Settings) -> list[Finding]:
     findings += _check_switches(settings)
     findings += _check_urls(settings)
     findings += _check_tls_issuer(settings)
+    findings += _check_ingress_class(settings)
     findings += _check_dns_zone(settings)
     findings += _check_bucket(settings)
     findings += _check_user_identity(settings)
@@ -292,6 +293,22 @@ def _check_tls_issuer(settings: Settings) -> list[Finding]:
     if settings.cloud == "gcp" and not settings["LETSENCRYPT_EMAIL"]:
         return [Finding("error", "LETSENCRYPT_EMAIL", "required on gcp (cert-manager issues the certificate): set it")]
     return []
+
+
+def _check_ingress_class(settings: Settings) -> list[Finding]:
+    """GKE's gce controller makes one load balancer, with an address of its own, per Ingress object
+    (https://cloud.google.com/kubernetes-engine/docs/concepts/ingress): each user environment's Ingress
+    would get its own, while the dns step points *.BASE_DOMAIN at the release's."""
+    if settings["INGRESS_CLASS"] != "gce":
+        return []
+    return [
+        Finding(
+            "error",
+            "INGRESS_CLASS",
+            "gce makes a load balancer per Ingress, so user environments' hosts (*.BASE_DOMAIN) would reach one "
+            "with no rule for them: install ingress-nginx and set INGRESS_CLASS=nginx",
+        )
+    ]
 
 
 def _check_dns_zone(settings: Settings) -> list[Finding]:

@@ -108,7 +108,7 @@ VARS: tuple[Var, ...] = (
     ),
     Var(
         "INGRESS_CLASS",
-        "ingress class: nginx or gce on gcp, nginx on local (aws always uses alb)",
+        "ingress class: nginx on gcp and local (aws always uses alb); gce is refused (a load balancer per Ingress)",
         default=lambda v: "nginx",
         clouds=("gcp", "local"),
         kind="enum",

@@ -234,12 +234,27 @@ eks.amazonaws.com/role-arn: {{ . | quote }}
 {{- if and (ne .Values.global.cloudProvider "aws") .Values.ingress.certManager.email (not .Values.ingress.certManager.clusterIssuer) }}true{{ end }}
 {{- end }}
 
+{{/* "true" when the chart's issuer answers DNS-01 in Cloud DNS: then it is a ClusterIssuer, since
+     cert-manager lends its own (ambient, Workload Identity) credentials to ClusterIssuers only, unless its
+     controller runs with --issuer-ambient-credentials
+     (https://cert-manager.io/docs/configuration/acme/dns01/google/). */}}
+{{- define "cmbcluster.clusterScopedIssuer" -}}
+{{- if and (include "cmbcluster.createIssuer" .) (.Values.ingress.certManager.cloudDNS | default dict).project }}true{{ end }}
+{{- end }}
+
+{{/* The chart's ClusterIssuer: named after the namespace too, as the name is the cluster's. */}}
+{{- define "cmbcluster.clusterIssuerName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "cmbcluster.issuerName" .) | trunc 253 | trimSuffix "-" }}
+{{- end }}
+
 {{/* cert-manager annotations, or an empty map. */}}
 {{- define "cmbcluster.certManagerAnnotations" -}}
 {{- $a := dict }}
 {{- if ne .Values.global.cloudProvider "aws" }}
 {{- if .Values.ingress.certManager.clusterIssuer }}
 {{- $_ := set $a "cert-manager.io/cluster-issuer" .Values.ingress.certManager.clusterIssuer }}
+{{- else if include "cmbcluster.clusterScopedIssuer" . }}
+{{- $_ := set $a "cert-manager.io/cluster-issuer" (include "cmbcluster.clusterIssuerName" .) }}
 {{- else if .Values.ingress.certManager.email }}
 {{- $_ := set $a "cert-manager.io/issuer" (include "cmbcluster.issuerName" .) }}
 {{- end }}
@@ -264,11 +279,6 @@ eks.amazonaws.com/role-arn: {{ . | quote }}
 {{- if $v.ingress.aws.certificateArn }}
 {{- $_ := set $a "alb.ingress.kubernetes.io/certificate-arn" $v.ingress.aws.certificateArn }}
 {{- end }}
-{{- else if eq $class "gce" }}
-{{- $_ := set $a "kubernetes.io/ingress.class" "gce" }}
-{{- if and $v.ingress.gcp.staticIpName (not .user) }}
-{{- $_ := set $a "kubernetes.io/ingress.global-static-ip-name" $v.ingress.gcp.staticIpName }}
-{{- end }}
 {{- else if eq $class "nginx" }}
 {{- $_ := set $a "nginx.ingress.kubernetes.io/ssl-redirect" "true" }}
 {{- $_ := set $a "nginx.ingress.kubernetes.io/proxy-body-size" $v.ingress.nginx.proxyBodySize }}
@@ -279,14 +289,8 @@ eks.amazonaws.com/role-arn: {{ . | quote }}
 {{/* Where traffic from the ingress controller comes from, as NetworkPolicy peers (YAML list). */}}
 {{- define "cmbcluster.ingressControllerPeers" -}}
 {{- $v := .Values }}
-{{- $class := include "cmbcluster.ingressClass" . }}
 {{- if eq $v.global.cloudProvider "aws" }}
 {{- range $v.networkPolicy.aws.loadBalancerCidrs }}
-- ipBlock:
-    cidr: {{ . }}
-{{- end }}
-{{- else if eq $class "gce" }}
-{{- range $v.networkPolicy.gcp.loadBalancerCidrs }}
 - ipBlock:
     cidr: {{ . }}
 {{- end }}
@@ -347,18 +351,22 @@ a message naming the value to fix.
 {{- fail (printf "GKE %s is too old: user environments mount their bucket with GCS FUSE in an init container, which needs GKE 1.29 or later" .Capabilities.KubeVersion.Version) }}
 {{- end }}
 {{- $class := include "cmbcluster.ingressClass" . }}
-{{- if and (eq $cloud "local") (has $class (list "gce" "alb")) }}
-{{- fail (printf "ingress.className %s needs %s: use nginx (or your cluster's own class) on a local cluster" $class (ternary "GKE" "EKS" (eq $class "gce"))) }}
+{{- /* GKE's gce controller makes one load balancer, with its own address, per Ingress object
+     (https://cloud.google.com/kubernetes-engine/docs/concepts/ingress): each user environment's Ingress
+     would get an address of its own while *.baseDomain points at the release's. */}}
+{{- if eq $class "gce" }}
+{{- fail "ingress.className gce makes a load balancer per Ingress, so user environments' hosts would reach one with no rule for them: use nginx (ingress-nginx)" }}
+{{- end }}
+{{- if and (eq $cloud "local") (eq $class "alb") }}
+{{- fail "ingress.className alb needs EKS: use nginx (or your cluster's own class) on a local cluster" }}
 {{- end }}
 {{- end }}
 
-{{/* Service annotations: (dict "root" $ "health" "/path"). ALB health checks on AWS, NEGs for GCE. */}}
+{{/* Service annotations: (dict "root" $ "health" "/path"). ALB health checks on AWS. */}}
 {{- define "cmbcluster.serviceAnnotations" -}}
 {{- $root := .root }}
 {{- if eq $root.Values.global.cloudProvider "aws" }}
 alb.ingress.kubernetes.io/healthcheck-path: {{ .health | quote }}
-{{- else if eq (include "cmbcluster.ingressClass" $root) "gce" }}
-cloud.google.com/neg: '{"ingress": true}'
 {{- end }}
 {{- end }}
 

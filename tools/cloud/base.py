@@ -26,7 +26,7 @@ USER_ENV_PORT = 8888
 DATABASE_FILE = "cmbcluster.db"
 DATABASE_REPLICA_PATH = f"litestream/{DATABASE_FILE}"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-# What creates each ingress class the chart may use (GKE's built-in `gce` controller needs no IngressClass object).
+# What creates each ingress class the chart may use.
 INGRESS_CONTROLLERS = {
     "alb": "install the AWS Load Balancer Controller (its Helm chart creates IngressClass alb)",
     "nginx": "install ingress-nginx (its Helm chart creates IngressClass nginx) or set INGRESS_CLASS",

@@ -102,7 +102,7 @@ class CloudDnsZone:
         except ValueError:
             raise ToolError(
                 f"the Ingress's address is the host name {address}, not an IP: Cloud DNS gets A records; use a "
-                "load balancer with an IP (the gce class, or ingress-nginx's Service of type LoadBalancer)"
+                "load balancer with an IP (ingress-nginx's Service of type LoadBalancer)"
             ) from None
         return Record(name, "AAAA" if ip.version == 6 else "A", (address,))
 

@@ -19,6 +19,14 @@ def _buckets(cloud: GcpCloud) -> list[str]:
     return [f"projects/_/buckets/{cloud.database_bucket}", f"projects/_/buckets/{cloud.smoke_bucket}"]
 
 
+# The custom role that lets the backend create (user) buckets, bound on the project without a condition:
+# storage.buckets.create is a permission on the project, "Create new buckets in a project"
+# (https://cloud.google.com/storage/docs/access-control/iam-permissions), and a condition on resource.name
+# (https://cloud.google.com/iam/docs/conditions-resource-attributes#resource-name) is documented for buckets
+# and objects, not for a bucket that does not exist yet. What follows creation is held to the user-bucket prefix.
+# GCS's evaluation cannot be staged offline (README, "Not verifiable offline").
+USER_BUCKET_CREATOR_ROLE = "cmbclusterBucketCreator"
+
 # The IAM permission preflight uses to read cert-manager's roles/dns.admin (only with DNS_ZONE).
 DNS_PREFLIGHT_PERMISSIONS = ("resourcemanager.projects.getIamPolicy",)
 need("gcp", DNS_PREFLIGHT_PERMISSIONS, with_dns_zone(_project), "preflight: cert-manager's roles/dns.admin for DNS-01")
@@ -206,12 +214,25 @@ class GcpCloud(Cloud):
         s = self.settings
         project, backend, user = s["PROJECT_ID"], s["GCP_SERVICE_ACCOUNT_EMAIL"], s["GCP_USER_SERVICE_ACCOUNT_EMAIL"]
         users = f"resource.name.startsWith('projects/_/buckets/{self.user_bucket_prefix}-')"
+        database = f"gs://{self.database_bucket}"
         backend_commands = "\n".join(
             [
-                "# Litestream's replica in the database bucket",
-                f"gcloud storage buckets add-iam-policy-binding gs://{self.database_bucket} "
+                "# Litestream's replica in the database bucket, bound on the bucket: made here first (private,",
+                "# uniform) when missing, since a binding on a bucket that does not exist fails (HTTP 404)",
+                f"gcloud storage buckets describe {database} --project {project} >/dev/null 2>&1 || "
+                f"gcloud storage buckets create {database} --project {project} --location {s['REGION']} "
+                "--uniform-bucket-level-access --public-access-prevention",
+                f"gcloud storage buckets add-iam-policy-binding {database} "
                 f"--member=serviceAccount:{backend} --role=roles/storage.objectUser",
-                "# making each user's bucket (the user-bucket name pattern only)",
+                "# making each user's bucket: storage.buckets.create is checked on the project, where no bucket",
+                "# name exists yet for a condition to match, so it is a role of its own on the project",
+                f"gcloud iam roles create {USER_BUCKET_CREATOR_ROLE} --project {project} "
+                f'--title "CMBCluster: create buckets" --permissions storage.buckets.create || '
+                f"gcloud iam roles update {USER_BUCKET_CREATOR_ROLE} --project {project} "
+                "--permissions storage.buckets.create",
+                f"gcloud projects add-iam-policy-binding {project} --member=serviceAccount:{backend} "
+                f"--role=projects/{project}/roles/{USER_BUCKET_CREATOR_ROLE} --condition=None",
+                "# managing and using each user's bucket once made (the user-bucket name pattern only)",
                 f"gcloud projects add-iam-policy-binding {project} --member=serviceAccount:{backend} "
                 f'--role=roles/storage.admin --condition="title=cmbcluster-user-buckets,expression={users}"',
             ]
@@ -225,8 +246,11 @@ class GcpCloud(Cloud):
         )
         return [(f"{backend} (the backend)", backend_commands), (f"{user} (user pods)", user_commands)]
 
-    need("gcp", ("storage.buckets.get", "storage.buckets.create", "storage.buckets.update"), _project,
-         "create the database and smoke buckets private (uniform access, public access prevention)")  # fmt: skip
+    # Creating a bucket is checked on the project (https://cloud.google.com/storage/docs/access-control/iam-permissions:
+    # storage.buckets.create "Create new buckets in a project"); reading and changing it, on the bucket.
+    need("gcp", "storage.buckets.create", _project, "create the database and smoke buckets")
+    need("gcp", ("storage.buckets.get", "storage.buckets.update"), _buckets,
+         "keep the database and smoke buckets private (uniform access, public access prevention)")  # fmt: skip
 
     def ensure_bucket(self, name: str, dry_run: bool = False) -> str:
         from google.api_core import exceptions
