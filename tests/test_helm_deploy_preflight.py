@@ -103,7 +103,11 @@ def test_dns01_on_gke_needs_cluster_issuer_rights_and_preflight_names_them(clust
     rights = deploy_rights([o for o in render("cmbcluster", cluster_namespace, GcpCloud(settings).chart_values()) if o])
     with kube.api_client(deployer) as as_deployer:
         refused = kube.denied(as_deployer, cluster_namespace, rights)
-    assert refused == [f"{verb} clusterissuers.cert-manager.io" for verb in ("get", "create", "patch", "delete")]
+    issuer = f"{cluster_namespace}-cmbcluster-letsencrypt"
+    assert sorted(refused) == sorted(
+        [f"{verb} clusterissuers.cert-manager.io" for verb in ("list", "watch", "create")]
+        + [f"{verb} clusterissuers.cert-manager.io {issuer}" for verb in ("get", "patch", "delete")]
+    )
 
 
 # -- IRSA trust (moto) ---------------------------------------------------------------------------

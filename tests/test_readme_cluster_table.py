@@ -34,7 +34,8 @@ NAMED = re.compile(r"\b(CSIDriver|IngressClass|StorageClass) `([^`]+)`")
 def table() -> dict[str, dict[str, str]]:
     """The table's cells: row title -> cloud -> text."""
     section = README.read_text().split("## Before the first deploy: the cluster\n", 1)[1].split("\n## ", 1)[0]
-    lines = [line for line in section.splitlines() if line.startswith("|")]
+    first_table = "|" + section.split("\n|", 1)[1].split("\n\n", 1)[0]  # the section holds other tables too
+    lines = first_table.splitlines()
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     assert header[1:] == list(COLUMNS), header
     rows = {}
