@@ -52,7 +52,9 @@ SOURCE_CONTEXTS = {"BACKEND": "backend", "FRONTEND": "nextjs-frontend", "USER_EN
 # One line of make's per step of the chain: the command it runs, e.g. `.venv/bin/python -m tools.build_push ...`
 STEP_LINE = re.compile(r"^\S*python3?\s+-m\s+tools\.(\w+)\s")
 # The environment of `make demo` itself must not reach the chain's make (it is a user's fresh `make`)
+# (make also exports its command-line variables, e.g. `make demo ARGS=...`, to its recipes' environment)
 MAKE_VARS = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+FRESH_MAKE_VARS = ("ARGS=", "DRY_RUN=", "HELM_DEPLOY_ARGS=")
 
 
 class Demo:
@@ -148,12 +150,19 @@ class Demo:
         return registry and docker and cluster
 
     def _testbed(self, action: str, *args: str, env: dict[str, str] | None = None) -> None:
-        run(
+        """`python -m tests.testbed ACTION` on the demo's bed; its own last line when it fails."""
+        # The test bed takes a cluster of your own from CMB_TEST_KUBECONFIG: the demo's choice is made above
+        child = {k: v for k, v in {**os.environ, **(env or {})}.items() if k != "CMB_TEST_KUBECONFIG"}
+        proc = run(
             [sys.executable, "-m", "tests.testbed", action, str(self.bed), *args],
             cwd=str(REPO_ROOT),
-            env={**os.environ, **(env or {})},
-            what=f"the test bed's {action}",
+            env=child,
+            check=False,
         )
+        if proc.returncode != 0:
+            lines = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
+            reason = lines[-1].removeprefix("error: ") if lines else f"exit code {proc.returncode}"
+            raise ToolError(f"the test bed's {action} failed: {reason} (its logs: {self.bed}/*.log)")
 
     # -- configuration ------------------------------------------------------------------------
     def contexts(self, variant: str = "") -> dict[str, str]:
@@ -203,7 +212,7 @@ class Demo:
 
     def prepare_cluster(self, kubeconfig: str) -> None:
         """The namespace (a cluster admin's one-time job) and an IngressClass nginx when there is none."""
-        from tools.kubeapi import path
+        from tools.kubeapi import ApiError, path
 
         api = kube.api_client(kubeconfig)
         with REPORTER.action(f"namespace {self.namespace}") as result:
@@ -218,7 +227,18 @@ class Demo:
                 "metadata": {"name": INGRESS_CLASS},
                 "spec": {"controller": "k8s.io/ingress-nginx"},
             }
-            kube.call(api, lambda: api.create(path("ingressclasses"), body), f"creating IngressClass {INGRESS_CLASS}")
+
+            def create() -> bool:
+                try:
+                    api.create(path("ingressclasses"), body)
+                except ApiError as exc:
+                    if exc.status == 409:  # made meanwhile by someone else: theirs, left alone
+                        return False
+                    raise
+                return True
+
+            if not kube.call(api, create, f"creating IngressClass {INGRESS_CLASS}"):
+                return
             self.save_state(ingress_class_created=True)
             REPORTER.ok(
                 f"IngressClass {INGRESS_CLASS}: created (no ingress controller answers it: smoke skips the endpoints)"
@@ -236,6 +256,7 @@ class Demo:
             f"ENV_FILE={env_file}",
             f"IMAGES_FILE={images}",
             "SMOKE_ARGS=--no-endpoints",
+            *FRESH_MAKE_VARS,
             *make_vars,
         ]
         REPORTER.info(" ".join(command))
@@ -306,6 +327,7 @@ class Demo:
 
 
 def up(demo: Demo, fail: str) -> int:
+    start = time.monotonic()
     demo.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     source, kit_env = demo.cluster_source()
     env = demo.start_parts(source, kit_env)
@@ -324,6 +346,7 @@ def up(demo: Demo, fail: str) -> int:
         "first deploy" if before is None else ("no-op redeploy" if demo.images.read_text() == before else "redeploy")
     )
     demo.print_figures(label, steps)
+    REPORTER.ok(f"demo: {label} done, healthy", time.monotonic() - start)
     if fail == "crash":
         return crash(demo, env, kubeconfig)
     demo.summary(env, kubeconfig, demo.images)
@@ -367,7 +390,7 @@ def down(demo: Demo) -> int:
     kubeconfig = str(state.get("kubeconfig") or "")
     if state.get("cluster") == "yours" and Path(kubeconfig).is_file():
         api = kube.api_client(kubeconfig)
-        with REPORTER.action(f"namespace {demo.namespace}: deleting") as result:
+        with REPORTER.action(f"namespace {demo.namespace}") as result:
             gone = kube.call(
                 api, lambda: api.delete(path("namespaces", name=demo.namespace)), "deleting the namespace", True
             )
