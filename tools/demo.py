@@ -28,7 +28,6 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 import urllib.request
@@ -40,7 +39,7 @@ from tools.helm import helm_binary
 from tools.images import load_images
 from tools.kit import KIT_ENV, is_kit, kit_dir, lay_out_from_release, running_kubelets
 from tools.report import REPORTER
-from tools.runner import run
+from tools.runner import run, run_lines
 from tools.settings import REPO_ROOT, read_env_file
 
 DEFAULT_DIR = REPO_ROOT / ".demo"
@@ -67,6 +66,7 @@ class Demo:
         self.images = self.root / "images.json"
         self.figures_file = self.root / "figures.json"
         self.state_file = self.root / "state.json"
+        self.laid_out_kit = self.root / "kit"  # where there is no kit: the release binaries, laid out once
 
     # -- state ------------------------------------------------------------------------------
     def state(self) -> dict[str, object]:
@@ -88,15 +88,15 @@ class Demo:
         return home.read_text().strip() if home.is_file() else ""
 
     # -- the parts ----------------------------------------------------------------------------
-    def cluster_source(self) -> tuple[str, dict[str, str]]:
-        """Where the cluster comes from: ("yours", {}) for KUBECONFIG, else ("kit", env for the test bed).
+    def cluster_source(self) -> str:
+        """Where the cluster comes from: "yours" (KUBECONFIG) or "kit" (laid out first where there is none).
         Refuses a kubelet it did not start, and says what a machine without a kit needs."""
         kubeconfig = os.environ.get("KUBECONFIG", "")
         if kubeconfig:
             missing = [part for part in kubeconfig.split(os.pathsep) if part and not Path(part).is_file()]
             if missing:
                 raise ToolError(f"KUBECONFIG={kubeconfig}: {missing[0]} is not a file: point it at your cluster's one")
-            return "yours", {}
+            return "yours"
         own = self.own_kit_home()
         foreign = [k for k in running_kubelets() if not own or str(k.home) != own]
         if foreign:
@@ -107,8 +107,6 @@ class Demo:
                 f"a kubelet the demo did not start runs here (pid {foreign[0].pid}) and the kit allows one per "
                 f"machine: deploy into that cluster with `{where}`, or stop it first"
             )
-        if own:
-            return "kit", {}
         chosen = os.environ.get(KIT_ENV)
         kit = kit_dir()
         if chosen and (kit is None or not is_kit(kit)):
@@ -120,13 +118,16 @@ class Demo:
                 "no cluster: the Kubernetes kit needs root (kubelet, containerd, iptables): run as root, "
                 "or point KUBECONFIG at a cluster of your own (kind, k3s, minikube)"
             )
-        if kit is None:
+        if kit is None and not is_kit(self.laid_out_kit):
             with REPORTER.action("Kubernetes v1.36.2 from the official release binaries (SHA-256 checked)") as result:
-                kit = lay_out_from_release(self.root / "kit")
-                result.detail = str(kit)
-        return "kit", {KIT_ENV: str(kit)}
+                result.detail = str(lay_out_from_release(self.laid_out_kit))
+        return "kit"
 
-    def start_parts(self, source: str, kit_env: dict[str, str]) -> dict[str, str]:
+    def kit_env(self) -> dict[str, str]:
+        """CMB_K8S_KIT for the test bed when the kit is the one laid out in the demo's folder (its up and down)."""
+        return {KIT_ENV: str(self.laid_out_kit)} if kit_dir() is None and is_kit(self.laid_out_kit) else {}
+
+    def start_parts(self, source: str) -> dict[str, str]:
         """The test bed's Docker engine and registry (and the kit's cluster): reused when up, else started."""
         env = self.bed_env()
         if env and self._alive(env, source):
@@ -136,7 +137,7 @@ class Demo:
             self._testbed("down")
         parts = "docker,registry" + (",cluster" if source == "kit" else "")
         with REPORTER.action(f"test bed: {parts.replace(',', ', ')} under {self.bed}"):
-            self._testbed("up", "--parts", parts, env=kit_env)
+            self._testbed("up", "--parts", parts)
         return self.bed_env()
 
     def _alive(self, env: dict[str, str], source: str) -> bool:
@@ -149,38 +150,30 @@ class Demo:
         cluster = source == "yours" or any(str(k.home) == env.get("K8S_HOME") for k in running_kubelets())
         return registry and docker and cluster
 
-    def _testbed(self, action: str, *args: str, env: dict[str, str] | None = None) -> None:
-        """`python -m tests.testbed ACTION` on the demo's bed; its own last line when it fails."""
+    def _testbed(self, action: str, *args: str) -> None:
+        """`python -m tests.testbed ACTION` on the demo's bed."""
+        self._command("tests.testbed", action, str(self.bed), *args, what=f"the test bed's {action}")
+
+    def _command(self, module: str, *args: str, what: str) -> str:
+        """`python -m MODULE ARGS` of the test bed (see the module's docstring); its last line when it fails."""
         # The test bed takes a cluster of your own from CMB_TEST_KUBECONFIG: the demo's choice is made above
-        child = {k: v for k, v in {**os.environ, **(env or {})}.items() if k != "CMB_TEST_KUBECONFIG"}
-        proc = run(
-            [sys.executable, "-m", "tests.testbed", action, str(self.bed), *args],
-            cwd=str(REPO_ROOT),
-            env=child,
-            check=False,
-        )
+        child = {k: v for k, v in {**os.environ, **self.kit_env()}.items() if k != "CMB_TEST_KUBECONFIG"}
+        proc = run([sys.executable, "-m", module, *args], cwd=str(REPO_ROOT), env=child, check=False)
         if proc.returncode != 0:
             lines = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
             reason = lines[-1].removeprefix("error: ") if lines else f"exit code {proc.returncode}"
-            raise ToolError(f"the test bed's {action} failed: {reason} (its logs: {self.bed}/*.log)")
+            raise ToolError(f"{what} failed: {reason} (logs, if any: {self.bed}/*.log)")
+        return proc.stdout
 
     # -- configuration ------------------------------------------------------------------------
     def contexts(self, variant: str = "") -> dict[str, str]:
         """The three build contexts: ../cmbcluster's sources when there, else the stand-ins staged here."""
         if not variant and all((SOURCES / folder).is_dir() for folder in SOURCE_CONTEXTS.values()):
             return {f"{name}_CONTEXT": str(SOURCES / folder) for name, folder in SOURCE_CONTEXTS.items()}
-        command = [
-            sys.executable,
-            "-m",
-            "tests.fixtures.apps",
-            str(self.root / f"apps{'-' + variant if variant else ''}"),
-        ]
-        proc = run(
-            command + (["--backend-variant", variant] if variant else []),
-            cwd=str(REPO_ROOT),
-            what="staging the stand-in apps",
-        )
-        return dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+        folder = self.root / ("apps-" + variant if variant else "apps")
+        extra = ("--backend-variant", variant) if variant else ()
+        out = self._command("tests.fixtures.apps", str(folder), *extra, what="staging the stand-in apps")
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
     def write_config(self, registry: str, path: Path, contexts: dict[str, str]) -> Path:
         """The demo's env file: local cloud, the test bed's registry, a generated sign-in secret (kept)."""
@@ -263,23 +256,23 @@ class Demo:
         child = {k: v for k, v in {**os.environ, **env}.items() if k not in MAKE_VARS}
         steps: list[tuple[str, float]] = []
         started = time.monotonic()
-        with subprocess.Popen(
-            command, cwd=REPO_ROOT, env=child, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-        ) as proc:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                sys.stdout.write(REPORTER.redact(line))
-                sys.stdout.flush()
-                match = STEP_LINE.match(line)
-                if match:
-                    now = time.monotonic()
-                    if steps:
-                        steps[-1] = (steps[-1][0], now - started)
-                    steps.append((match.group(1), 0.0))
-                    started = now
+
+        def show(line: str) -> None:
+            nonlocal started
+            sys.stdout.write(REPORTER.redact(line))
+            sys.stdout.flush()
+            match = STEP_LINE.match(line)
+            if match:
+                now = time.monotonic()
+                if steps:
+                    steps[-1] = (steps[-1][0], now - started)
+                steps.append((match.group(1), 0.0))
+                started = now
+
+        code = run_lines(command, show, env=child, cwd=str(REPO_ROOT))
         if steps:
             steps[-1] = (steps[-1][0], time.monotonic() - started)
-        return proc.returncode, steps
+        return code, steps
 
     # -- what runs -----------------------------------------------------------------------------
     def summary(self, env: dict[str, str], kubeconfig: str, images: Path) -> None:
@@ -329,8 +322,8 @@ class Demo:
 def up(demo: Demo, fail: str) -> int:
     start = time.monotonic()
     demo.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    source, kit_env = demo.cluster_source()
-    env = demo.start_parts(source, kit_env)
+    source = demo.cluster_source()
+    env = demo.start_parts(source)
     kubeconfig = os.environ["KUBECONFIG"] if source == "yours" else env["KUBECONFIG"]
     env = {**env, "KUBECONFIG": kubeconfig}
     demo.save_state(cluster=source, kubeconfig=kubeconfig, namespace=demo.namespace)
