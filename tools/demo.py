@@ -319,7 +319,7 @@ class Demo:
         REPORTER.info(f"  {'whole chain':<27}" + "".join(f"{t:>15.1f}s" for t in totals))
 
 
-def up(demo: Demo, fail: str) -> int:
+def up(demo: Demo, fail: str | None) -> int:
     start = time.monotonic()
     demo.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     source = demo.cluster_source()
@@ -407,7 +407,7 @@ def down(demo: Demo) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__doc__.splitlines()[0], cloud=False, dry_run=False)
     parser.add_argument("action", nargs="?", choices=("up", "down"), default="up")
-    parser.add_argument("--fail", choices=("", "crash"), default="", help="then show the failure path (DEMO_FAIL)")
+    parser.add_argument("--fail", choices=("crash",), help="then show the failure path (make demo DEMO_FAIL=crash)")
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="the demo's folder (default .demo/)")
     parser.add_argument("--namespace", default=NAMESPACE, help=f"where the release goes (default {NAMESPACE})")
     args = parser.parse_args(argv)
