@@ -134,10 +134,10 @@ class Demo:
             REPORTER.ok(f"test bed: running under {self.bed} (reused)")
             return env
         if self.bed.exists():
-            self._testbed("down")
+            self.testbed("down")
         parts = "docker,registry" + (",cluster" if source == "kit" else "")
         with REPORTER.action(f"test bed: {parts.replace(',', ', ')} under {self.bed}"):
-            self._testbed("up", "--parts", parts)
+            self.testbed("up", "--parts", parts)
         return self.bed_env()
 
     def _alive(self, env: dict[str, str], source: str) -> bool:
@@ -150,7 +150,7 @@ class Demo:
         cluster = source == "yours" or any(str(k.home) == env.get("K8S_HOME") for k in running_kubelets())
         return registry and docker and cluster
 
-    def _testbed(self, action: str, *args: str) -> None:
+    def testbed(self, action: str, *args: str) -> None:
         """`python -m tests.testbed ACTION` on the demo's bed."""
         self._command("tests.testbed", action, str(self.bed), *args, what=f"the test bed's {action}")
 
@@ -395,7 +395,7 @@ def down(demo: Demo) -> int:
             REPORTER.ok(f"IngressClass {INGRESS_CLASS}: deleted (the demo created it)")
     if demo.bed.exists():
         with REPORTER.action(f"test bed under {demo.bed}: stopped"):
-            demo._testbed("down")
+            demo.testbed("down")
         shutil.rmtree(demo.bed / "volumes", ignore_errors=True)  # the kit's database volume: a new cluster starts empty
     for leftover in (demo.state_file, demo.figures_file, demo.images, demo.root / "images-crash.json"):
         leftover.unlink(missing_ok=True)
