@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.realcluster import Site, create_namespace, delete_namespace, ensure_ingress_class
+from tests.realcluster import Site, ensure_ingress_class
 from tests.skips import unavailable
 from tools.errors import ToolError
 from tools.kit import lay_out_from_release, running_kubelets
@@ -41,10 +41,10 @@ def alive(pid: int) -> bool:
 
 
 def test_make_demo_deploys_converges_rolls_back_a_crash_and_stops(
-    tmp_path: Path, cluster: str, stand_in_images
+    tmp_path: Path, cluster: str, cluster_namespace: str, stand_in_images
 ) -> None:
     ensure_ingress_class(cluster)  # the session's: the demo must leave an IngressClass it did not make alone
-    namespace = create_namespace(cluster, "demo")
+    namespace = cluster_namespace
     folder = tmp_path / "demo"
     args = f"ARGS=--dir {folder} --namespace {namespace}"
     env = {"KUBECONFIG": cluster}
@@ -107,7 +107,6 @@ def test_make_demo_deploys_converges_rolls_back_a_crash_and_stops(
         assert again.returncode == 0, again.stderr
     finally:
         make("demo-down", args, env=env)
-        delete_namespace(cluster, namespace)
 
 
 def test_make_demo_refuses_a_kubelet_it_did_not_start(tmp_path: Path, cluster: str) -> None:
