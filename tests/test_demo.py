@@ -37,7 +37,10 @@ def make(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return False
 
 
 def test_make_demo_deploys_converges_rolls_back_a_crash_and_stops(
