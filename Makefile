@@ -23,10 +23,12 @@ DRY_FLAG = $(if $(filter true 1 yes,$(DRY_RUN)),--dry-run)
 SETUP ?= setup
 LOCK := requirements/deploy.txt
 STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
+# make demo DEMO_FAIL=crash: after the healthy deploy, a crashing backend diagnosed and rolled back
+DEMO_FAIL ?=
 
 .PHONY: help setup setup-deploy lock plan validate build rbac cloud-setup github-setup github-gate secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
         deploy-local migrate-database test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy \
-        testbed-up testbed-down setup-checkov setup-chartpress clean
+        testbed-up testbed-down demo demo-down setup-checkov setup-chartpress clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
 .NOTPARALLEL:
 
@@ -150,6 +152,12 @@ bench-smoke: setup ## Detection latency of smoke_test for failing pods on the re
 
 bench-deploy: setup ## First deploy, no-op redeploy, one image changed on the real cluster: time per step
 	$(PY) -m bench.deploy
+
+demo: setup ## From a fresh clone: a real cluster, the stand-in apps, the whole chain (again: a no-op deploy)
+	$(PY) -m tools.demo up $(if $(DEMO_FAIL),--fail $(DEMO_FAIL)) $(ARGS)
+
+demo-down: setup ## Stop everything `make demo` started (its cluster or namespace, Docker engine, registry)
+	$(PY) -m tools.demo down $(ARGS)
 
 testbed-up: setup ## Start the test bed under .testbed/ (source .testbed/env to use it)
 	$(PY) -m tests.testbed up .testbed

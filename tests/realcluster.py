@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from tests.envfiles import good_env, write_env
-from tests.fixtures.apps import stage_apps
+from tests.fixtures.apps import VARIANTS, stage_apps, stage_variant
 from tools.settings import REPO_ROOT
 
 DOCKER = "/usr/bin/docker"  # Debian's client: BuildKit-free legacy builds work with it
@@ -74,21 +74,6 @@ def ensure_ingress_class(kubeconfig: str, name: str = "nginx") -> None:
 
 
 # -- images --------------------------------------------------------------------------------------------
-# Variants of the backend for the failure states a real kubelet must report.
-VARIANTS = {
-    "crash": '["/bin/busybox", "sh", "-c", "echo backend cannot start: database is locked >&2; exit 3"]',
-    # ~200 MiB in a shell variable, far over the test's memory limit
-    "oom": (
-        '["/bin/busybox", "sh", "-c", "x=$(/bin/busybox head -c 200000000 /dev/zero | /bin/busybox tr \'\\\\0\' a)"]'
-    ),
-    # serves nothing: /health answers 404, so the readiness probe never passes
-    "unready": (
-        '["/bin/busybox", "sh", "-c", "mkdir -p /tmp/empty; trap \'kill $pid; exit 0\' TERM; '
-        '/bin/busybox httpd -f -p ${PORT} -h /tmp/empty & pid=$!; wait $pid"]'
-    ),
-}
-
-
 @dataclass
 class StandIns:
     """The stand-in images in the test bed's registry: build_push's images file and variants."""
@@ -112,12 +97,8 @@ class StandIns:
         run_tool("build_push", "--cloud", "local", "--env-file", str(env_file), "--output", str(images_file), env=env)
         variants = {}
         base = contexts["backend"]
-        for name, entrypoint in VARIANTS.items():
-            context = folder / f"variant-{name}"
-            shutil.copytree(base, context)
-            dockerfile = (context / "Dockerfile").read_text()
-            lines = [line for line in dockerfile.splitlines() if not line.startswith("ENTRYPOINT")]
-            (context / "Dockerfile").write_text("\n".join([*lines, f"ENTRYPOINT {entrypoint}", ""]))
+        for name in VARIANTS:
+            context = stage_variant(base, folder / f"variant-{name}", name)
             digest = build_and_push(env, context, f"{registry}/cmbtest-backend:variant-{name}")
             variants[name] = {"repository": f"{registry}/cmbtest-backend", "tag": f"variant-{name}", "digest": digest}
         return cls(registry, images_file, contexts, variants)

@@ -1,5 +1,6 @@
-"""The kit laid out from release binaries (the GitHub path, tests/k8s-kit/assemble-from-release.sh)
-is one the kit's own install.sh accepts: every binary present, each checked against its SHA-256.
+"""The kit laid out from release binaries (the GitHub path, tests/k8s-kit/assemble-from-release.sh,
+which `make demo` runs through tools.kit where there is no kit) is one the kit's own install.sh
+accepts: every binary present, each checked against its SHA-256.
 
 The release servers are not reachable from here, so their layout is served from loopback with
 the binaries of ../shared/k8s (the same Kubernetes version) and a stand-in crictl."""
@@ -22,9 +23,9 @@ import pytest
 
 from tests.skips import unavailable
 from tests.testbed import kit_dir
-from tools.settings import REPO_ROOT
+from tools.errors import ToolError
+from tools.kit import is_kit, lay_out_from_release
 
-ASSEMBLE = REPO_ROOT / "tests" / "k8s-kit" / "assemble-from-release.sh"
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
 
 
@@ -49,7 +50,9 @@ def releases(root: Path, kit: Path, corrupt: str = "") -> None:
     (tools / "crictl-v1.36.0-linux-amd64.tar.gz.sha256").write_text(f"{digest}  crictl-v1.36.0-linux-amd64.tar.gz\n")
 
 
-def assemble(tmp_path: Path, corrupt: str = "") -> tuple[subprocess.CompletedProcess, Path]:
+def assemble(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corrupt: str = "") -> tuple[str, Path]:
+    """tools.kit.lay_out_from_release (`make demo` without a kit) against the loopback release servers;
+    its error line, if any."""
     kit = kit_dir()
     if kit is None:
         unavailable("no kit in ../shared/k8s (or CMB_K8S_KIT) to stage the release servers from")
@@ -61,19 +64,26 @@ def assemble(tmp_path: Path, corrupt: str = "") -> tuple[subprocess.CompletedPro
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     dest = tmp_path / "kit"
-    env = {**os.environ, "K8S_RELEASE_URL": f"{base}/k8s", "CRICTL_RELEASE_URL": f"{base}/cri"}
+    monkeypatch.setenv("K8S_RELEASE_URL", f"{base}/k8s")
+    monkeypatch.setenv("CRICTL_RELEASE_URL", f"{base}/cri")
     try:
-        proc = subprocess.run(["bash", str(ASSEMBLE), str(dest)], capture_output=True, text=True, env=env, check=False)
+        lay_out_from_release(dest)
+        error = ""
+    except ToolError as exc:
+        error = str(exc)
     finally:
         server.shutdown()
         server.server_close()
-    return proc, dest
+    return error, dest
 
 
 @pytest.mark.testbed
-def test_a_kit_from_release_binaries_installs_with_the_kits_own_installer(tmp_path: Path) -> None:
-    proc, dest = assemble(tmp_path)
-    assert proc.returncode == 0, proc.stderr
+def test_a_kit_from_release_binaries_installs_with_the_kits_own_installer(tmp_path: Path, monkeypatch) -> None:
+    error, dest = assemble(tmp_path, monkeypatch)
+    assert not error
+    assert (
+        is_kit(dest) and lay_out_from_release(dest) == dest
+    )  # laid out once: the servers are gone, nothing is fetched
     listed = dict(reversed(line.split()) for line in (dest / "bin" / "SHA256SUMS").read_text().splitlines())
     assert set(listed) == {*BINARIES, "crictl", "crilite"}
     assert (dest / "reference" / "up.sh").is_file()
@@ -105,8 +115,7 @@ def check_installed(install: subprocess.CompletedProcess, home: Path, listed: di
 
 
 @pytest.mark.testbed
-def test_a_binary_that_does_not_match_its_published_checksum_is_refused(tmp_path: Path) -> None:
-    proc, dest = assemble(tmp_path, corrupt="kubelet")
-    assert proc.returncode != 0
-    assert "checksum mismatch: kubelet" in proc.stderr
-    assert not (dest / "bin" / "SHA256SUMS").exists()
+def test_a_binary_that_does_not_match_its_published_checksum_is_refused(tmp_path: Path, monkeypatch) -> None:
+    error, dest = assemble(tmp_path, monkeypatch, corrupt="kubelet")
+    assert error.endswith("checksum mismatch: kubelet"), error
+    assert not (dest / "bin" / "SHA256SUMS").exists() and not is_kit(dest)

@@ -32,7 +32,7 @@ def table_rows(text: str) -> list[list[str]]:
 
 def test_the_first_block_is_the_two_set_up_commands() -> None:
     first = README.split("```")[1]
-    assert first.startswith("bash\nmake setup && make plan CLOUD=aws   #")
+    assert first.startswith("bash\nmake setup && make demo             #")
     assert "\nmake test                           #" in first
 
 

@@ -31,9 +31,10 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from tools.kit import HOME_PREFIX, KIT_ENV, kit_dir
+
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 HERE = Path(__file__).resolve().parent
-KIT_ENV = "CMB_K8S_KIT"
 CLUSTER_ENV = "CMB_TEST_KUBECONFIG"
 KIT_PORTS = (
     "K8S_APISERVER_PORT",
@@ -62,15 +63,6 @@ def _own_session() -> None:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def kit_dir() -> Path | None:
-    """The Kubernetes kit: $CMB_K8S_KIT, else ../shared/k8s beside the repository when it is there."""
-    chosen = os.environ.get(KIT_ENV)
-    if chosen:
-        return Path(chosen)
-    default = HERE.parent.parent / "shared" / "k8s"
-    return default if (default / "reference" / "up.sh").exists() else None
 
 
 def free_port() -> int:
@@ -325,7 +317,7 @@ class TestBed:
         if os.geteuid() != 0:
             raise PartUnavailable("the Kubernetes kit needs root (kubelet, containerd, iptables)")
         stop_orphaned_kits()
-        home = Path(tempfile.mkdtemp(prefix="cmbk8s-", dir="/tmp"))  # <= 64 characters
+        home = Path(tempfile.mkdtemp(prefix=HOME_PREFIX, dir="/tmp"))  # <= 64 characters
         self._k8s_home = home
         (self.root / "k8s.home").write_text(str(home))
         (home / "owner.pid").write_text(str(os.getpid() if not self.detached else 0))
@@ -483,7 +475,7 @@ def stop_kit(home: Path) -> None:
 
 def stop_orphaned_kits() -> None:
     """A test run that was killed leaves its cluster up, and the kit allows one per machine: stop it."""
-    for home in Path("/tmp").glob("cmbk8s-*"):
+    for home in Path("/tmp").glob(f"{HOME_PREFIX}*"):
         try:
             owner = int((home / "owner.pid").read_text() or 0)
         except (OSError, ValueError):

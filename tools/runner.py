@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from tools.errors import ToolError
 from tools.report import REPORTER
@@ -53,6 +53,29 @@ def run(
         reason = _last_lines(proc.stderr or proc.stdout or "", 1) or f"exit code {proc.returncode}"
         raise ToolError(f"{label} failed after {elapsed:.1f}s: {REPORTER.redact(reason)}")
     return proc
+
+
+def run_lines(
+    cmd: Sequence[str], on_line: Callable[[str], None], *, env: Mapping[str, str] | None = None, cwd: str | None = None
+) -> int:
+    """Run `cmd` with its output (stdout and stderr in their order) handed to `on_line` line by line as it
+    comes, for a caller that shows it and acts on what it announces (make demo times make's steps).
+    Returns the exit code."""
+    try:
+        with subprocess.Popen(
+            list(cmd),
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        ) as proc:
+            for line in proc.stdout or ():
+                on_line(line)
+    except FileNotFoundError:
+        raise ToolError(f"{cmd[0]} is not installed or not on PATH: install it (see README) and retry") from None
+    return proc.returncode
 
 
 def _last_lines(text: str, count: int) -> str:
