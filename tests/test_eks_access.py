@@ -10,6 +10,7 @@ refuses the chart's Role as EKS does (aws/containers-roadmap#2682).
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -22,7 +23,9 @@ import pytest
 
 from tests.envfiles import good_env
 from tests.sim.eks import CLUSTER
+from tests.sim.eks_token_review import Credential, EksTokenReviewer, TokenRejected
 from tools.cloud import cloud_for
+from tools.cloud.aws import eks_token
 from tools.settings import REPO_ROOT, load_settings
 
 ROLE, SESSION = f"{CLUSTER}-deploy", "github-run-42"
@@ -48,7 +51,7 @@ def tool(module: str, env: Path, *args: str) -> str:
 def deploy_role(moto_url: str, script: str) -> str:
     """The deploy role as the script's step 2 makes it (its printed trust policy), in moto."""
     trust = script.split("cat > deploy-trust.json <<'JSON'\n", 1)[1].split("\nJSON\n", 1)[0]
-    iam = boto3.client("iam", endpoint_url=moto_url, region_name="us-east-1")
+    iam = boto3.session.Session().client("iam", endpoint_url=moto_url, region_name="us-east-1")  # no cached keys
     try:
         return iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
     except iam.exceptions.EntityAlreadyExistsException:
@@ -128,3 +131,58 @@ def test_deploy_role_installs_the_chart_only_through_its_access_entry_group(
             in result.stderr
         )
         assert ESCALATION in result.stderr, result.stderr
+
+
+def test_the_token_webhook_checks_the_signature_the_cluster_id_and_the_expiry(
+    moto_url: str, bed_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tool("tools.cloud_setup", env_file(tmp_path, "cmb-token"), "--repository", "CMBAgents/cmbcluster-deploy")
+    role_arn = deploy_role(moto_url, script)
+    reviewer = EksTokenReviewer(CLUSTER, moto_url)
+    for key, value in reviewer.issue(role_arn, SESSION).items():
+        monkeypatch.setenv(key, value)
+    token = eks_token(CLUSTER, "us-east-1")  # the toolkit's own token
+
+    caller = reviewer.review(token)
+    assert caller.arn == f"arn:aws:sts::123456789012:assumed-role/{ROLE}/{SESSION}"
+    assert caller.principal_arn == role_arn
+
+    other = EksTokenReviewer("another-cluster", moto_url)
+    other.credentials = reviewer.credentials
+    with pytest.raises(TokenRejected, match="SignatureDoesNotMatch"):
+        other.review(token)  # x-k8s-aws-id is signed: a token for one cluster is no good on another
+    # presigned for 60 s (tools/cloud/aws.py): STS refuses it after X-Amz-Expires, EKS after 15 minutes at most
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=90)
+    with pytest.raises(TokenRejected, match="expired"):
+        reviewer.review(token, now=later)
+    forged = token[:-6] + ("A" if token[-6] != "A" else "B") + token[-5:]
+    with pytest.raises(TokenRejected):
+        reviewer.review(forged)
+    stranger = EksTokenReviewer(CLUSTER, moto_url)
+    stranger.credentials = {
+        key: Credential("not-the-secret", c.session_token) for key, c in reviewer.credentials.items()
+    }
+    with pytest.raises(TokenRejected, match="SignatureDoesNotMatch"):
+        stranger.review(token)
+    with pytest.raises(TokenRejected, match="k8s-aws-v1"):
+        reviewer.review("Bearer " + token)
+
+
+def test_the_api_server_sees_the_access_entrys_user_and_group(
+    simulated_eks: Any, moto_url: str, bed_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = env_file(tmp_path, "cmb-whoami")
+    script = tool("tools.cloud_setup", env, "--repository", "CMBAgents/cmbcluster-deploy")
+    role_arn = deploy_role(moto_url, script)
+    simulated_eks.entries.entries.pop(role_arn, None)
+    simulated_eks.entries.apply_script(script, CLUSTER)
+    credentials = {**simulated_eks.reviewer.issue(role_arn, SESSION), "AWS_ENDPOINT_URL": moto_url}
+    kubeconfig = simulated_eks.kubeconfig(tmp_path, "us-east-1")
+
+    who = simulated_eks.control_plane.kubectl("auth", "whoami", "-o", "json", kubeconfig=kubeconfig, env=credentials)
+
+    assert who.returncode == 0, who.stderr + "\n".join(simulated_eks.hooks.log[-5:])
+    user = json.loads(who.stdout)["status"]["userInfo"]
+    assert user["username"] == f"{ROLE}:{SESSION}"  # the printed --username, {{SessionName}} filled in
+    assert user["groups"] == ["cmbcluster-deployers", "system:authenticated"]
+    assert user["extra"]["arn"] == [f"arn:aws:sts::123456789012:assumed-role/{ROLE}/{SESSION}"]
