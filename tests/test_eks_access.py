@@ -26,6 +26,9 @@ from tests.sim.eks import CLUSTER
 from tests.sim.eks_token_review import Credential, EksTokenReviewer, TokenRejected
 from tools.cloud import cloud_for
 from tools.cloud.aws import eks_token
+from tools.escalation import escalation_problems
+from tools.helm import render
+from tools.kube import api_client
 from tools.settings import REPO_ROOT, load_settings
 
 ROLE, SESSION = f"{CLUSTER}-deploy", "github-run-42"
@@ -58,6 +61,11 @@ def deploy_role(moto_url: str, script: str) -> str:
         return iam.get_role(RoleName=ROLE)["Role"]["Arn"]
 
 
+def chart_values(cloud: str, namespace: str) -> dict[str, Any]:
+    settings = load_settings(cloud=cloud, environ=good_env(cloud, CLUSTER_NAME=CLUSTER, NAMESPACE=namespace))
+    return cloud_for(settings).chart_values()
+
+
 def helm_install(
     sim: Any, tmp_path: Path, chart_cloud: str, namespace: str, credentials: dict[str, str], moto_url: str
 ) -> Any:
@@ -72,7 +80,7 @@ def helm_install(
     command = [
         str(Path(sys.executable).parent / "helm"),
         "install",
-        settings.release,
+        "cmbcluster",
         str(REPO_ROOT / "helm"),
         "--namespace",
         namespace,
@@ -95,7 +103,13 @@ def helm_install(
     [("as printed", "local"), ("without --kubernetes-groups", "local"), ("as printed", "aws")],
 )
 def test_deploy_role_installs_the_chart_only_through_its_access_entry_group(
-    simulated_eks: Any, moto_url: str, bed_env: dict[str, str], tmp_path: Path, setup: str, chart_cloud: str
+    simulated_eks: Any,
+    moto_url: str,
+    bed_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    setup: str,
+    chart_cloud: str,
 ) -> None:
     namespace = f"cmb-{chart_cloud}-" + ("group" if setup == "as printed" else "policy")
     env = env_file(tmp_path, namespace)
@@ -116,14 +130,25 @@ def test_deploy_role_installs_the_chart_only_through_its_access_entry_group(
     assert applied.returncode == 0, applied.stderr
     credentials = sim.reviewer.issue(role_arn, SESSION)  # the CI job's login: the deploy role, assumed
 
+    # preflight's escalation check, as the deploy identity, on the chart it is about to install
+    for key, value in {**credentials, "AWS_ENDPOINT_URL": moto_url, "PYTHONPATH": str(REPO_ROOT)}.items():
+        monkeypatch.setenv(key, value)
+    api = api_client(sim.kubeconfig(tmp_path, "us-east-1"))
+    problems = escalation_problems(
+        api, namespace, render("cmbcluster", namespace, chart_values(chart_cloud, namespace)), ""
+    )
+
     result = helm_install(sim, tmp_path, chart_cloud, namespace, credentials, moto_url)
 
     if setup == "as printed":
         assert result.returncode == 0, result.stderr + "\n".join(sim.hooks.log[-10:])
+        assert problems == []
         roles = admin.kubectl("get", "roles,rolebindings", "-n", namespace, "-o", "name").stdout.split()
         assert "role.rbac.authorization.k8s.io/cmbcluster-pod-manager" in roles
         assert "rolebinding.rbac.authorization.k8s.io/cmbcluster-pod-manager" in roles
     else:
+        assert len(problems) == 1 and problems[0].startswith("the chart's Role cmbcluster-pod-manager grants"), problems
+        assert ESCALATION in problems[0]  # preflight says it before Helm changes anything
         assert result.returncode != 0
         # the Role: RBAC holds none of its rules for this user, and the access policy has no `escalate`
         assert (
