@@ -1,20 +1,23 @@
 """Issue 18, defect 1: on EKS the deploy role installs the chart only when its access entry has a Kubernetes group.
 
-On the simulated EKS (tests/sim: EKS's token webhook and access policies on a real kube-apiserver), the
-deploy identity is configured exactly as `make cloud-setup CLOUD=aws` prints it (its `aws eks` commands)
-and `make rbac` (applied by a cluster admin), logs in with the toolkit's own `k8s-aws-v1.` token
-(tools/eks_token.py, presigned with credentials of the assumed deploy role), and Helm installs the chart.
-Without `--kubernetes-groups` the role's rights come from AmazonEKSAdminPolicy alone, and Kubernetes
-refuses the chart's Role as EKS does (aws/containers-roadmap#2682).
+On the simulated EKS (tests/sim: EKS's token webhook and access policies on a real kube-apiserver, the
+access-entry API in front of moto), the deploy identity is configured exactly as `make cloud-setup
+CLOUD=aws` prints it (its `aws eks` commands, run as the AWS CLI maps them to the API) and `make rbac`
+(applied by a cluster admin); the tools' own `AwsCloud.cluster_access` writes the kubeconfig from
+DescribeCluster, with the toolkit's `k8s-aws-v1.` token plugin (tools/eks_token.py) signing with the
+assumed deploy role's credentials; Helm installs the chart. Without `--kubernetes-groups` the role's
+rights come from AmazonEKSAdminPolicy alone, and Kubernetes refuses the chart's Role as EKS does
+(aws/containers-roadmap#2682); preflight's escalation check says so first.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +25,28 @@ import boto3
 import pytest
 
 from tests.envfiles import good_env
-from tests.sim.eks import CLUSTER
+from tests.sim.eks import ACCOUNT, CLUSTER, REGION
+from tests.sim.eks_access import run_aws_eks
 from tests.sim.eks_token_review import Credential, EksTokenReviewer, TokenRejected
-from tools.cloud import cloud_for
+from tools.cloud import AwsCloud, cloud_for
 from tools.cloud.aws import eks_token
 from tools.escalation import escalation_problems
 from tools.helm import render
 from tools.kube import api_client
 from tools.settings import REPO_ROOT, load_settings
 
-ROLE, SESSION = f"{CLUSTER}-deploy", "github-run-42"
+SESSION = "github-run-42"
 ESCALATION = "attempting to grant RBAC permissions not currently held"
 GROUPS_FLAG = "--kubernetes-groups cmbcluster-deployers "
 
 
+def settings_env(cloud: str, namespace: str) -> dict[str, str]:
+    return good_env(cloud, CLUSTER_NAME=CLUSTER, NAMESPACE=namespace)
+
+
 def env_file(folder: Path, namespace: str) -> Path:
     path = folder / "aws.env"
-    path.write_text(
-        "".join(f"{k}={v}\n" for k, v in good_env("aws", CLUSTER_NAME=CLUSTER, NAMESPACE=namespace).items())
-    )
+    path.write_text("".join(f"{k}={v}\n" for k, v in settings_env("aws", namespace).items()))
     return path
 
 
@@ -51,46 +57,44 @@ def tool(module: str, env: Path, *args: str) -> str:
     return result.stdout
 
 
-def deploy_role(moto_url: str, script: str) -> str:
-    """The deploy role as the script's step 2 makes it (its printed trust policy), in moto."""
+def set_up(sim: Any, moto_url: str, folder: Path, namespace: str, role: str, drop: str = "") -> tuple[str, list[str]]:
+    """The printed set-up (less `drop`): the deploy role (its printed trust) in moto, then the `aws eks` commands.
+    Returns the role's ARN and the EKS operations that ran."""
+    script = tool("tools.cloud_setup", env_file(folder, namespace), "--repository", "o/r", "--role-name", role)
+    if drop:
+        assert drop in script
+        script = script.replace(drop, "")
     trust = script.split("cat > deploy-trust.json <<'JSON'\n", 1)[1].split("\nJSON\n", 1)[0]
-    iam = boto3.session.Session().client("iam", endpoint_url=moto_url, region_name="us-east-1")  # no cached keys
-    try:
-        return iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
-    except iam.exceptions.EntityAlreadyExistsException:
-        return iam.get_role(RoleName=ROLE)["Role"]["Arn"]
+    session = boto3.session.Session()  # the admin's test keys, never a session cached by another test
+    iam = session.client("iam", endpoint_url=moto_url, region_name=REGION)
+    arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    return arn, run_aws_eks(script, session.client("eks", endpoint_url=sim.api.url, region_name=REGION))
+
+
+@contextmanager
+def as_deploy_role(
+    sim: Any, moto_url: str, role_arn: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The CI job's login (the deploy role, assumed) and the tools' own kubeconfig for the cluster."""
+    credentials = sim.reviewer.issue(role_arn, SESSION)
+    environment = {**credentials, "AWS_ENDPOINT_URL": moto_url, "AWS_ENDPOINT_URL_EKS": sim.api.url}
+    for key, value in {**environment, "AWS_DEFAULT_REGION": REGION, "PYTHONPATH": str(REPO_ROOT)}.items():
+        monkeypatch.setenv(key, value)
+    with AwsCloud(load_settings(cloud="aws", environ=settings_env("aws", namespace))).cluster_access() as kubeconfig:
+        yield kubeconfig
 
 
 def chart_values(cloud: str, namespace: str) -> dict[str, Any]:
-    settings = load_settings(cloud=cloud, environ=good_env(cloud, CLUSTER_NAME=CLUSTER, NAMESPACE=namespace))
-    return cloud_for(settings).chart_values()
+    return cloud_for(load_settings(cloud=cloud, environ=settings_env(cloud, namespace))).chart_values()
 
 
-def helm_install(
-    sim: Any, tmp_path: Path, chart_cloud: str, namespace: str, credentials: dict[str, str], moto_url: str
-) -> Any:
-    """`helm install` of the chart with `chart_cloud`'s values, as the deploy identity (the EKS credential plugin)."""
-    settings = load_settings(
-        cloud=chart_cloud, environ=good_env(chart_cloud, CLUSTER_NAME=CLUSTER, NAMESPACE=namespace)
-    )
-    values = tmp_path / "values.json"
-    values.write_text(json.dumps(cloud_for(settings).chart_values()))
-    kubeconfig = sim.kubeconfig(tmp_path, "us-east-1")
-    env = {**credentials, "AWS_ENDPOINT_URL": moto_url, "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(REPO_ROOT)}
-    command = [
-        str(Path(sys.executable).parent / "helm"),
-        "install",
-        "cmbcluster",
-        str(REPO_ROOT / "helm"),
-        "--namespace",
-        namespace,
-        "--values",
-        str(values),
-        "--kubeconfig",
-        kubeconfig,
-    ]
+def helm_install(kubeconfig: str, folder: Path, chart_cloud: str, namespace: str) -> subprocess.CompletedProcess:
+    values = folder / "values.json"
+    values.write_text(json.dumps(chart_values(chart_cloud, namespace)))
+    helm = str(Path(sys.executable).parent / "helm")
+    command = [helm, "install", "cmbcluster", str(REPO_ROOT / "helm"), "-n", namespace, "-f", str(values)]
     return subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, **env}, check=False, cwd=REPO_ROOT
+        [*command, "--kubeconfig", kubeconfig], capture_output=True, text=True, check=False, cwd=REPO_ROOT
     )
 
 
@@ -111,38 +115,28 @@ def test_deploy_role_installs_the_chart_only_through_its_access_entry_group(
     setup: str,
     chart_cloud: str,
 ) -> None:
-    namespace = f"cmb-{chart_cloud}-" + ("group" if setup == "as printed" else "policy")
-    env = env_file(tmp_path, namespace)
-    script = tool("tools.cloud_setup", env, "--repository", "CMBAgents/cmbcluster-deploy")
-    if setup != "as printed":
-        assert GROUPS_FLAG in script
-        script = script.replace(GROUPS_FLAG, "")
-    role_arn = deploy_role(moto_url, script)
-    sim = simulated_eks
-    sim.entries.entries.pop(role_arn, None)  # each case configures the entry afresh, as its script says
-    assert sim.entries.apply_script(script, CLUSTER) == 2
+    printed = setup == "as printed"
+    namespace = f"cmb-{chart_cloud}-" + ("group" if printed else "policy")
+    role = f"{CLUSTER}-deploy-{namespace}"
+    role_arn, ran = set_up(simulated_eks, moto_url, tmp_path, namespace, role, "" if printed else GROUPS_FLAG)
+    assert ran == ["create_access_entry", "associate_access_policy"]
     # a cluster admin: the namespace, and the RBAC `make rbac` prints for the access entry's group
-    admin = sim.control_plane
+    admin = simulated_eks.control_plane
     assert admin.kubectl("create", "namespace", namespace).returncode == 0
     rbac = tmp_path / "rbac.yaml"
-    rbac.write_text(tool("tools.rbac", env))
+    rbac.write_text(tool("tools.rbac", env_file(tmp_path, namespace)))
     applied = admin.kubectl("apply", "-f", str(rbac))
     assert applied.returncode == 0, applied.stderr
-    credentials = sim.reviewer.issue(role_arn, SESSION)  # the CI job's login: the deploy role, assumed
 
-    # preflight's escalation check, as the deploy identity, on the chart it is about to install
-    for key, value in {**credentials, "AWS_ENDPOINT_URL": moto_url, "PYTHONPATH": str(REPO_ROOT)}.items():
-        monkeypatch.setenv(key, value)
-    api = api_client(sim.kubeconfig(tmp_path, "us-east-1"))
-    problems = escalation_problems(
-        api, namespace, render("cmbcluster", namespace, chart_values(chart_cloud, namespace)), ""
-    )
+    with as_deploy_role(simulated_eks, moto_url, role_arn, namespace, monkeypatch) as kubeconfig:
+        # preflight's escalation check, on the chart about to be installed
+        rendered = render("cmbcluster", namespace, chart_values(chart_cloud, namespace))
+        problems = escalation_problems(api_client(kubeconfig), namespace, rendered, "")
+        result = helm_install(kubeconfig, tmp_path, chart_cloud, namespace)
 
-    result = helm_install(sim, tmp_path, chart_cloud, namespace, credentials, moto_url)
-
-    if setup == "as printed":
-        assert result.returncode == 0, result.stderr + "\n".join(sim.hooks.log[-10:])
+    if printed:
         assert problems == []
+        assert result.returncode == 0, result.stderr + "\n".join(simulated_eks.hooks.log[-10:])
         roles = admin.kubectl("get", "roles,rolebindings", "-n", namespace, "-o", "name").stdout.split()
         assert "role.rbac.authorization.k8s.io/cmbcluster-pod-manager" in roles
         assert "rolebinding.rbac.authorization.k8s.io/cmbcluster-pod-manager" in roles
@@ -151,25 +145,46 @@ def test_deploy_role_installs_the_chart_only_through_its_access_entry_group(
         assert ESCALATION in problems[0]  # preflight says it before Helm changes anything
         assert result.returncode != 0
         # the Role: RBAC holds none of its rules for this user, and the access policy has no `escalate`
-        assert (
-            f'roles.rbac.authorization.k8s.io "cmbcluster-pod-manager" is forbidden: user "{ROLE}:{SESSION}"'
-            in result.stderr
-        )
+        refused = f'roles.rbac.authorization.k8s.io "cmbcluster-pod-manager" is forbidden: user "{role}:{SESSION}"'
+        assert refused in result.stderr
         assert ESCALATION in result.stderr, result.stderr
 
 
-def test_the_token_webhook_checks_the_signature_the_cluster_id_and_the_expiry(
-    moto_url: str, bed_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_api_server_sees_the_access_entrys_user_and_group_and_the_set_up_converges(
+    simulated_eks: Any, moto_url: str, bed_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    script = tool("tools.cloud_setup", env_file(tmp_path, "cmb-token"), "--repository", "CMBAgents/cmbcluster-deploy")
-    role_arn = deploy_role(moto_url, script)
+    role = f"{CLUSTER}-deploy-whoami"
+    role_arn, ran = set_up(simulated_eks, moto_url, tmp_path, "cmb-whoami", role)
+    assert ran == ["create_access_entry", "associate_access_policy"]
+    again = tool("tools.cloud_setup", env_file(tmp_path, "cmb-whoami"), "--repository", "o/r", "--role-name", role)
+    eks = boto3.session.Session().client("eks", endpoint_url=simulated_eks.api.url, region_name=REGION)
+    assert run_aws_eks(again, eks) == ["update_access_entry", "associate_access_policy"]  # a re-run converges
+    entry = eks.describe_access_entry(clusterName=CLUSTER, principalArn=role_arn)["accessEntry"]
+    assert entry["kubernetesGroups"] == ["cmbcluster-deployers"] and entry["username"] == role + ":{{SessionName}}"
+
+    with as_deploy_role(simulated_eks, moto_url, role_arn, "cmb-whoami", monkeypatch) as kubeconfig:
+        who = simulated_eks.control_plane.kubectl("auth", "whoami", "-o", "json", kubeconfig=kubeconfig)
+
+    assert who.returncode == 0, who.stderr + "\n".join(simulated_eks.hooks.log[-5:])
+    user = json.loads(who.stdout)["status"]["userInfo"]
+    assert user["username"] == f"{role}:{SESSION}"  # the printed --username, {{SessionName}} filled in
+    assert user["groups"] == ["cmbcluster-deployers", "system:authenticated"]
+    assert user["extra"]["arn"] == [f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{SESSION}"]
+
+
+def test_the_token_webhook_checks_the_signature_the_cluster_id_and_the_expiry(
+    moto_url: str, bed_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    iam = boto3.session.Session().client("iam", endpoint_url=moto_url, region_name=REGION)
+    trust = {"Version": "2012-10-17", "Statement": []}
+    role_arn = iam.create_role(RoleName=f"{CLUSTER}-token", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
     reviewer = EksTokenReviewer(CLUSTER, moto_url)
     for key, value in reviewer.issue(role_arn, SESSION).items():
         monkeypatch.setenv(key, value)
-    token = eks_token(CLUSTER, "us-east-1")  # the toolkit's own token
+    token = eks_token(CLUSTER, REGION)  # the toolkit's own token
 
     caller = reviewer.review(token)
-    assert caller.arn == f"arn:aws:sts::123456789012:assumed-role/{ROLE}/{SESSION}"
+    assert caller.arn == f"arn:aws:sts::{ACCOUNT}:assumed-role/{CLUSTER}-token/{SESSION}"
     assert caller.principal_arn == role_arn
 
     other = EksTokenReviewer("another-cluster", moto_url)
@@ -191,23 +206,3 @@ def test_the_token_webhook_checks_the_signature_the_cluster_id_and_the_expiry(
         stranger.review(token)
     with pytest.raises(TokenRejected, match="k8s-aws-v1"):
         reviewer.review("Bearer " + token)
-
-
-def test_the_api_server_sees_the_access_entrys_user_and_group(
-    simulated_eks: Any, moto_url: str, bed_env: dict[str, str], tmp_path: Path
-) -> None:
-    env = env_file(tmp_path, "cmb-whoami")
-    script = tool("tools.cloud_setup", env, "--repository", "CMBAgents/cmbcluster-deploy")
-    role_arn = deploy_role(moto_url, script)
-    simulated_eks.entries.entries.pop(role_arn, None)
-    simulated_eks.entries.apply_script(script, CLUSTER)
-    credentials = {**simulated_eks.reviewer.issue(role_arn, SESSION), "AWS_ENDPOINT_URL": moto_url}
-    kubeconfig = simulated_eks.kubeconfig(tmp_path, "us-east-1")
-
-    who = simulated_eks.control_plane.kubectl("auth", "whoami", "-o", "json", kubeconfig=kubeconfig, env=credentials)
-
-    assert who.returncode == 0, who.stderr + "\n".join(simulated_eks.hooks.log[-5:])
-    user = json.loads(who.stdout)["status"]["userInfo"]
-    assert user["username"] == f"{ROLE}:{SESSION}"  # the printed --username, {{SessionName}} filled in
-    assert user["groups"] == ["cmbcluster-deployers", "system:authenticated"]
-    assert user["extra"]["arn"] == [f"arn:aws:sts::123456789012:assumed-role/{ROLE}/{SESSION}"]

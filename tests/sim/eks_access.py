@@ -1,13 +1,15 @@
 """EKS access entries and access policies: who an IAM principal is in Kubernetes, and what EKS's authorizer lets it do.
 
-Configured from the `aws eks` commands of the set-up script `make cloud-setup CLOUD=aws` prints, parsed as
-the AWS CLI reads them, so a test configures the identity exactly as the printed set-up says
+Configured through the EKS API (tests/sim/eks_api.py) by the `aws eks` commands of the set-up script
+`make cloud-setup CLOUD=aws` prints, mapped to API calls as the AWS CLI maps them, so a test configures
+the identity exactly as the printed set-up says
 (https://docs.aws.amazon.com/cli/latest/reference/eks/create-access-entry.html,
 https://docs.aws.amazon.com/cli/latest/reference/eks/associate-access-policy.html).
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,41 +59,30 @@ class AccessEntries:
         self.entries: dict[str, AccessEntry] = {}
         self.policy_rules: dict[str, list[dict[str, Any]]] = {"AmazonEKSClusterAdminPolicy": CLUSTER_ADMIN_RULES}
 
-    def apply_script(self, script: str, cluster: str) -> int:
-        """Run the script's `aws eks create-access-entry` / `associate-access-policy` commands; returns how many."""
-        count = 0
-        for line in script.replace("\\\n", " ").splitlines():
-            if not line.strip().startswith("aws eks "):
-                continue
-            words = shlex.split(line.split("||")[0])
-            action, args = words[2], _options(words[3:])
-            if args.get("--cluster-name") != cluster:
-                continue
-            if action == "create-access-entry":
-                self.create(args["--principal-arn"], args.get("--username", ""), _list(args.get("--kubernetes-groups")))
-                count += 1
-            elif action == "associate-access-policy":
-                self.associate(args["--principal-arn"], args["--policy-arn"], args["--access-scope"])
-                count += 1
-        return count
-
     def create(self, principal_arn: str, username: str, groups: list[str]) -> None:
-        # access-entries.html: usernames and groups may not start with system:, eks:, aws:, amazon: or iam:
-        for name in [username, *groups]:
-            if name.startswith(("system:", "eks:", "aws:", "amazon:", "iam:")):
-                raise ValueError(f"InvalidParameterException: {name!r} uses a reserved prefix")
-        self.entries.setdefault(principal_arn, AccessEntry(principal_arn, username, groups))
+        if principal_arn in self.entries:  # API_CreateAccessEntry.html
+            raise KeyError(f"ResourceInUseException: an access entry for {principal_arn} exists")
+        _check_names(username, groups)
+        self.entries[principal_arn] = AccessEntry(principal_arn, username, groups)
 
-    def associate(self, principal_arn: str, policy_arn: str, scope: str) -> None:
-        if principal_arn not in self.entries:
-            raise ValueError(f"ResourceNotFoundException: no access entry for {principal_arn}")
-        # the CLI's shorthand: type=namespace,namespaces=a,b or type=cluster
-        kind = scope.split("type=", 1)[-1].split(",", 1)[0]
-        namespaces = scope.split("namespaces=", 1)[1].split(",") if "namespaces=" in scope else []
+    def update(self, principal_arn: str, username: str | None, groups: list[str] | None) -> None:
+        """API_UpdateAccessEntry.html: the groups and the username given replace the entry's."""
+        _check_names(username or "", groups or [])
+        entry = self.entries[principal_arn]
+        if groups is not None:
+            entry.groups = groups
+        if username is not None:
+            entry.username = username
+
+    def associate(self, principal_arn: str, policy_arn: str, scope: dict[str, Any]) -> None:
+        """API_AssociateAccessPolicy.html: associating a policy again replaces its scope."""
+        kind, namespaces = scope.get("type"), list(scope.get("namespaces") or [])
         if kind not in ("namespace", "cluster"):
             raise ValueError(f"InvalidParameterException: access scope type {kind!r}")
         policy = policy_arn.removeprefix(POLICY_PREFIX)
-        self.entries[principal_arn].policies.append(Association(policy, namespaces if kind == "namespace" else None))
+        entry = self.entries[principal_arn]
+        entry.policies = [a for a in entry.policies if a.policy != policy]
+        entry.policies.append(Association(policy, namespaces if kind == "namespace" else None))
 
     def allows(self, principal_arn: str, attributes: dict[str, Any], non_resource: dict[str, Any] | None) -> bool:
         """EKS's authorizer: whether an associated access policy, in its scope, has a rule for the request."""
@@ -105,6 +96,60 @@ class AccessEntries:
             if any(_matches(rule, attributes, non_resource) for rule in rules):
                 return True
         return False
+
+
+def _check_names(username: str, groups: list[str]) -> None:
+    # access-entries.html: usernames and groups may not start with system:, eks:, aws:, amazon: or iam:
+    for name in [username, *groups]:
+        if name.startswith(("system:", "eks:", "aws:", "amazon:", "iam:")):
+            raise ValueError(f"InvalidParameterException: {name!r} uses a reserved prefix")
+
+
+def run_aws_eks(script: str, eks: Any) -> list[str]:
+    """Run the script's `aws eks` commands with a boto3 EKS client, as the AWS CLI maps them to the API
+    (`--principal-arn` -> principalArn, `--access-scope type=..,namespaces=..` -> accessScope, space-separated
+    lists), honouring the shell's `cmd || fallback`. Returns the operations that succeeded."""
+    from botocore.exceptions import ClientError
+
+    done = []
+    for line in script.replace("\\\n", " ").splitlines():
+        if not line.strip().startswith("aws eks "):
+            continue
+        for alternative in line.split("||"):
+            words = shlex.split(alternative, comments=True)
+            if words[:2] != ["aws", "eks"]:
+                break  # `|| true`: nothing to run
+            operation = words[2].replace("-", "_")
+            try:
+                getattr(eks, operation)(**_parameters(words[3:]))
+            except ClientError:
+                continue  # the shell runs the next alternative
+            done.append(operation)
+            break
+    return done
+
+
+def _parameters(words: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    option = ""
+    for word in words:
+        if word.startswith("--"):
+            option = re.sub(r"-([a-z])", lambda m: m.group(1).upper(), word[2:])
+            out[option] = []
+        else:
+            out[option].append(word)
+    parameters: dict[str, Any] = {}
+    for key, values in out.items():
+        if key == "kubernetesGroups":
+            parameters[key] = values
+        elif key == "accessScope":  # the CLI's shorthand: type=namespace,namespaces=a,b
+            text = values[0]
+            kind = text.split("type=", 1)[-1].split(",", 1)[0]
+            namespaces = text.split("namespaces=", 1)[1].split(",") if "namespaces=" in text else []
+            parameters[key] = {"type": kind, **({"namespaces": namespaces} if namespaces else {})}
+        else:
+            parameters[key] = values[0]
+    return parameters
 
 
 def _matches(rule: dict[str, Any], attributes: dict[str, Any], non_resource: dict[str, Any] | None) -> bool:
@@ -126,15 +171,3 @@ def _matches(rule: dict[str, Any], attributes: dict[str, Any], non_resource: dic
         and (resource in resources or "*" in resources)
         and (not names or attributes.get("name") in names)
     )
-
-
-def _options(words: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for i, word in enumerate(words):
-        if word.startswith("--"):
-            out[word] = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("--") else ""
-    return out
-
-
-def _list(value: str | None) -> list[str]:
-    return [v for v in (value or "").replace(",", " ").split() if v]
