@@ -14,6 +14,7 @@ running only the ClusterRole aggregation controller, which fills the user-facing
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -155,6 +156,13 @@ class ControlPlane:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.procs.clear()
+
+
+def _own_session_ended_with_parent() -> None:
+    """In the child: a process group of its own (stopped as one), sent SIGTERM if the test run dies
+    (PR_SET_PDEATHSIG survives the start scripts' exec)."""
+    os.setsid()
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _unpack(kit: Path, target: Path) -> None:
