@@ -23,6 +23,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 
 from tests.envfiles import good_env
 from tests.sim.eks import ACCOUNT, CLUSTER, REGION
@@ -206,3 +207,16 @@ def test_the_token_webhook_checks_the_signature_the_cluster_id_and_the_expiry(
         stranger.review(token)
     with pytest.raises(TokenRejected, match="k8s-aws-v1"):
         reviewer.review("Bearer " + token)
+
+
+def test_make_rbac_binds_a_user_name_with_colons_and_refuses_one_for_a_service_account(tmp_path: Path) -> None:
+    env = env_file(tmp_path, "cmb-names")
+    arn = f"arn:aws:sts::{ACCOUNT}:assumed-role/{CLUSTER}-deploy/{SESSION}"  # EKS's default user name
+    (binding, *_) = [d for d in yaml.safe_load_all(tool("tools.rbac", env, "--subject", f"User:{arn}")) if d]
+    assert binding["subjects"] == [{"kind": "User", "name": arn, "apiGroup": "rbac.authorization.k8s.io"}]
+    command = [sys.executable, "-m", "tools.rbac", "--cloud", "aws", "--env-file", str(env)]
+    refused = subprocess.run([*command, "--subject", "ServiceAccount:a:b"], capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "error   --subject 'ServiceAccount:a:b': use User:NAME, Group:NAME or ServiceAccount:[NAMESPACE/]NAME"
+    ]
