@@ -16,9 +16,10 @@ from typing import Any
 
 POLICY_PREFIX = "arn:aws:eks::aws:cluster-access-policy/"
 # https://docs.aws.amazon.com/eks/latest/userguide/access-policy-permissions.html: "The permissions contained in
-# access policies are similar to the permissions in the Kubernetes user-facing cluster roles"; the tables there
-# list, for these three, the rules of `admin`, `edit` and `view` (AmazonEKSAdminPolicy: no `escalate`, no `bind`,
-# aws/containers-roadmap#2682). The rules are read from the simulated apiserver's own aggregated roles.
+# access policies are similar to the permissions in the Kubernetes user-facing cluster roles". The simulation
+# uses the rules of `admin`, `edit` and `view`, read from the simulated apiserver's own aggregated roles, not
+# the page's tables row by row (README, "Not verifiable offline"); like `admin`, AmazonEKSAdminPolicy grants
+# neither `escalate` nor `bind` (aws/containers-roadmap#2682).
 USER_FACING_ROLE = {"AmazonEKSAdminPolicy": "admin", "AmazonEKSEditPolicy": "edit", "AmazonEKSViewPolicy": "view"}
 # Same page, AmazonEKSClusterAdminPolicy: apiGroups *, resources *, verbs *; nonResourceURLs *, verbs * (cluster-admin).
 CLUSTER_ADMIN_RULES = [
