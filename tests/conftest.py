@@ -141,3 +141,20 @@ def stand_in_images(testbed: TestBed, cluster: str, docker_host: str, registry: 
     from tests.realcluster import StandIns
 
     return StandIns.build(tmp_path_factory.mktemp("stand-ins"), dict(testbed.env), registry)
+
+
+# -- the simulated EKS access path (tests/sim) ------------------------------------------------------------
+@pytest.fixture(scope="session")
+def simulated_eks(moto_url: str) -> Iterator[Any]:
+    """EKS's authentication and access policies on a control-plane-only apiserver of the kit (see tests/sim)."""
+    from tests.sim.eks import SimulatedEks
+    from tests.testbed import kit_dir
+
+    kit = kit_dir()
+    if kit is None:
+        unavailable("the simulated EKS needs the Kubernetes kit (../shared/k8s or CMB_K8S_KIT)")
+    sim = SimulatedEks(kit, moto_url)
+    try:
+        yield sim.start()
+    finally:
+        sim.stop()

@@ -74,6 +74,12 @@ def irsa_trust_policy(account: str, namespace: str, service_account: str) -> dic
     return web_identity_trust(account, "OIDC_ISSUER", f"system:serviceaccount:{namespace}:{service_account}")
 
 
+def deploy_username(role: str) -> str:
+    """The deploy role's Kubernetes user: the role and its session (GitHub's run), as EKS's access entry
+    templates it (https://docs.aws.amazon.com/eks/latest/userguide/access-entries.html, `{{SessionName}}`)."""
+    return f"{role}:{{{{SessionName}}}}"
+
+
 def _heredoc(path: str, document: dict[str, Any]) -> str:
     return f"cat > {path} <<'JSON'\n{json.dumps(document, indent=2)}\nJSON\n"
 
@@ -81,9 +87,11 @@ def _heredoc(path: str, document: dict[str, Any]) -> str:
 def aws_script(cloud: Any, repository: str, ids: tuple[str, str] | None, environments: list[str], role: str) -> str:
     from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT
     from tools.permissions import aws_policy, needs
+    from tools.rbac import DEPLOY_GROUP as group
 
     s = cloud.settings
     account, cluster, namespace = s["AWS_ACCOUNT_ID"], s.cluster_name, s.namespace
+    username = deploy_username(role)
     subs = subjects(repository, ids, "aws", environments)
     steps = ", ".join(steps_environment("aws", e) for e in environments)
     why = "\n".join(f"#   {', '.join(n.actions)}: {n.why}" for n in needs("aws"))
@@ -118,8 +126,18 @@ aws iam create-open-id-connect-provider --url https://{GITHUB_ISSUER} --client-i
 {_heredoc("deploy-policy.json", aws_policy(cloud))}aws iam put-role-policy --role-name {role} \\
   --policy-name cmbcluster-deploy --policy-document file://deploy-policy.json
 
-# 4. Its Kubernetes rights: an access entry, admin in the namespace (the cluster-scoped rest: `make rbac CLOUD=aws`)
-aws eks create-access-entry --cluster-name {cluster} --principal-arn arn:aws:iam::{account}:role/{role} || true
+# 4. Its Kubernetes rights. The access entry puts the role's sessions in the Kubernetes group {group}, which
+#    the RBAC of `make rbac` binds: `admin` in the namespace and the cluster-scoped kinds the chart makes. An
+#    access policy alone is not enough: EKS enforces it in its own authorizer, not as RBAC rules, and Kubernetes
+#    lets an identity create a Role or RoleBinding only with rights it holds through RBAC (or `escalate` and
+#    `bind`, which AmazonEKSAdminPolicy lacks): "attempting to grant RBAC permissions not currently held"
+#    (https://docs.aws.amazon.com/eks/latest/userguide/access-entries.html, aws/containers-roadmap#2682).
+#    The policy below admits the namespace's objects; then, as a cluster admin:
+#      make rbac CLOUD=aws ARGS="--subject Group:{group}" | kubectl apply -f -
+aws eks create-access-entry --cluster-name {cluster} --principal-arn arn:aws:iam::{account}:role/{role} \\
+  --kubernetes-groups {group} --username "{username}" \\
+  || aws eks update-access-entry --cluster-name {cluster} --principal-arn arn:aws:iam::{account}:role/{role} \\
+  --kubernetes-groups {group} --username "{username}"
 aws eks associate-access-policy --cluster-name {cluster} --principal-arn arn:aws:iam::{account}:role/{role} \\
   --policy-arn arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminPolicy \\
   --access-scope type=namespace,namespaces={namespace}

@@ -311,6 +311,7 @@ def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str,
     """
     from tools import database, kube
     from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET
+    from tools.escalation import escalation_problems
     from tools.rights import deploy_rights
 
     namespace = settings.namespace
@@ -323,7 +324,7 @@ def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str,
             f"grant what `make rbac CLOUD={settings.cloud}` prints (`admin` in the namespace{extra})"
             + cloud.access_hint(namespace)
         )
-    problems = []
+    problems = escalation_problems(api, namespace, rendered, cloud.access_hint(namespace))
     for secret in (BACKEND_SECRET, FRONTEND_SECRET):
         if kube.read_secret(api, namespace, secret) is None:
             problems.append(f"Secret {namespace}/{secret} does not exist: run make_secrets first (make secrets)")

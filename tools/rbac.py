@@ -23,15 +23,18 @@ from tools import cli
 from tools.errors import UsageError
 from tools.rights import CREATE_BOUNDS, WATCH_VERBS, Right, deploy_rights
 
-SUBJECT = re.compile(r"^(User|Group|ServiceAccount):([^\s:]+)$")
-DEFAULT_SUBJECT = "Group:cmbcluster-deployers"
+# User and group names may hold colons (an EKS access entry's default user is an STS ARN); a service
+# account's name is a DNS label, optionally after its namespace and a slash
+SUBJECT = re.compile(r"^(?:(User|Group):(\S+)|(ServiceAccount):((?:[a-z0-9-]+/)?[a-z0-9][a-z0-9.-]*))$")
+DEPLOY_GROUP = "cmbcluster-deployers"  # the group EKS's access entry gives the deploy role (tools/cloud_setup.py)
+DEFAULT_SUBJECT = f"Group:{DEPLOY_GROUP}"
 
 
 def subject(text: str, namespace: str) -> dict[str, str]:
     match = SUBJECT.match(text)
     if not match:
         raise UsageError(f"--subject {text!r}: use User:NAME, Group:NAME or ServiceAccount:[NAMESPACE/]NAME")
-    kind, name = match.groups()
+    kind, name = (match.group(1), match.group(2)) if match.group(1) else (match.group(3), match.group(4))
     if kind == "ServiceAccount":
         account_namespace, _, account = name.rpartition("/")
         return {"kind": kind, "name": account, "namespace": account_namespace or namespace}

@@ -248,12 +248,13 @@ class AwsCloud(Cloud):
         ]
 
     def access_hint(self, namespace: str) -> str:
-        cluster = self.settings.cluster_name
+        from tools.rbac import DEPLOY_GROUP
+
         return (
-            f"; on EKS: aws eks associate-access-policy --cluster-name {cluster} --principal-arn ROLE_ARN "
-            "--policy-arn arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminPolicy "
-            f"--access-scope type=namespace,namespaces={namespace}, and the ClusterRole bound to the access "
-            "entry's username"
+            f"; on EKS: the deploy role's access entry in group {DEPLOY_GROUP} (aws eks create-access-entry "
+            f"--kubernetes-groups {DEPLOY_GROUP}, as `make cloud-setup CLOUD=aws` prints it) and "
+            f'`make rbac CLOUD=aws ARGS="--subject Group:{DEPLOY_GROUP}"` applied: an access policy alone cannot '
+            "create the chart's Roles"
         )
 
     def deploy_values(self) -> dict[str, Any]:

@@ -1,0 +1,222 @@
+"""Issue 18, defect 1: on EKS the deploy role installs the chart only when its access entry has a Kubernetes group.
+
+On the simulated EKS (tests/sim: EKS's token webhook and access policies on a real kube-apiserver, the
+access-entry API in front of moto), the deploy identity is configured exactly as `make cloud-setup
+CLOUD=aws` prints it (its `aws eks` commands, run as the AWS CLI maps them to the API) and `make rbac`
+(applied by a cluster admin); the tools' own `AwsCloud.cluster_access` writes the kubeconfig from
+DescribeCluster, with the toolkit's `k8s-aws-v1.` token plugin (tools/eks_token.py) signing with the
+assumed deploy role's credentials; Helm installs the chart. Without `--kubernetes-groups` the role's
+rights come from AmazonEKSAdminPolicy alone, and Kubernetes refuses the chart's Role as EKS does
+(aws/containers-roadmap#2682); preflight's escalation check says so first.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from tests.envfiles import good_env
+from tests.sim.eks import ACCOUNT, CLUSTER, REGION
+from tests.sim.eks_access import run_aws_eks
+from tests.sim.eks_token_review import Credential, EksTokenReviewer, TokenRejected
+from tools.cloud import AwsCloud, cloud_for
+from tools.cloud.aws import eks_token
+from tools.escalation import escalation_problems
+from tools.helm import render
+from tools.kube import api_client
+from tools.settings import REPO_ROOT, load_settings
+
+SESSION = "github-run-42"
+ESCALATION = "attempting to grant RBAC permissions not currently held"
+GROUPS_FLAG = "--kubernetes-groups cmbcluster-deployers "
+
+
+def settings_env(cloud: str, namespace: str) -> dict[str, str]:
+    return good_env(cloud, CLUSTER_NAME=CLUSTER, NAMESPACE=namespace)
+
+
+def env_file(folder: Path, namespace: str) -> Path:
+    path = folder / "aws.env"
+    path.write_text("".join(f"{k}={v}\n" for k, v in settings_env("aws", namespace).items()))
+    return path
+
+
+def tool(module: str, env: Path, *args: str) -> str:
+    command = [sys.executable, "-m", module, "--cloud", "aws", "--env-file", str(env), *args]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def set_up(sim: Any, moto_url: str, folder: Path, namespace: str, role: str, drop: str = "") -> tuple[str, list[str]]:
+    """The printed set-up (less `drop`): the deploy role (its printed trust) in moto, then the `aws eks` commands.
+    Returns the role's ARN and the EKS operations that ran."""
+    script = tool("tools.cloud_setup", env_file(folder, namespace), "--repository", "o/r", "--role-name", role)
+    if drop:
+        assert drop in script
+        script = script.replace(drop, "")
+    trust = script.split("cat > deploy-trust.json <<'JSON'\n", 1)[1].split("\nJSON\n", 1)[0]
+    session = boto3.session.Session()  # the admin's test keys, never a session cached by another test
+    iam = session.client("iam", endpoint_url=moto_url, region_name=REGION)
+    arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    return arn, run_aws_eks(script, session.client("eks", endpoint_url=sim.api.url, region_name=REGION))
+
+
+@contextmanager
+def as_deploy_role(
+    sim: Any, moto_url: str, role_arn: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The CI job's login (the deploy role, assumed) and the tools' own kubeconfig for the cluster."""
+    credentials = sim.reviewer.issue(role_arn, SESSION)
+    environment = {**credentials, "AWS_ENDPOINT_URL": moto_url, "AWS_ENDPOINT_URL_EKS": sim.api.url}
+    for key, value in {**environment, "AWS_DEFAULT_REGION": REGION, "PYTHONPATH": str(REPO_ROOT)}.items():
+        monkeypatch.setenv(key, value)
+    with AwsCloud(load_settings(cloud="aws", environ=settings_env("aws", namespace))).cluster_access() as kubeconfig:
+        yield kubeconfig
+
+
+def chart_values(cloud: str, namespace: str) -> dict[str, Any]:
+    return cloud_for(load_settings(cloud=cloud, environ=settings_env(cloud, namespace))).chart_values()
+
+
+def helm_install(kubeconfig: str, folder: Path, chart_cloud: str, namespace: str) -> subprocess.CompletedProcess:
+    values = folder / "values.json"
+    values.write_text(json.dumps(chart_values(chart_cloud, namespace)))
+    helm = str(Path(sys.executable).parent / "helm")
+    command = [helm, "install", "cmbcluster", str(REPO_ROOT / "helm"), "-n", namespace, "-f", str(values)]
+    return subprocess.run(
+        [*command, "--kubeconfig", kubeconfig], capture_output=True, text=True, check=False, cwd=REPO_ROOT
+    )
+
+
+# The escalation pair installs the chart with CLOUD=local values: its RBAC is the namespaced Role and
+# RoleBinding alone, so nothing but the escalation rule tells the two apart (with AWS values, Helm's first
+# read of the chart's cluster-scoped ClusterRole would already be refused to a namespace-scoped policy).
+# The AWS chart, with its cluster-scoped ClusterRole and binding, installs as printed too.
+@pytest.mark.parametrize(
+    ("setup", "chart_cloud"),
+    [("as printed", "local"), ("without --kubernetes-groups", "local"), ("as printed", "aws")],
+)
+def test_deploy_role_installs_the_chart_only_through_its_access_entry_group(
+    simulated_eks: Any,
+    moto_url: str,
+    bed_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    setup: str,
+    chart_cloud: str,
+) -> None:
+    printed = setup == "as printed"
+    namespace = f"cmb-{chart_cloud}-" + ("group" if printed else "policy")
+    role = f"{CLUSTER}-deploy-{namespace}"
+    role_arn, ran = set_up(simulated_eks, moto_url, tmp_path, namespace, role, "" if printed else GROUPS_FLAG)
+    assert ran == ["create_access_entry", "associate_access_policy"]
+    # a cluster admin: the namespace, and the RBAC `make rbac` prints for the access entry's group
+    admin = simulated_eks.control_plane
+    assert admin.kubectl("create", "namespace", namespace).returncode == 0
+    rbac = tmp_path / "rbac.yaml"
+    rbac.write_text(tool("tools.rbac", env_file(tmp_path, namespace)))
+    applied = admin.kubectl("apply", "-f", str(rbac))
+    assert applied.returncode == 0, applied.stderr
+
+    with as_deploy_role(simulated_eks, moto_url, role_arn, namespace, monkeypatch) as kubeconfig:
+        # preflight's escalation check, on the chart about to be installed
+        rendered = render("cmbcluster", namespace, chart_values(chart_cloud, namespace))
+        problems = escalation_problems(api_client(kubeconfig), namespace, rendered, "")
+        result = helm_install(kubeconfig, tmp_path, chart_cloud, namespace)
+
+    if printed:
+        assert problems == []
+        assert result.returncode == 0, result.stderr + "\n".join(simulated_eks.hooks.log[-10:])
+        roles = admin.kubectl("get", "roles,rolebindings", "-n", namespace, "-o", "name").stdout.split()
+        assert "role.rbac.authorization.k8s.io/cmbcluster-pod-manager" in roles
+        assert "rolebinding.rbac.authorization.k8s.io/cmbcluster-pod-manager" in roles
+    else:
+        assert len(problems) == 1 and problems[0].startswith("the chart's Role cmbcluster-pod-manager grants"), problems
+        assert ESCALATION in problems[0]  # preflight says it before Helm changes anything
+        assert result.returncode != 0
+        # the Role: RBAC holds none of its rules for this user, and the access policy has no `escalate`
+        refused = f'roles.rbac.authorization.k8s.io "cmbcluster-pod-manager" is forbidden: user "{role}:{SESSION}"'
+        assert refused in result.stderr
+        assert ESCALATION in result.stderr, result.stderr
+
+
+def test_the_api_server_sees_the_access_entrys_user_and_group_and_the_set_up_converges(
+    simulated_eks: Any, moto_url: str, bed_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    role = f"{CLUSTER}-deploy-whoami"
+    role_arn, ran = set_up(simulated_eks, moto_url, tmp_path, "cmb-whoami", role)
+    assert ran == ["create_access_entry", "associate_access_policy"]
+    again = tool("tools.cloud_setup", env_file(tmp_path, "cmb-whoami"), "--repository", "o/r", "--role-name", role)
+    eks = boto3.session.Session().client("eks", endpoint_url=simulated_eks.api.url, region_name=REGION)
+    assert run_aws_eks(again, eks) == ["update_access_entry", "associate_access_policy"]  # a re-run converges
+    entry = eks.describe_access_entry(clusterName=CLUSTER, principalArn=role_arn)["accessEntry"]
+    assert entry["kubernetesGroups"] == ["cmbcluster-deployers"] and entry["username"] == role + ":{{SessionName}}"
+
+    with as_deploy_role(simulated_eks, moto_url, role_arn, "cmb-whoami", monkeypatch) as kubeconfig:
+        who = simulated_eks.control_plane.kubectl("auth", "whoami", "-o", "json", kubeconfig=kubeconfig)
+
+    assert who.returncode == 0, who.stderr + "\n".join(simulated_eks.hooks.log[-5:])
+    user = json.loads(who.stdout)["status"]["userInfo"]
+    assert user["username"] == f"{role}:{SESSION}"  # the printed --username, {{SessionName}} filled in
+    assert user["groups"] == ["cmbcluster-deployers", "system:authenticated"]
+    assert user["extra"]["arn"] == [f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{SESSION}"]
+
+
+def test_the_token_webhook_checks_the_signature_the_cluster_id_and_the_expiry(
+    moto_url: str, bed_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    iam = boto3.session.Session().client("iam", endpoint_url=moto_url, region_name=REGION)
+    trust = {"Version": "2012-10-17", "Statement": []}
+    role_arn = iam.create_role(RoleName=f"{CLUSTER}-token", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    reviewer = EksTokenReviewer(CLUSTER, moto_url)
+    for key, value in reviewer.issue(role_arn, SESSION).items():
+        monkeypatch.setenv(key, value)
+    token = eks_token(CLUSTER, REGION)  # the toolkit's own token
+
+    caller = reviewer.review(token)
+    assert caller.arn == f"arn:aws:sts::{ACCOUNT}:assumed-role/{CLUSTER}-token/{SESSION}"
+    assert caller.principal_arn == role_arn
+
+    other = EksTokenReviewer("another-cluster", moto_url)
+    other.credentials = reviewer.credentials
+    with pytest.raises(TokenRejected, match="SignatureDoesNotMatch"):
+        other.review(token)  # x-k8s-aws-id is signed: a token for one cluster is no good on another
+    # presigned for 60 s (tools/cloud/aws.py): STS refuses it after X-Amz-Expires, EKS after 15 minutes at most
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=90)
+    with pytest.raises(TokenRejected, match="expired"):
+        reviewer.review(token, now=later)
+    forged = token[:-6] + ("A" if token[-6] != "A" else "B") + token[-5:]
+    with pytest.raises(TokenRejected):
+        reviewer.review(forged)
+    stranger = EksTokenReviewer(CLUSTER, moto_url)
+    stranger.credentials = {
+        key: Credential("not-the-secret", c.session_token) for key, c in reviewer.credentials.items()
+    }
+    with pytest.raises(TokenRejected, match="SignatureDoesNotMatch"):
+        stranger.review(token)
+    with pytest.raises(TokenRejected, match="k8s-aws-v1"):
+        reviewer.review("Bearer " + token)
+
+
+def test_make_rbac_binds_a_user_name_with_colons_and_refuses_one_for_a_service_account(tmp_path: Path) -> None:
+    env = env_file(tmp_path, "cmb-names")
+    arn = f"arn:aws:sts::{ACCOUNT}:assumed-role/{CLUSTER}-deploy/{SESSION}"  # EKS's default user name
+    (binding, *_) = [d for d in yaml.safe_load_all(tool("tools.rbac", env, "--subject", f"User:{arn}")) if d]
+    assert binding["subjects"] == [{"kind": "User", "name": arn, "apiGroup": "rbac.authorization.k8s.io"}]
+    command = [sys.executable, "-m", "tools.rbac", "--cloud", "aws", "--env-file", str(env)]
+    refused = subprocess.run([*command, "--subject", "ServiceAccount:a:b"], capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "error   --subject 'ServiceAccount:a:b': use User:NAME, Group:NAME or ServiceAccount:[NAMESPACE/]NAME"
+    ]
