@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from tools.cloud import RegistryAuth
 from tools.image_index import DOCKER_MANIFEST, Descriptor, put_index
 from tools.images import write_images
 from tools.registry import Registry
-from tools.settings import IMAGES
+from tools.settings import IMAGES, REPO_ROOT
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 
@@ -105,9 +106,13 @@ def test_a_promotion_copies_index_and_images_by_digest_and_a_second_run_copies_n
     staged = json.loads(source.images_file.read_text())
     output = tmp_path / "github-output"
     monkeypatch.setenv("GITHUB_OUTPUT", str(output))
-    assert run(source, "--dry-run") == 0
-    out, _ = capfd.readouterr()
-    assert out.count("would be copied") == 3 and not source.output.exists()
+    # a dry run, as the approved job runs the step (make copy-images), says what it would copy and copies nothing
+    make = ["make", "--no-print-directory", "copy-images", "CLOUD=local", f"ENV_FILE={source.env_file}"]
+    make += [f"IMAGES_FILE={source.images_file}", "DRY_RUN=true"]
+    dry = subprocess.run(make, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count("would be copied") == 3 and f"would write {source.images_file}" in dry.stdout
+    assert json.loads(source.images_file.read_text()) == staged
     target = Registry(source.target_registry)
     assert (
         target.digest(f"{source.target_registry}/{source.cluster}-backend", staged["images"]["backend"]["digest"])
