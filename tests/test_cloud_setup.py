@@ -25,11 +25,13 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.envfiles import good_env
+from tests.envfiles import good_env, write_env
 from tools.cloud import AwsCloud, cloud_for
 from tools.cloud_setup import subjects
 from tools.database import backup_state
@@ -78,8 +80,8 @@ def aws_cloud() -> AwsCloud:
     return AwsCloud(load_settings(cloud="aws", environ=settings_env()))
 
 
-def printed(cloud: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    env_file = REPO_ROOT / "env" / f"{cloud}.env.example"
+def printed(cloud: str, *extra: str, env_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env_file = env_file or REPO_ROOT / "env" / f"{cloud}.env.example"
     command = [sys.executable, "-m", "tools.cloud_setup", "--cloud", cloud, "--env-file", str(env_file), *extra]
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
 
@@ -89,8 +91,9 @@ def heredoc(script: str, name: str) -> Any:
 
 
 # -- what is printed -------------------------------------------------------------------------------
-def test_aws_trust_admits_both_subject_formats_of_each_step_environment_and_nothing_else() -> None:
-    result = printed("aws", "--repository", REPOSITORY, "--repository-ids", ":".join(IDS))
+def test_aws_trust_admits_both_subject_formats_of_its_own_environment_and_nothing_else(tmp_path: Path) -> None:
+    staging = write_env(tmp_path / "aws-staging.env", settings_env(ENVIRONMENT="staging"))
+    result = printed("aws", "--repository", REPOSITORY, "--repository-ids", ":".join(IDS), env_file=staging)
     assert result.returncode == 0, result.stderr
     (statement,) = heredoc(result.stdout, "deploy-trust.json")["Statement"]
     condition = statement["Condition"]["StringEquals"]
@@ -98,9 +101,10 @@ def test_aws_trust_admits_both_subject_formats_of_each_step_environment_and_noth
     assert condition["token.actions.githubusercontent.com:sub"] == [
         "repo:CMBAgents/cmbcluster-deploy:environment:aws-staging",
         "repo:CMBAgents@1111/cmbcluster-deploy@2222:environment:aws-staging",
-        "repo:CMBAgents/cmbcluster-deploy:environment:aws-production",
-        "repo:CMBAgents@1111/cmbcluster-deploy@2222:environment:aws-production",
     ]
+    assert "aws-production" not in result.stdout  # not even in a comment: the production role is another run
+    assert "--role-name cmbiam-staging-deploy " in result.stdout
+    assert "--kubernetes-groups cmbcluster-deployers-cmbcluster " in result.stdout
     assert statement["Principal"]["Federated"].endswith(":oidc-provider/token.actions.githubusercontent.com")
 
 
@@ -136,7 +140,8 @@ def test_gcp_binds_each_environment_subject_never_the_whole_repository() -> None
     assert "principalSet" not in out and "attribute.repository/" not in out
     members = [line.split('--member "', 1)[1].rstrip('"') for line in out.splitlines() if "/subject/" in line]
     pool = "principal://iam.googleapis.com/projects/$PROJECT_NUMBER/locations/global/workloadIdentityPools/github"
-    assert members == [f"{pool}/subject/{s}" for s in subjects(REPOSITORY, IDS, "gcp", ["staging", "production"])]
+    assert members == [f"{pool}/subject/{s}" for s in subjects(REPOSITORY, IDS, "gcp", ["production"])]
+    assert "gcp-staging" not in out and "cmbcluster-production-deploy@my-gcp-project" in out
     assert "assertion.repository_owner_id == '1111' && assertion.repository_id == '2222'" in out
     cloud = cloud_for(load_settings(cloud="gcp", env_file=str(REPO_ROOT / "env" / "gcp.env.example")))
     assert all(f"--permissions {','.join(g.permissions)} " in out for g in gcp_grants(cloud))
@@ -148,7 +153,7 @@ def test_gcp_binds_each_environment_subject_never_the_whole_repository() -> None
     [
         (["--cloud", "aws"], "--repository '': give the GitHub repository as OWNER/REPO"),
         (["--cloud", "aws", "--repository", "a/b", "--repository-ids", "x:1"], "give OWNER_ID:REPO_ID, two numbers"),
-        (["--cloud", "aws", "--repository", "a/b", "--environments", "prod"], "a list of production, staging, dev"),
+        (["--cloud", "aws", "--repository", "a/b", "--allow-main"], "--allow-main is for --identity push"),
         (["--cloud", "local", "--repository", "a/b"], "cloud-setup is for aws or gcp"),
     ],
 )

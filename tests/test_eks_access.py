@@ -38,7 +38,7 @@ from tools.settings import REPO_ROOT, load_settings
 
 SESSION = "github-run-42"
 ESCALATION = "attempting to grant RBAC permissions not currently held"
-GROUPS_FLAG = "--kubernetes-groups cmbcluster-deployers "
+GROUPS_FLAG = "--kubernetes-groups cmbcluster-deployers-{namespace} "
 
 
 def settings_env(cloud: str, namespace: str) -> dict[str, str]:
@@ -119,7 +119,9 @@ def test_deploy_role_installs_the_chart_only_through_its_access_entry_group(
     printed = setup == "as printed"
     namespace = f"cmb-{chart_cloud}-" + ("group" if printed else "policy")
     role = f"{CLUSTER}-deploy-{namespace}"
-    role_arn, ran = set_up(simulated_eks, moto_url, tmp_path, namespace, role, "" if printed else GROUPS_FLAG)
+    role_arn, ran = set_up(
+        simulated_eks, moto_url, tmp_path, namespace, role, "" if printed else GROUPS_FLAG.format(namespace=namespace)
+    )
     assert ran == ["create_access_entry", "associate_access_policy"]
     # a cluster admin: the namespace, and the RBAC `make rbac` prints for the access entry's group
     admin = simulated_eks.control_plane
@@ -161,7 +163,10 @@ def test_the_api_server_sees_the_access_entrys_user_and_group_and_the_set_up_con
     eks = boto3.session.Session().client("eks", endpoint_url=simulated_eks.api.url, region_name=REGION)
     assert run_aws_eks(again, eks) == ["update_access_entry", "associate_access_policy"]  # a re-run converges
     entry = eks.describe_access_entry(clusterName=CLUSTER, principalArn=role_arn)["accessEntry"]
-    assert entry["kubernetesGroups"] == ["cmbcluster-deployers"] and entry["username"] == role + ":{{SessionName}}"
+    assert (
+        entry["kubernetesGroups"] == ["cmbcluster-deployers-cmb-whoami"]
+        and entry["username"] == role + ":{{SessionName}}"
+    )
 
     with as_deploy_role(simulated_eks, moto_url, role_arn, "cmb-whoami", monkeypatch) as kubeconfig:
         who = simulated_eks.control_plane.kubectl("auth", "whoami", "-o", "json", kubeconfig=kubeconfig)
@@ -169,7 +174,7 @@ def test_the_api_server_sees_the_access_entrys_user_and_group_and_the_set_up_con
     assert who.returncode == 0, who.stderr + "\n".join(simulated_eks.hooks.log[-5:])
     user = json.loads(who.stdout)["status"]["userInfo"]
     assert user["username"] == f"{role}:{SESSION}"  # the printed --username, {{SessionName}} filled in
-    assert user["groups"] == ["cmbcluster-deployers", "system:authenticated"]
+    assert user["groups"] == ["cmbcluster-deployers-cmb-whoami", "system:authenticated"]
     assert user["extra"]["arn"] == [f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{SESSION}"]
 
 
