@@ -406,7 +406,7 @@ def test_the_push_identity_holds_the_registry_rights_alone(tmp_path: Path) -> No
     assert gcp.returncode == 0, gcp.stderr
     assert (
         "--attribute-condition \"assertion.repository_owner_id == '1111' && assertion.repository_id == '2222' "
-        "&& (assertion.ref.startsWith('refs/tags/v'))\"" in gcp.stdout
+        "&& !assertion.sub.contains(':environment:') && (assertion.ref.startsWith('refs/tags/v'))\"" in gcp.stdout
     )
     assert "workloadIdentityPools/github-push/*" in gcp.stdout and "pools/github/" not in gcp.stdout
     roles = [line.split("--role ", 1)[1].split()[0] for line in gcp.stdout.splitlines() if "--role " in line]

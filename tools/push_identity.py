@@ -99,10 +99,12 @@ aws iam create-open-id-connect-provider --url https://{GITHUB_ISSUER} --client-i
 
 
 def gcp_push_condition(ids: tuple[str, str] | None, allow_main: bool) -> str:
-    """The push pool's provider admits this repository's tokens for release tags (or main) only."""
+    """The push pool's provider admits this repository's tokens for release tags (or main) only, and, as the AWS
+    trust does, only from jobs outside every environment (their `sub` names the environment instead of the ref)."""
     owner_id, repo_id = ids or ("OWNER_ID", "REPO_ID")
     refs = "assertion.ref.startsWith('refs/tags/v')" + (f" || assertion.ref == '{MAIN}'" if allow_main else "")
-    return f"assertion.repository_owner_id == '{owner_id}' && assertion.repository_id == '{repo_id}' && ({refs})"
+    repository = f"assertion.repository_owner_id == '{owner_id}' && assertion.repository_id == '{repo_id}'"
+    return f"{repository} && !assertion.sub.contains(':environment:') && ({refs})"
 
 
 def gcp_push_script(
