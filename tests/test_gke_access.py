@@ -29,6 +29,9 @@ from tests.sim.gke import CLUSTER, CLUSTER_NAME, LOCATION, PROJECT
 from tools.cloud import GcpCloud, cloud_for
 from tools.cloud.gcp import google_access_token
 from tools.errors import ToolError
+from tools.escalation import escalation_problems
+from tools.helm import render
+from tools.kube import api_client
 from tools.permissions import gcp_grants
 from tools.settings import REPO_ROOT, load_settings
 
@@ -144,10 +147,20 @@ def token_of(kubeconfig: str) -> str:
     return yaml.safe_load(Path(kubeconfig).read_text())["users"][0]["user"]["token"]
 
 
-def helm_install(kubeconfig: str, folder: Path, chart_cloud: str, namespace: str) -> subprocess.CompletedProcess:
+def chart_values(chart_cloud: str, namespace: str) -> dict[str, Any]:
     environ = good_env(chart_cloud, CLUSTER_NAME=CLUSTER, NAMESPACE=namespace)
+    return cloud_for(load_settings(cloud=chart_cloud, environ=environ)).chart_values()
+
+
+def preflight_escalation(kubeconfig: str, chart_cloud: str, namespace: str) -> list[str]:
+    """Preflight's escalation check on the chart about to be installed."""
+    rendered = render("cmbcluster", namespace, chart_values(chart_cloud, namespace))
+    return escalation_problems(api_client(kubeconfig), namespace, rendered, "")
+
+
+def helm_install(kubeconfig: str, folder: Path, chart_cloud: str, namespace: str) -> subprocess.CompletedProcess:
     values = folder / "values.json"
-    values.write_text(json.dumps(cloud_for(load_settings(cloud=chart_cloud, environ=environ)).chart_values()))
+    values.write_text(json.dumps(chart_values(chart_cloud, namespace)))
     helm = str(Path(sys.executable).parent / "helm")
     command = [helm, "install", "cmbcluster", str(REPO_ROOT / "helm"), "-n", namespace, "-f", str(values)]
     return subprocess.run(
@@ -175,12 +188,14 @@ def test_the_deploy_account_as_printed_installs_the_gcp_chart_through_rbac(
     seen = len(simulated_gke.hooks.log)
     with as_account(simulated_gke, key_file, namespace, monkeypatch) as kubeconfig:
         who = simulated_gke.control_plane.kubectl("auth", "whoami", "-o", "json", kubeconfig=kubeconfig)
+        problems = preflight_escalation(kubeconfig, "gcp", namespace)
         result = helm_install(kubeconfig, tmp_path, "gcp", namespace)
 
     assert simulated_gke.api.calls[-1] == CLUSTER_NAME  # the endpoint and CA came from clusters.get
     assert who.returncode == 0, who.stderr + "\n".join(simulated_gke.hooks.log[-5:])
     user = json.loads(who.stdout)["status"]["userInfo"]
     assert user["username"] == account_for(namespace) and user["groups"] == ["system:authenticated"]
+    assert problems == []
     assert result.returncode == 0, result.stderr + "\n".join(simulated_gke.hooks.log[-10:])
     made = simulated_gke.control_plane.kubectl("get", "roles,rolebindings,issuers", "-n", namespace, "-o", "name")
     assert set(made.stdout.split()) == {
@@ -220,13 +235,16 @@ def test_with_iam_alone_the_charts_role_needs_the_escalate_permission(
     key_file = set_up(simulated_gke, tmp_path, namespace, rbac=False)
     simulated_gke.iam.bind(f"serviceAccount:{account_for(namespace)}", role)
     with as_account(simulated_gke, key_file, namespace, monkeypatch) as kubeconfig:
+        problems = preflight_escalation(kubeconfig, "local", namespace)
         result = helm_install(kubeconfig, tmp_path, "local", namespace)
 
     roles = simulated_gke.control_plane.kubectl("get", "roles", "-n", namespace, "-o", "name").stdout.split()
     if role == "roles/container.admin":
         assert result.returncode == 0, result.stderr + "\n".join(simulated_gke.hooks.log[-10:])
         assert roles == ["role.rbac.authorization.k8s.io/cmbcluster-pod-manager"]
+        assert problems == []
     else:
+        assert len(problems) == 1 and "GKE IAM role" in problems[0] and ESCALATION in problems[0], problems
         assert result.returncode != 0
         refused = (
             f'roles.rbac.authorization.k8s.io "cmbcluster-pod-manager" is forbidden: user "{account_for(namespace)}"'
