@@ -110,6 +110,8 @@ def set_up(sim: Any, folder: Path, namespace: str, rbac: bool = True) -> Path:
     account = account_for(namespace)
     script = tool("tools.cloud_setup", folder, namespace, "--repository", "o/r", "--service-account", account)
     cloud = cloud_for(load_settings(cloud="gcp", environ=settings_env(namespace)))
+    granted = {p for grant in gcp_grants(cloud) for p in grant.permissions if p.startswith("container.")}
+    assert granted == {"container.clusters.get"}  # nothing inside the cluster comes from IAM
     for grant in gcp_grants(cloud):
         role = f"projects/{PROJECT}/roles/{grant.role_id}"
         assert f"gcloud iam roles create {grant.role_id} " in script and f"--role {role}" in script
