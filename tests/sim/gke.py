@@ -2,7 +2,9 @@
 cluster API, GKE's authenticator and IAM authorizer beside RBAC, on a real kube-apiserver
 (tests/sim/controlplane.py, a second instance: the EKS one's webhooks answer EKS's tokens only).
 
-GKE's authorizer chain, as tests/sim/controlplane.py builds it: Node, RBAC, then the IAM webhook. RBAC
+GKE's authorizer chain, as tests/sim/controlplane.py builds it: Node, RBAC, then the IAM webhook ("GKE first
+checks for an RBAC policy. If there isn't an RBAC policy, GKE checks for IAM permissions",
+https://cloud.google.com/kubernetes-engine/docs/how-to/role-based-access-control, "Interaction with IAM"). RBAC
 or IAM grants (https://cloud.google.com/kubernetes-engine/docs/concepts/access-control), and the IAM
 authorizer never denies outright, so the order decides nothing but where a refusal's reason comes from;
 RBAC's escalation check for a Role or RoleBinding asks the whole chain for `escalate`/`bind`, which IAM

@@ -2,7 +2,10 @@
 
 Authentication: a Google service account's access token authenticates as the account's email, in
 `system:authenticated` (https://cloud.google.com/kubernetes-engine/docs/how-to/iam#interaction_with_rbac:
-"RBAC ... Google Cloud service accounts ... identified by their email"). Authorization: the project's IAM
+"RBAC ... Google Cloud service accounts ... identified by their email"), if the account holds
+`container.clusters.get` on the cluster (https://cloud.google.com/kubernetes-engine/docs/how-to/role-based-access-control,
+"Interaction with IAM": users "must have the container.clusters.get permission to authenticate to clusters in
+the project, but are not authorized to perform any actions inside those clusters"). Authorization: the project's IAM
 policy (tests/sim/gke_iam.py) allows what it grants and has no opinion otherwise, so RBAC or IAM grants
 (https://cloud.google.com/kubernetes-engine/docs/concepts/access-control); a refusal says the permission,
 as GKE's does: `requires one of ["container.pods.list"] permission(s).`
@@ -32,6 +35,9 @@ class GkeWebhooks(WebhookServer):
         except TokenRefused as exc:
             self.log.append(f"token refused: {exc}")
             return {"authenticated": False, "error": str(exc)}
+        if not self.iam.allows(issued.email, "container.clusters.get", self.cluster):
+            self.log.append(f"no container.clusters.get: {issued.email}")
+            return {"authenticated": False, "error": f"{issued.email} lacks container.clusters.get on {self.cluster}"}
         self.log.append(f"authenticated {issued.email}")
         # the apiserver adds system:authenticated itself
         return {"authenticated": True, "user": {"username": issued.email, "groups": []}}
