@@ -216,7 +216,7 @@ def test_without_the_printed_kubernetes_rights_the_deploy_account_is_refused_wit
     namespace = "cmb-gke-norbac"
     key_file = set_up(simulated_gke, tmp_path, namespace, rbac=False)
     with as_account(simulated_gke, key_file, namespace, monkeypatch) as kubeconfig:
-        result = helm_install(kubeconfig, tmp_path, "local", namespace)
+        result = helm_install(kubeconfig, tmp_path, "local", namespace)  # Helm's first request is refused
 
     assert result.returncode != 0
     # GKE's refusal: Kubernetes' sentence for the user, then the IAM permission that would have allowed it
@@ -227,8 +227,8 @@ def test_without_the_printed_kubernetes_rights_the_deploy_account_is_refused_wit
 
 # With IAM alone (no RBAC), creating the chart's Role meets Kubernetes' escalation check as on EKS: RBAC holds
 # none of its rules for the account, so the chain is asked for `escalate`, which IAM grants only as
-# container.roles.escalate, in roles/container.admin and not in roles/container.developer
-# (https://cloud.google.com/kubernetes-engine/docs/how-to/role-based-access-control, "Prerequisites").
+# container.roles.escalate, in roles/container.admin and not in roles/container.developer (tests/sim/gke_iam.py).
+# The chart with CLOUD=local values: its namespaced objects and Role, without the cert-manager stand-in.
 @pytest.mark.parametrize("role", ["roles/container.developer", "roles/container.admin"])
 def test_with_iam_alone_the_charts_role_needs_the_escalate_permission(
     simulated_gke: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, role: str

@@ -8,8 +8,9 @@ https://cloud.google.com/kubernetes-engine/docs/how-to/role-based-access-control
 or IAM grants (https://cloud.google.com/kubernetes-engine/docs/concepts/access-control), and the IAM
 authorizer never denies outright, so the order decides nothing but where a refusal's reason comes from;
 RBAC's escalation check for a Role or RoleBinding asks the whole chain for `escalate`/`bind`, which IAM
-grants as container.roles.escalate / container.roles.bind
-(https://cloud.google.com/kubernetes-engine/docs/how-to/role-based-access-control, "Prerequisites").
+grants as container.roles.escalate / container.roles.bind (Kubernetes' rule:
+https://kubernetes.io/docs/reference/access-authn-authz/rbac/#privilege-escalation-prevention-and-bootstrapping;
+the IAM permissions, in roles/container.admin: https://cloud.google.com/kubernetes-engine/docs/how-to/iam#predefined).
 """
 
 from __future__ import annotations

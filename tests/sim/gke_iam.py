@@ -47,9 +47,9 @@ SUBRESOURCE = {
 }  # fmt: skip
 READ = ("get", "list", "watch")
 # what only roles/container.admin holds among the Kubernetes permissions: RBAC's escalation bypasses and
-# impersonation (https://cloud.google.com/kubernetes-engine/docs/how-to/role-based-access-control,
-# "Prerequisites": creating a Role with rights one lacks needs `container.roles.escalate`, binding one
-# `container.roles.bind`, as Kubernetes' own escalate/bind verbs)
+# impersonation, Kubernetes' escalate/bind/impersonate verbs as IAM permissions (container.roles.escalate,
+# container.roles.bind, ...: the admin role's "full management", held to the developer's "access to ... objects"
+# without them; https://kubernetes.io/docs/reference/access-authn-authz/rbac/#privilege-escalation-prevention-and-bootstrapping)
 ADMIN_ONLY = ("escalate", "bind", "impersonate")
 CLUSTER_MANAGEMENT = ("clusters", "operations", "nodePools")
 
