@@ -282,8 +282,9 @@ def test_google_tokens_that_are_invalid_expired_or_another_accounts_are_refused(
     # with IAM"); with it and no more (the printed account without RBAC) it is refused inside: the test above
     stranger = simulated_gke.tokens.key_file(tmp_path, f"stranger@{PROJECT}.iam.gserviceaccount.com", PROJECT)
     assert refusal(simulated_gke, stranger, namespace, monkeypatch) == (
-        f"these Google credentials may not read GKE cluster {CLUSTER_NAME}: grant roles/container.developer "
-        "(and enable the Kubernetes Engine API)"
+        f"these Google credentials may not read GKE cluster {CLUSTER_NAME}: grant container.clusters.get (the "
+        "deploy role `make cloud-setup CLOUD=gcp` prints holds it; rights inside come from `make rbac`) and enable "
+        "the Kubernetes Engine API"
     )
     with as_account(simulated_gke, key_file, namespace, monkeypatch) as kubeconfig:
         monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(stranger))
