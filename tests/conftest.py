@@ -164,3 +164,19 @@ def simulated_eks(moto_url: str) -> Iterator[Any]:
         yield sim.start()
     finally:
         sim.stop()
+
+
+@pytest.fixture(scope="session")
+def simulated_gke() -> Iterator[Any]:
+    """GKE's token server, cluster API, authenticator and IAM authorizer on a control-plane-only apiserver."""
+    from tests.sim.gke import SimulatedGke
+    from tests.testbed import kit_dir
+
+    kit = kit_dir()
+    if kit is None:
+        unavailable("the simulated GKE needs the Kubernetes kit (../shared/k8s or CMB_K8S_KIT)")
+    sim = SimulatedGke(kit)
+    try:
+        yield sim.start()
+    finally:
+        sim.stop()
