@@ -8,6 +8,7 @@ image; the AWS one through a static PersistentVolume and claim, the GCP one an i
 
 from __future__ import annotations
 
+import argparse
 import json
 import secrets
 import time
@@ -20,19 +21,27 @@ from tests.envfiles import good_env
 from tests.realcluster import api
 from tools.cloud import USER_SERVICE_ACCOUNT, cloud_for
 from tools.helm import render
+from tools.kube import RELEASE_ANNOTATION, api_client
 from tools.settings import load_settings
-from tools.smoke.storage import storage_check_manifests
+from tools.smoke.storage import check_storage, storage_check_manifests
+from tools.smoke.watch import Cluster
 
 pytestmark = pytest.mark.testbed
 WRITE = 'echo "written by $TOKEN" > "$MOUNT/from-the-pod.txt"'
 
 
-def user_environment(cloud: str, namespace: str, image: str) -> dict[str, str]:
-    """The chart's user-environment ConfigMap for `cloud`, with the stand-in user-env image."""
+def user_environment_map(cloud: str, namespace: str, image: str) -> dict[str, Any]:
+    """The chart's user-environment ConfigMap for `cloud` as rendered, with the stand-in user-env image."""
     settings = load_settings(cloud=cloud, environ=good_env(cloud, NAMESPACE=namespace))
     rendered = render(settings.release, namespace, cloud_for(settings).chart_values())
-    (data,) = [o["data"] for o in rendered if o and o["metadata"]["name"].endswith("-user-environment")]
-    return {**data, "USER_POD_IMAGE": image}
+    (config_map,) = [o for o in rendered if o and o["metadata"]["name"].endswith("-user-environment")]
+    config_map["data"]["USER_POD_IMAGE"] = image
+    return config_map
+
+
+def user_environment(cloud: str, namespace: str, image: str) -> dict[str, str]:
+    """The chart's USER_POD_* settings for `cloud`."""
+    return user_environment_map(cloud, namespace, image)["data"]
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +151,27 @@ def test_wrong_attributes_and_options_are_refused_in_the_pods_events(site, user_
     assert "'--allow-everything'" in refused_with(site, bad_flag, "unexpected argument")
     assert "'key-file' is disallowed" in refused_with(site, disallowed, "disallowed")
     assert "gke-gcsfuse/volumes" in refused_with(site, no_sidecar, "failed to find the sidecar container")
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp"])
+def test_the_smoke_tests_storage_check_passes_on_the_stand_in(
+    cloud: str, site, stand_in_csi, user_image: str, cluster: str, moto_url: str, gcs_url: str, bed_env
+) -> None:
+    """tools/smoke/storage.py as `make smoke` runs it, on the chart's settings for the cloud: its bucket
+    made in moto or the GCS emulator, its pod writing, overwriting, reading and deleting on the mount."""
+    core, namespace = site
+    dev = {"ENVIRONMENT": "dev"} if cloud == "gcp" else {}  # the GCS emulator is honoured only in dev
+    settings = load_settings(cloud=cloud, environ=good_env(cloud, NAMESPACE=namespace, **dev))
+    config_map = user_environment_map(cloud, namespace, user_image)
+    config_map["metadata"]["annotations"] = {RELEASE_ANNOTATION: settings.release}  # as Helm installs it
+    core.create_namespaced_config_map(namespace, config_map)
+    args = argparse.Namespace(storage_bucket=None, storage_deadline=90.0, grace=20.0)
+    try:
+        with api_client(cluster) as kube, Cluster(kube, namespace, ["deployments", "pods", "events"]) as watched:
+            check = check_storage(watched, settings, args)
+    finally:
+        core.delete_namespaced_config_map(config_map["metadata"]["name"], namespace)
+    assert check.status == "ok", check.detail
+    assert "in the pod: write file" in check.detail and ("rename file" in check.detail) == (cloud == "gcp")
+    bucket = stand_in_csi.bucket(cloud_for(settings).smoke_bucket)
+    assert bucket.is_dir() and not list(bucket.iterdir())  # the check deleted what it wrote
