@@ -15,10 +15,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import pytest
 
 from tests.envfiles import good_env
 from tests.realcluster import api
+from tests.sim.csi_plugin import sockets
+from tests.sim.csi_proto import MESSAGES
 from tools.cloud import USER_SERVICE_ACCOUNT, cloud_for
 from tools.helm import render
 from tools.kube import RELEASE_ANNOTATION, api_client
@@ -147,10 +150,41 @@ def test_wrong_attributes_and_options_are_refused_in_the_pods_events(site, user_
     bad_flag = launch(site, {**aws, "USER_POD_MOUNT_OPTIONS": '["allow-delete", "allow-everything"]'}, "b-aws-2")
     disallowed = launch(site, {**gcp, "USER_POD_VOLUME_ATTRIBUTES": '{"mountOptions": "key-file=/k.json"}'}, "b-gcp-1")
     no_sidecar = launch(site, {**gcp, "USER_POD_ANNOTATIONS": "{}"}, "b-gcp-2")
+    s3_inline = launch(site, {**aws, "USER_POD_VOLUME_MODE": "csi-inline"}, "b-aws-3")
     assert "unsupported authenticationSource 'node'" in refused_with(site, bad_source, "authenticationSource")
     assert "'--allow-everything'" in refused_with(site, bad_flag, "unexpected argument")
     assert "'key-file' is disallowed" in refused_with(site, disallowed, "disallowed")
     assert "gke-gcsfuse/volumes" in refused_with(site, no_sidecar, "failed to find the sidecar container")
+    # the kubelet itself refuses, from the CSIDriver's volumeLifecycleModes: Mountpoint has no inline volumes
+    assert "s3.csi.aws.com" in refused_with(site, s3_inline, "Ephemeral")
+
+
+def test_the_plugin_answers_the_csi_identity_and_node_info_calls(stand_in_csi) -> None:
+    """What node-driver-registrar and csi-sanity ask first, over the socket the kubelet uses."""
+
+    def call(channel: grpc.Channel, method: str, request: str, response: str) -> Any:
+        rpc = channel.unary_unary(
+            method,
+            request_serializer=MESSAGES[request].SerializeToString,
+            response_deserializer=MESSAGES[response].FromString,
+        )
+        return rpc(MESSAGES[request](), timeout=5)
+
+    for driver in ("s3.csi.aws.com", "gcsfuse.csi.storage.gke.io"):
+        with grpc.insecure_channel(f"unix://{sockets(stand_in_csi.kubelet, driver)[1]}") as channel:
+            info = call(channel, "/csi.v1.Identity/GetPluginInfo", "GetPluginInfoRequest", "GetPluginInfoResponse")
+            assert info.name == driver and info.vendor_version
+            capabilities = call(
+                channel,
+                "/csi.v1.Identity/GetPluginCapabilities",
+                "GetPluginCapabilitiesRequest",
+                "GetPluginCapabilitiesResponse",
+            )
+            assert list(capabilities.capabilities) == []  # node-only: no controller service
+            probe = call(channel, "/csi.v1.Identity/Probe", "ProbeRequest", "ProbeResponse")
+            assert probe.ByteSize() == 0  # `ready` unset: ready, by the spec
+            node = call(channel, "/csi.v1.Node/NodeGetInfo", "NodeGetInfoRequest", "NodeGetInfoResponse")
+            assert node.node_id == "localhost"
 
 
 @pytest.mark.parametrize("cloud", ["aws", "gcp"])

@@ -33,9 +33,9 @@ def csi_drivers(project: str) -> list[dict[str, Any]]:
     return [
         {
             # Mountpoint for S3 (EKS add-on aws-mountpoint-s3-csi-driver): static provisioning only;
-            # pod-level credentials (authenticationSource: pod) need the pod's token for STS, renewed
-            # by republishing (https://github.com/awslabs/mountpoint-s3-csi-driver/blob/main/docs/CONFIGURATION.md,
-            # "Pod-level credentials"; its chart's csidriver.yaml)
+            # pod-level credentials (authenticationSource: pod) take the pod's token for STS (IRSA) or
+            # EKS Pod Identity, renewed by republishing (its chart's templates/csidriver.yaml, e.g.
+            # https://github.com/awslabs/mountpoint-s3-csi-driver/pull/458; docs/CONFIGURATION.md)
             "apiVersion": "storage.k8s.io/v1",
             "kind": "CSIDriver",
             "metadata": {"name": MOUNTPOINT, "labels": {"cmb-testbed": "stand-in-csi"}},
@@ -43,14 +43,17 @@ def csi_drivers(project: str) -> list[dict[str, Any]]:
                 "attachRequired": False,
                 "podInfoOnMount": True,
                 "requiresRepublish": True,
-                "tokenRequests": [{"audience": "sts.amazonaws.com"}],
+                "tokenRequests": [
+                    {"audience": "sts.amazonaws.com", "expirationSeconds": 3600},
+                    {"audience": "pods.eks.amazonaws.com", "expirationSeconds": 3600},
+                ],
                 "volumeLifecycleModes": ["Persistent"],
             },
         },
         {
             # Cloud Storage FUSE (GKE add-on GcsFuseCsiDriver): inline ephemeral and persistent volumes;
             # the Workload Identity token for the project's pool, renewed by republishing
-            # (https://github.com/GoogleCloudPlatform/gcs-fuse-csi-driver/blob/main/deploy/base/node/csi_driver.yaml,
+            # (https://github.com/GoogleCloudPlatform/gcs-fuse-csi-driver/blob/main/docs/installation.md,
             # https://cloud.google.com/kubernetes-engine/docs/how-to/persistent-volumes/cloud-storage-fuse-csi-driver)
             "apiVersion": "storage.k8s.io/v1",
             "kind": "CSIDriver",
@@ -61,7 +64,6 @@ def csi_drivers(project: str) -> list[dict[str, Any]]:
                 "requiresRepublish": True,
                 "tokenRequests": [{"audience": f"{project}.svc.id.goog"}],
                 "volumeLifecycleModes": ["Persistent", "Ephemeral"],
-                "fsGroupPolicy": "ReadWriteOnceWithFSType",
             },
         },
     ]
