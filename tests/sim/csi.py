@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -189,7 +190,7 @@ def _exists(read: Any, name: str) -> bool:
         raise
 
 
-def _until(done: Any, seconds: float, what: str, owner: StandInCsi | None = None) -> None:
+def _until(done: Callable[[], bool], seconds: float, what: str, owner: StandInCsi | None = None) -> None:
     deadline = time.monotonic() + seconds
     while not done():
         if owner is not None and owner.proc is not None and owner.proc.poll() is not None:

@@ -108,9 +108,12 @@ class Driver:
             os.chown(bucket, mount.uid, mount.gid)
             bucket.chmod(mount.dir_mode)
             target.mkdir(parents=True, exist_ok=True)
-            _run("mount", "--bind", str(bucket), str(target))
-            if mount.read_only:
-                _run("mount", "-o", "remount,bind,ro", str(target))
+            try:
+                _run("mount", "--bind", str(bucket), str(target))
+                if mount.read_only:
+                    _run("mount", "-o", "remount,bind,ro", str(target))
+            except RuntimeError as exc:
+                context.abort(grpc.StatusCode.INTERNAL, str(exc))
             print(f"{self.name}: published {request.volume_id} bucket {mount.bucket} at {target}", flush=True)
         return MESSAGES["NodePublishVolumeResponse"]()
 
