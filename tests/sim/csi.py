@@ -146,16 +146,17 @@ class StandInCsi:
                     path.unlink()
             with contextlib.suppress(OSError):
                 sockets(self.kubelet, driver)[1].parent.rmdir()
-        with contextlib.suppress(Exception):
+        try:
             _until(lambda: not (set(self.drivers) & self.registered()), 30, "the kubelet to deregister the drivers")
-        storage = client.StorageV1Api(self._api())
-        for name in self._made:
-            with contextlib.suppress(client.ApiException):
-                storage.delete_csi_driver(name)
-        self._made.clear()
-        if self._lock is not None:
-            self._lock.close()  # releases the flock
-            self._lock = None
+        finally:
+            storage = client.StorageV1Api(self._api())
+            for name in self._made:
+                with contextlib.suppress(client.ApiException):
+                    storage.delete_csi_driver(name)
+            self._made.clear()
+            if self._lock is not None:
+                self._lock.close()  # releases the flock
+                self._lock = None
 
     def _take_lock(self) -> None:
         path = self.kubelet / "plugins" / ".cmb-stand-in-csi.lock"
