@@ -19,7 +19,7 @@ import grpc
 import pytest
 
 from tests.envfiles import good_env
-from tests.realcluster import api
+from tests.realcluster import RELEASE, api
 from tests.sim.csi_plugin import sockets
 from tests.sim.csi_proto import MESSAGES
 from tools.cloud import USER_SERVICE_ACCOUNT, cloud_for
@@ -76,9 +76,7 @@ def launch(site: tuple[Any, str], config: dict[str, str], bucket: str, rename: b
     """Create the storage check's objects with a pod that writes one file and stops; the pod's name."""
     core, namespace = site
     token = secrets.token_hex(4)
-    manifests = storage_check_manifests(
-        config, USER_SERVICE_ACCOUNT, namespace, "cmbcluster", bucket, token, 120, rename
-    )
+    manifests = storage_check_manifests(config, USER_SERVICE_ACCOUNT, namespace, RELEASE, bucket, token, 120, rename)
     pod = manifests[-1]
     pod["spec"]["containers"][0]["command"] = ["sh", "-c", WRITE]
     for obj in manifests:
