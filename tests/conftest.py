@@ -180,3 +180,20 @@ def simulated_gke() -> Iterator[Any]:
         yield sim.start()
     finally:
         sim.stop()
+
+
+# -- the stand-in bucket drivers (tests/sim/csi.py) ------------------------------------------------------
+@pytest.fixture(scope="module")
+def stand_in_csi(testbed: TestBed, cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """s3.csi.aws.com and gcsfuse.csi.storage.gke.io registered with the cluster's kubelet for this module only."""
+    from tests.envfiles import good_env
+    from tests.sim.csi import StandInCsi, kubelet_dir
+
+    folder = kubelet_dir(cluster, testbed.env.get("K8S_HOME"))
+    if folder is None:
+        unavailable("the stand-in CSI drivers need the kit's kubelet (no data/kubelet/plugins_registry beside it)")
+    csi = StandInCsi(cluster, folder, tmp_path_factory.mktemp("csi"), good_env("gcp")["PROJECT_ID"])
+    try:
+        yield csi.start()
+    finally:
+        csi.stop()
