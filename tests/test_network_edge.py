@@ -50,7 +50,7 @@ def hosts_seen(edge: Any) -> set[str]:
 
 def test_routes_map_the_providers_host_names_and_nothing_else() -> None:
     assert part_for(ECR_HOST) == ECR_REGISTRY
-    assert part_for("ecr.us-east-1.amazonaws.com") == MOTO
+    assert part_for("api.ecr.us-east-1.amazonaws.com") == MOTO
     assert part_for("eks.eu-west-2.amazonaws.com") == EKS
     assert part_for("sts.amazonaws.com") == part_for("iam.amazonaws.com") == MOTO
     assert part_for("cmb-db.s3.us-east-1.amazonaws.com") == part_for("s3.amazonaws.com") == MOTO
@@ -137,11 +137,11 @@ def test_build_push_aws_to_ecr_host_and_a_pod_pulls_it(
     for image in NAMES:
         record = document["images"][image]
         assert record["repository"] == f"{ECR_HOST}/{name}-{image}" and record["digest"].startswith("sha256:")
-    ecr = boto3.client("ecr", endpoint_url=moto_url, region_name=REGION)  # made through ecr.REGION.amazonaws.com
+    ecr = boto3.client("ecr", endpoint_url=moto_url, region_name=REGION)  # made through api.ecr.REGION.amazonaws.com
     made = ecr.describe_repositories(repositoryNames=[f"{name}-{i}" for i in NAMES])["repositories"]
     assert len(made) == len(NAMES)
     seen = network_edge.proxy.seen
-    assert any(h == f"ecr.{REGION}.amazonaws.com" for h, _, _ in seen)
+    assert any(h == f"api.ecr.{REGION}.amazonaws.com" for h, _, _ in seen)
     assert any(h == ECR_HOST and m == "PUT" and "/manifests/" in p for h, m, p in seen), "docker pushed via the edge"
 
     backend = document["images"]["backend"]
