@@ -31,6 +31,7 @@ from tools.settings import load_settings
 pytestmark = pytest.mark.testbed
 ACCOUNT, REGION = "123456789012", "us-east-1"
 ECR_HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+AR_HOST = "us-central1-docker.pkg.dev"  # good_env("gcp")'s REGION
 NO_ENDPOINTS = ("AWS_ENDPOINT_URL", "STORAGE_EMULATOR_HOST")
 
 
@@ -105,59 +106,100 @@ def test_gcs_through_storage_googleapis_com(network_edge: Any, gcs_url: str, mon
         cloud_for(load_settings(environ=settings)).ensure_bucket(bucket)
 
 
-def test_build_push_aws_to_ecr_host_and_a_pod_pulls_it(
+@pytest.fixture
+def kit_certs(cluster: str, testbed: Any) -> Path:
+    """The kit's containerd registry-host folder, where the registries' real names are mapped."""
+    certs = containerd_certs_dir(cluster, testbed.env.get("K8S_HOME"))
+    if certs is None:
+        unavailable("the cluster is not the kit's: no containerd hosts.toml folder to map registry hosts in")
+    return certs
+
+
+def build_push(cloud: str, edge: Any, docker_host: str, folder: Path, monkeypatch: Any, **env: str) -> dict[str, Any]:
+    """`build_push --cloud CLOUD` of the stand-in images, with only the edge's variables; its images file."""
+    name = f"edge{uuid.uuid4().hex[:6]}"
+    contexts = stage_apps(folder / "apps")
+    values = {
+        **good_env(cloud, CLUSTER_NAME=name),
+        **{f"{n.upper().replace('-', '_')}_CONTEXT": str(p) for n, p in contexts.items()},
+    }
+    env_file = write_env(folder / f"{cloud}.env", values)
+    tool_env = edge_env(
+        edge, monkeypatch, DOCKER_HOST=docker_host, DOCKER="/usr/bin/docker", DOCKER_BUILDKIT="0", **env
+    )
+    output = folder / "images.json"
+    run_tool("build_push", "--cloud", cloud, "--env-file", str(env_file), "--output", str(output), env=tool_env)
+    document = json.loads(output.read_text())
+    assert all(document["images"][i]["repository"].endswith(f"/{name}-{i}") for i in NAMES), document
+    assert all(document["images"][i]["digest"].startswith("sha256:") for i in NAMES), document
+    return document
+
+
+def pull_on_cluster(certs: Path, registry: str, cluster: str, namespace: str, record: dict[str, Any]) -> None:
+    """A pod on the shared cluster runs `record`'s image by its registry name; the digest pulled is the one pushed."""
+    reference = f"{record['repository']}:{record['tags'][0]}"
+    pods = core(cluster)
+    name = f"pull-{uuid.uuid4().hex[:6]}"
+    with containerd_mirror(certs, [reference.split("/")[0]], registry):
+        pod = {
+            "metadata": {"name": name},
+            "spec": {
+                "containers": [{"name": "app", "image": reference, "imagePullPolicy": "Always"}],
+                "restartPolicy": "Never",
+            },
+        }
+        pods.create_namespaced_pod(namespace, pod)
+        status = wait_running(pods, namespace, name, 120)
+    image_id = status.container_statuses[0].image_id
+    assert image_id.endswith(record["digest"]), image_id
+
+
+def test_build_push_aws_to_the_ecr_host_and_a_pod_pulls_it(
     network_edge: Any,
     edge_docker: str,
     registry: str,
     moto_url: str,
     cluster: str,
     cluster_namespace: str,
-    testbed: Any,
+    kit_certs: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import boto3
 
-    certs = containerd_certs_dir(cluster, testbed.env.get("K8S_HOME"))
-    if certs is None:
-        unavailable("the cluster is not the kit's: no containerd hosts.toml folder to map the ECR host in")
-    name = f"edge{uuid.uuid4().hex[:6]}"
-    contexts = stage_apps(tmp_path / "apps")
-    values = {
-        **good_env("aws", CLUSTER_NAME=name),
-        **{f"{n.upper().replace('-', '_')}_CONTEXT": str(p) for n, p in contexts.items()},
-    }
-    env_file = write_env(tmp_path / "aws.env", values)
-    env = edge_env(network_edge, monkeypatch, DOCKER_HOST=edge_docker, DOCKER="/usr/bin/docker", DOCKER_BUILDKIT="0")
-    output = tmp_path / "images.json"
-    run_tool("build_push", "--cloud", "aws", "--env-file", str(env_file), "--output", str(output), env=env)
-
-    document = json.loads(output.read_text())
+    document = build_push("aws", network_edge, edge_docker, tmp_path, monkeypatch)
     assert document["registry"] == ECR_HOST
-    for image in NAMES:
-        record = document["images"][image]
-        assert record["repository"] == f"{ECR_HOST}/{name}-{image}" and record["digest"].startswith("sha256:")
+    backend = document["images"]["backend"]
+    assert backend["repository"].startswith(f"{ECR_HOST}/")
     ecr = boto3.client("ecr", endpoint_url=moto_url, region_name=REGION)  # made through api.ecr.REGION.amazonaws.com
-    made = ecr.describe_repositories(repositoryNames=[f"{name}-{i}" for i in NAMES])["repositories"]
-    assert len(made) == len(NAMES)
+    names = [document["images"][i]["repository"].partition("/")[2] for i in NAMES]
+    assert len(ecr.describe_repositories(repositoryNames=names)["repositories"]) == len(NAMES)
     seen = network_edge.proxy.seen
     assert any(h == f"api.ecr.{REGION}.amazonaws.com" for h, _, _ in seen)
     assert any(h == ECR_HOST and m == "PUT" and "/manifests/" in p for h, m, p in seen), "docker pushed via the edge"
+    pull_on_cluster(kit_certs, registry, cluster, cluster_namespace, backend)
 
-    backend = document["images"]["backend"]
-    reference = f"{ECR_HOST}/{name}-backend:{backend['tags'][0]}"
-    pods = core(cluster)
-    with containerd_mirror(certs, [ECR_HOST], registry):
-        pod = {
-            "metadata": {"name": "ecr-pull"},
-            "spec": {
-                "containers": [{"name": "backend", "image": reference, "imagePullPolicy": "Always"}],
-                "restartPolicy": "Never",
-            },
-        }
-        pods.create_namespaced_pod(cluster_namespace, pod)
-        status = wait_running(pods, cluster_namespace, "ecr-pull", 120)
-    assert status.container_statuses[0].image_id.endswith(backend["digest"]), status.container_statuses[0].image_id
+
+def test_build_push_gcp_to_artifact_registry_and_a_pod_pulls_it(
+    network_edge: Any,
+    edge_docker: str,
+    registry: str,
+    cluster: str,
+    cluster_namespace: str,
+    kit_certs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = network_edge.google_service_account("cmb-builder@cmb-project.iam.gserviceaccount.com", "cmb-project")
+    document = build_push(
+        "gcp", network_edge, edge_docker, tmp_path, monkeypatch, GOOGLE_APPLICATION_CREDENTIALS=str(key)
+    )
+    assert document["registry"] == f"{AR_HOST}/cmb-project/cmbcluster"
+    seen = network_edge.proxy.seen
+    assert any(h == "oauth2.googleapis.com" for h, _, _ in seen)
+    assert any(h == AR_HOST and p.startswith("/v2/token") for h, _, p in seen), "docker took a registry token"
+    assert any(h == AR_HOST and m == "PUT" and "/manifests/" in p for h, m, p in seen), "docker pushed via the edge"
+    pull_on_cluster(kit_certs, registry, cluster, cluster_namespace, document["images"]["user-env"])
 
 
 def wait_running(pods: Any, namespace: str, name: str, seconds: float) -> Any:
