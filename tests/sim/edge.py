@@ -4,26 +4,26 @@
 the host map is tests/sim/edge_routes.py) and gives the environment that points each client the
 tools use at it, through each client's documented variables only:
 
-| client (used by)                                   | proxy                    | CA                    |
-|----------------------------------------------------|--------------------------|-----------------------|
-| boto3/botocore (tools/cloud/aws.py, route53, acm)  | HTTPS_PROXY [1]          | AWS_CA_BUNDLE [2]     |
-| requests: google-auth, google-cloud-storage        | HTTPS_PROXY [3]          | REQUESTS_CA_BUNDLE [3]|
-|   (tools/cloud/gcp.py, clouddns.py)                |                          |                       |
-| urllib3 (tools/registry.py)                        | HTTPS_PROXY (read there) | SSL_CERT_FILE [4]     |
-| dockerd (docker login/push of build_push)          | HTTPS_PROXY [5]          | SSL_CERT_FILE [6]     |
-| containerd of the kit (the kubelet's pulls)        | hosts.toml mirror [7]    | (plain HTTP mirror)   |
-| kubernetes client, tools/kubeapi.py, helm          | not proxied: NO_PROXY names loopback, and the     |
-|                                                    | cluster's endpoint and CA come from the kubeconfig |
+| client (used by)                                 | proxy                       | CA                     |
+|--------------------------------------------------|-----------------------------|------------------------|
+| boto3/botocore (tools/cloud/aws.py, route53, acm)| HTTPS_PROXY [1]             | AWS_CA_BUNDLE [2]      |
+| requests: google-auth, google-cloud-storage      | HTTPS_PROXY [3]             | REQUESTS_CA_BUNDLE [3] |
+|   (tools/cloud/gcp.py, clouddns.py)              |                             |                        |
+| urllib3 (tools/registry.py)                      | HTTPS_PROXY (read there)    | SSL_CERT_FILE [4]      |
+| dockerd (docker login/push of build_push)        | HTTPS_PROXY [5]             | SSL_CERT_FILE [6]      |
+| containerd of the kit (the kubelet's pulls)      | hosts.toml mirror [7]       | (plain-HTTP mirror)    |
+| tools/kubeapi.py (urllib3, no proxy), helm (Go,  | not proxied: the cluster's endpoint and CA come    |
+|   honours HTTPS_PROXY)                           | from the kubeconfig; NO_PROXY names loopback       |
 
-[1] https://boto3.amazonaws.com/v1/documentation/api/latest/guide/configuration.html#using-a-configuration-file
-    ("proxies ... botocore reads HTTP_PROXY/HTTPS_PROXY"), botocore.utils.get_environ_proxies
-[2] https://docs.aws.amazon.com/sdkref/latest/guide/feature-gen-config.html (AWS_CA_BUNDLE)
+[1] https://boto3.amazonaws.com/v1/documentation/api/latest/guide/configuration.html#using-proxies and
+    https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-proxy.html (botocore.utils.get_environ_proxies)
+[2] https://docs.aws.amazon.com/sdkref/latest/guide/feature-gen-config.html (ca_bundle, AWS_CA_BUNDLE)
 [3] https://requests.readthedocs.io/en/latest/user/advanced/#proxies and #ssl-cert-verification
 [4] urllib3 without ca_certs loads OpenSSL's default paths, which SSL_CERT_FILE overrides:
     https://docs.python.org/3/library/ssl.html#ssl.SSLContext.load_default_certs
-[5] https://docs.docker.com/engine/daemon/proxy/#environment-variables
-[6] Go's crypto/x509 on Linux: "the environment variables SSL_CERT_FILE and SSL_CERT_DIR can be used
-    to override the system default locations": https://pkg.go.dev/crypto/x509#SystemCertPool
+[5] https://docs.docker.com/engine/daemon/proxy/#environment-variables ("checks ... in its start-up environment")
+[6] Go's crypto/x509 on Linux: SSL_CERT_FILE "overrides the system default" (crypto/x509/root_unix.go),
+    https://pkg.go.dev/crypto/x509#SystemCertPool
 [7] https://github.com/containerd/containerd/blob/main/docs/hosts.md (read at each pull, no restart)
 
 Nothing outside the test bed's folders is written, except the kit's containerd hosts.toml files for
