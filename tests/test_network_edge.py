@@ -10,6 +10,7 @@ registry through its hosts.toml.
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import time
 import urllib.request
@@ -22,7 +23,7 @@ import pytest
 from tests.envfiles import good_env, write_env
 from tests.fixtures.apps import NAMES, stage_apps
 from tests.realcluster import core, run_tool
-from tests.sim.edge import containerd_certs_dir, containerd_mirror
+from tests.sim.edge import MARK, containerd_certs_dir, containerd_mirror
 from tests.sim.edge_routes import AR_REGISTRY, ECR_REGISTRY, EKS, GCS, GOOGLE_TOKEN, MOTO, part_for
 from tests.skips import unavailable
 from tools.cloud import cloud_for
@@ -214,3 +215,27 @@ def wait_running(pods: Any, namespace: str, name: str, seconds: float) -> Any:
             pytest.fail(f"the kubelet could not pull: {waiting[0].reason}: {waiting[0].message}")
         assert time.monotonic() < deadline, f"pod {name} not running after {seconds}s: {status.phase}"
         time.sleep(0.5)
+
+
+def test_containerd_mirror_is_undone_and_takes_over_only_orphans(tmp_path: Path, registry: str) -> None:
+    import subprocess
+
+    host = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
+    with containerd_mirror(tmp_path, [host], registry):
+        toml = (tmp_path / host / "hosts.toml").read_text()
+        assert f'[host."http://{registry}"]' in toml and 'capabilities = ["pull", "resolve"]' in toml
+        with pytest.raises(RuntimeError, match="not an orphan"), containerd_mirror(tmp_path, [host], registry):
+            pass  # this run's own file, its process alive
+    assert not (tmp_path / host).exists()
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / host).mkdir()
+    (tmp_path / host / "hosts.toml").write_text(f"{MARK}{dead.pid}\nserver = 'https://{host}'\n")
+    with containerd_mirror(tmp_path, [host], registry):
+        assert str(os.getpid()) in (tmp_path / host / "hosts.toml").read_text()
+    (tmp_path / host).mkdir()
+    (tmp_path / host / "hosts.toml").write_text(f'server = "https://{host}"\n')  # someone else's
+    with pytest.raises(RuntimeError, match="not an orphan"), containerd_mirror(tmp_path, [host], registry):
+        pass
+    assert (tmp_path / host / "hosts.toml").exists(), "someone else's file is left alone"

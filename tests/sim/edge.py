@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,22 +113,36 @@ def containerd_certs_dir(kubeconfig: str, k8s_home: str | None) -> Path | None:
     return certs if certs.is_dir() else None
 
 
+MARK = "# written by the cmbcluster test bed's network edge, process "
+
+
 @contextlib.contextmanager
 def containerd_mirror(certs: Path, hosts: list[str], registry: str) -> Iterator[None]:
     """The kubelet's pulls of `hosts` go to the test bed's registry (plain HTTP on loopback), through
-    containerd's registry host configuration; each hosts.toml written here is removed on exit."""
+    containerd's registry host configuration; each hosts.toml written here is removed on exit. One left
+    by a test run that was killed is taken over; one of a live run, or not the test bed's, stops here."""
     written: list[Path] = []
     try:
         for host in hosts:
             folder = certs / host
-            if (folder / "hosts.toml").exists():
-                raise RuntimeError(f"{folder}/hosts.toml exists: another run maps {host}; not overwriting it")
-            folder.mkdir()
+            toml = folder / "hosts.toml"
+            if toml.exists() and not _orphaned(toml):
+                raise RuntimeError(f"{toml} exists and is not an orphan of this test bed: not overwriting it")
+            folder.mkdir(exist_ok=True)
             written.append(folder)
-            (folder / "hosts.toml").write_text(
+            toml.write_text(
+                f"{MARK}{os.getpid()}\n"
                 f'server = "https://{host}"\n\n[host."http://{registry}"]\n  capabilities = ["pull", "resolve"]\n'
             )
         yield
     finally:
         for folder in written:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _orphaned(toml: Path) -> bool:
+    first = toml.read_text().partition("\n")[0]
+    if not first.startswith(MARK):
+        return False
+    pid = first[len(MARK) :].strip()
+    return pid.isdigit() and not Path(f"/proc/{pid}").exists()
