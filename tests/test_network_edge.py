@@ -88,6 +88,23 @@ def test_aws_s3_through_its_real_host_name(network_edge: Any, moto_url: str, mon
     assert moto.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
 
 
+def test_eks_through_its_real_host_name_to_the_simulated_eks_api(
+    network_edge: Any, simulated_eks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """describe_cluster at eks.REGION.amazonaws.com is answered by the EKS API the test bed puts in
+    front of moto: the simulated control plane's real endpoint and CA."""
+    import base64
+
+    from tests.sim.eks import CLUSTER
+
+    edge_env(network_edge, monkeypatch)
+    with network_edge.routed(EKS, simulated_eks.api.url):
+        cluster = cloud_for(load_settings(environ=good_env("aws", CLUSTER_NAME=CLUSTER))).eks_cluster
+    assert cluster["endpoint"] == simulated_eks.api.endpoint
+    assert base64.b64decode(cluster["certificateAuthority"]["data"]) == simulated_eks.api.ca
+    assert f"eks.{REGION}.amazonaws.com" in hosts_seen(network_edge)
+
+
 def test_gcs_through_storage_googleapis_com(network_edge: Any, gcs_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = good_env("gcp", CLUSTER_NAME=f"edge{uuid.uuid4().hex[:6]}")
     key = network_edge.google_service_account("cmb-deploy@cmb-project.iam.gserviceaccount.com", "cmb-project")

@@ -73,6 +73,16 @@ class NetworkEdge:
             "SSL_CERT_FILE": str(self.bundle),
         }
 
+    @contextlib.contextmanager
+    def routed(self, part: str, url: str) -> Iterator[None]:
+        """`part` answered by `url` for a while (e.g. `eks` by tests/sim/eks_api.py), then as before."""
+        before = self.proxy.parts[part]
+        self.proxy.parts[part] = url
+        try:
+            yield
+        finally:
+            self.proxy.parts[part] = before
+
     def google_service_account(self, email: str, project: str) -> Path:
         """A service-account key file (as IAM's keys.create gives it) whose JWTs the edge's token endpoint
         accepts; point GOOGLE_APPLICATION_CREDENTIALS at it."""
