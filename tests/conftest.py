@@ -162,7 +162,7 @@ def simulated_eks(moto_url: str) -> Iterator[Any]:
 
 # -- the network edge: the providers' real host names, intercepted (tests/sim/edge.py) -------------------
 @pytest.fixture(scope="session")
-def network_edge(testbed: TestBed, moto_url: str, registry: str, gcs_url: str, tmp_path_factory) -> Iterator[Any]:
+def network_edge(moto_url: str, registry: str, gcs_url: str, tmp_path_factory) -> Iterator[Any]:
     """The test CA and the intercepting proxy in front of moto, the registry and the GCS emulator."""
     from tests.sim.edge import NetworkEdge
 

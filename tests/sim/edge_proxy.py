@@ -65,7 +65,6 @@ class EdgeProxy:
         self.registry_tokens: set[str] = set()  # Artifact Registry tokens issued for them
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _connect_handler(self))
-        self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -126,11 +125,6 @@ class _Tunnel(BaseHTTPRequestHandler):
         except (ssl.SSLError, ConnectionError):
             self.close_connection = True
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("do_"):
-            return self._request
-        raise AttributeError(name)
-
     # -- one request -------------------------------------------------------------------------
     def _request(self) -> None:
         body = self._body()
@@ -152,6 +146,8 @@ class _Tunnel(BaseHTTPRequestHandler):
             error = {"error": {"code": 401, "message": "Invalid Credentials", "errors": [{"reason": "authError"}]}}
             return self._send(401, json.dumps(error).encode(), {"WWW-Authenticate": 'Bearer realm="Google"'})
         self._forward(body)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _request
 
     def _forward(self, body: bytes | None) -> None:
         upstream = urllib.parse.urlsplit(self.edge.parts[self.part])
