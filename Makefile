@@ -26,7 +26,7 @@ STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
 # make demo DEMO_FAIL=crash: after the healthy deploy, a crashing backend diagnosed and rolled back
 DEMO_FAIL ?=
 
-.PHONY: help setup setup-deploy lock plan validate build rbac cloud-setup github-setup github-gate secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
+.PHONY: help setup setup-deploy lock plan validate build copy-images rbac cloud-setup github-setup github-gate secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
         deploy-local migrate-database test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy \
         testbed-up testbed-down demo demo-down setup-checkov setup-chartpress clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
@@ -65,6 +65,9 @@ validate: $(SETUP) ## Check configuration and secrets (exit 1 on any error)
 
 build: $(SETUP) ## Build and push the three images (skips unchanged ones), write out/images.json
 	$(PY) -m tools.build_push $(STEP_ARGS) --output $(IMAGES_FILE) $(DRY_FLAG) $(ARGS)
+
+copy-images: $(SETUP) ## Promotion: copy the listed images into this environment's registry by digest (when it is another), rewrite out/images.json
+	$(PY) -m tools.copy_images $(STEP_ARGS) --images-file $(IMAGES_FILE) --output $(IMAGES_FILE) $(DRY_FLAG) $(ARGS)
 
 rbac: $(SETUP) ## Print the Kubernetes RBAC the deploy identity needs (a cluster admin applies it once)
 	@$(PY) -m tools.rbac $(STEP_ARGS) $(ARGS)

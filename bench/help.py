@@ -27,6 +27,7 @@ TOOLS = (
     "github_gate",
     "github_setup",
     "promoted_images",
+    "copy_images",
     "lock",
     "rbac",
     "migrate_database",

@@ -42,6 +42,12 @@ def registry(testbed: TestBed) -> str:
 
 
 @pytest.fixture(scope="session")
+def second_registry(testbed: TestBed) -> str:
+    """Another registry (another account's or project's): copies between registries."""
+    return _part(testbed, "second_registry")
+
+
+@pytest.fixture(scope="session")
 def moto_url(testbed: TestBed) -> str:
     return _part(testbed, "moto")
 

@@ -359,6 +359,10 @@ def assert_chain(run: ActRun, bed: Bed, environment: str, after: str = "", promo
         del ran[1]
         assert run.first(deploy, "promoted image list: 3 image(s) by digest, nothing built") < run.first(deploy, ran[0])
         assert not any("image(s) ready" in e.get("msg", "") for e in run.events if e.get("job") == deploy)
+        # act has one set of variables, so both environments share a registry: make copy-images, run after the
+        # login and before helm-deploy, finds nothing to copy (the copy between registries: test_copy_images.py)
+        copied = run.first(deploy, "(the list's registry): nothing to copy")
+        assert run.first(deploy, "make copy-images") < copied < run.first(deploy, "make helm-deploy")
     at = [run.first(deploy, text) for text in ran]
     assert at == sorted(at), f"{deploy}: steps out of order {list(zip(ran, at, strict=True))}"
     images = json.loads(run.outputs(deploy)["images"])

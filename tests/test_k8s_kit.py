@@ -20,11 +20,13 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.skips import unavailable
 from tests.testbed import kit_dir
 from tools.errors import ToolError
 from tools.kit import is_kit, lay_out_from_release
+from tools.settings import REPO_ROOT
 
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
 
@@ -119,3 +121,78 @@ def test_a_binary_that_does_not_match_its_published_checksum_is_refused(tmp_path
     error, dest = assemble(tmp_path, monkeypatch, corrupt="kubelet")
     assert error.endswith("checksum mismatch: kubelet"), error
     assert not (dest / "bin" / "SHA256SUMS").exists() and not is_kit(dest)
+
+
+# -- a hosted runner: cgroup v2, the state on a real filesystem ---------------------------------------
+RUNNER_CHECK = REPO_ROOT / "tests" / "k8s-kit" / "runner-check.sh"
+
+
+def runner_check(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(RUNNER_CHECK), *map(str, args)], capture_output=True, text=True, check=False)
+
+
+def cgroup2_root() -> Path:
+    """A mounted cgroup v2 hierarchy's root: /sys/fs/cgroup on a v2 host, .../unified on a hybrid v1 one."""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, where, kind, *_ = line.split()
+        if kind == "cgroup2":
+            return Path(where)
+    unavailable("no cgroup v2 hierarchy mounted here")
+
+
+@pytest.mark.testbed
+def test_the_runner_check_passes_here_and_refuses_state_on_overlayfs(tmp_path: Path) -> None:
+    """The check ci.yml runs before the kit: this machine's /tmp passes; an overlay (a container's root) does not."""
+    ok = runner_check("/tmp")
+    assert ok.returncode == 0 and ok.stdout.startswith("runner-check: state in /tmp on "), ok.stderr
+    assert "; cgroup v1" in ok.stdout or "; cgroup v2 (the root cgroup" in ok.stdout
+    if os.geteuid() != 0:
+        unavailable("mounting an overlay needs root")
+    for part in ("lower", "upper", "work", "merged"):
+        (tmp_path / part).mkdir()
+    options = f"lowerdir={tmp_path / 'lower'},upperdir={tmp_path / 'upper'},workdir={tmp_path / 'work'}"
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(tmp_path / "merged")], check=True)
+    try:
+        refused = runner_check(tmp_path / "merged")
+    finally:
+        subprocess.run(["umount", str(tmp_path / "merged")], check=True)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        f"runner-check: {tmp_path / 'merged'} is on overlayfs, where containerd's overlayfs snapshotter cannot run: "
+        f"mount a directory of the runner's disk there (docker run --volume HOST_DIR:{tmp_path / 'merged'})"
+    ]
+
+
+@pytest.mark.testbed
+def test_the_runner_check_takes_cgroup_v2s_root_and_refuses_a_nested_cgroup(tmp_path: Path) -> None:
+    """On cgroup v2 the kubelet needs the root cgroup (a private cgroup namespace shows a nested one)."""
+    root = cgroup2_root()
+    ok = runner_check(tmp_path, root)
+    assert ok.returncode == 0 and "; cgroup v2 (the root cgroup; controllers: " in ok.stdout, ok.stderr
+    if os.geteuid() != 0:
+        unavailable("creating a cgroup needs root")
+    nested = root / f"cmb-runner-check-{os.getpid()}"
+    nested.mkdir()
+    try:
+        refused = runner_check(tmp_path, nested)
+    finally:
+        nested.rmdir()
+    assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1
+    assert f"cgroup v2 and {nested} is not the root cgroup" in refused.stderr and "--cgroupns=host" in refused.stderr
+    assert runner_check(tmp_path, tmp_path).stderr.startswith(f"runner-check: no cgroup hierarchy under {tmp_path}")
+
+
+def test_ci_runs_the_tests_on_the_runner_host_in_its_cgroup_namespace_with_state_on_its_disk() -> None:
+    """ci.yml's test job: no job container (its /tmp would be an overlay), one privileged Debian 12 container
+    in the host's cgroup namespace with a runner directory as /tmp, checked before the kit is laid out."""
+    job = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "ci.yml").read_text())["jobs"]["test"]
+    assert "container" not in job and job["runs-on"].startswith("ubuntu-")
+    (run,) = [s["run"] for s in job["steps"] if "docker run" in s.get("run", "")]
+    (prepare,) = [s["run"] for s in job["steps"] if "cmb-tmp" in s.get("run", "") and s["run"] != run]
+    assert 'mkdir -p "$RUNNER_TEMP/cmb-tmp"' in prepare and 'chmod 1777 "$RUNNER_TEMP/cmb-tmp"' in prepare
+    flags = run.split("debian:12", 1)[0].split()
+    assert {"--privileged", "--cgroupns=host", "--rm"} <= set(flags)
+    assert '"$RUNNER_TEMP/cmb-tmp:/tmp"' in flags and "CMB_K8S_KIT=/opt/k8s-kit" in flags
+    script = run.split("debian:12", 1)[1]
+    at = [script.index(s) for s in ("runner-check.sh /tmp", "assemble-from-release.sh /opt/k8s-kit", ".ci/run")]
+    assert at == sorted(at)

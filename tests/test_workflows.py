@@ -255,13 +255,29 @@ def test_a_tag_promotes_the_images_staging_passed_and_a_failed_staging_stops_pro
     job = approved_job()
     passed = next(s for s in job["steps"] if s.get("id") == "passed")
     assert passed["if"] == "steps.smoke.outcome == 'success'" and job["steps"][-1] is passed
-    assert passed["env"]["IMAGES"] == "${{ steps.build.outputs.images || steps.promoted.outputs.images }}"
+    handed_on = "${{ steps.build.outputs.images || steps.copied.outputs.images || steps.promoted.outputs.images }}"
+    assert passed["env"]["IMAGES"] == handed_on
     # a promotion builds nothing and checks out no application: an empty or partial list fails, naming the job
     promoted = next(s for s in job["steps"] if s.get("id") == "promoted")
     assert promoted["if"] == "inputs.promotion" and "tools.promoted_images --job" in promoted["run"]
     assert promoted["env"]["JOB"] == "deploy (${{ inputs.cloud }}-${{ inputs.environment }})" == job["name"]
     builds = [s for s in job["steps"] if s.get("id") == "build" or "repository" in (s.get("with") or {})]
     assert len(builds) == 2 and all(s["if"].startswith("${{ !inputs.promotion && ") for s in builds)
+
+
+def test_a_promotion_copies_the_images_into_its_registry_by_digest_after_the_login_before_helm_deploy() -> None:
+    """Production's registry may be another account's or project's: the approved job copies staging's images
+    there by digest (tools/copy_images.py) with its own login, and helm-deploy and smoke read the list it wrote."""
+    job = approved_job()
+    steps = job["steps"]
+    copied = next(s for s in steps if s.get("id") == "copied")
+    assert copied["if"] == "inputs.promotion"
+    assert copied["run"].split()[:2] == ["make", "copy-images"] and "IMAGES_FILE=out/images.json" in copied["run"]
+    assert 'DRY_RUN="$DRY_RUN"' in copied["run"]
+    (login,) = [s for s in steps if s.get("uses") == "./.github/actions/cloud-login"]
+    promoted = next(s for s in steps if s.get("id") == "promoted")
+    deploy = make_step(job, "helm-deploy")
+    assert steps.index(promoted) < steps.index(login) < steps.index(copied) < steps.index(deploy)
 
 
 def test_the_app_ref_is_resolved_once_and_that_commit_reaches_every_job() -> None:

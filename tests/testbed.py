@@ -181,20 +181,32 @@ class TestBed:
 
     def registry(self) -> str:
         """A Docker registry v2 on 127.0.0.1. Returns host:port."""
-        if "REGISTRY" in self.env:
-            return self.env["REGISTRY"]
+        return self._registry("registry", "REGISTRY")
+
+    def second_registry(self) -> str:
+        """Another registry (another account's or project's, for copies between registries). Returns host:port;
+        its storage is `registry_storage("registry-2")`."""
+        return self._registry("registry-2", "REGISTRY_2")
+
+    def registry_storage(self, name: str) -> Path:
+        """Where a registry this bed started keeps its blobs (the distribution filesystem driver's layout)."""
+        return self.root / name / "docker" / "registry" / "v2"
+
+    def _registry(self, name: str, key: str) -> str:
+        if key in self.env:
+            return self.env[key]
         binary = self._require("docker-registry", "apt-get install docker-registry")
         port = free_port()
-        config = self.root / "registry.yml"
+        config = self.root / f"{name}.yml"
         config.write_text(
             "version: 0.1\nlog: {level: warn}\n"
-            f"storage:\n  filesystem: {{rootdirectory: {self.root / 'registry'}}}\n  delete: {{enabled: true}}\n"
+            f"storage:\n  filesystem: {{rootdirectory: {self.root / name}}}\n  delete: {{enabled: true}}\n"
             f'http: {{addr: "127.0.0.1:{port}"}}\n'
         )
-        self._spawn("registry", [binary, "serve", str(config)])
-        self._wait("registry", lambda: self._http_ok(f"http://127.0.0.1:{port}/v2/"))
-        self.env["REGISTRY"] = f"127.0.0.1:{port}"
-        return self.env["REGISTRY"]
+        self._spawn(name, [binary, "serve", str(config)])
+        self._wait(name, lambda: self._http_ok(f"http://127.0.0.1:{port}/v2/"))
+        self.env[key] = f"127.0.0.1:{port}"
+        return self.env[key]
 
     def moto(self) -> str:
         """moto in server mode (AWS APIs). Returns the endpoint URL."""

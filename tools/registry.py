@@ -34,9 +34,15 @@ from tools.permissions import need
 need("aws", ("ecr:BatchGetImage", "ecr:PutImage"), ecr_repositories, "read an image's digest, add a release tag")
 need(
     "aws",
-    ("ecr:GetDownloadUrlForLayer", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload"),
+    (
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:InitiateLayerUpload",
+        "ecr:UploadLayerPart",
+        "ecr:CompleteLayerUpload",
+    ),
     ecr_repositories,
-    "read an image's config, store a corrected one (multi-platform images)",
+    "read an image's config, store a corrected one (multi-platform images), copy an image here by digest",
 )
 
 # Every manifest kind a build can produce; the registry answers with the one it holds.
@@ -162,12 +168,17 @@ class Registry:
             raise RegistryError(f"registry {self.host}: blob {digest[:19]} of {repository} has other content: retry")
         return body
 
+    def has_blob(self, repository: str, digest: str, push: bool = False) -> bool:
+        """Whether the repository holds the blob (HEAD: nothing is downloaded)."""
+        path = f"/v2/{self.name(repository)}/blobs/{digest}"
+        status, _, _ = self._request("HEAD", path, scope=self._scope(repository, push=push), ok=(200, 404))
+        return status == 200
+
     def put_blob(self, repository: str, data: bytes) -> str:
         """Upload a small blob in one request (POST, then PUT with the digest), unless it is there; its digest."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         name, scope = self.name(repository), self._scope(repository, push=True)
-        status, _, _ = self._request("HEAD", f"/v2/{name}/blobs/{digest}", scope=scope, ok=(200, 404))
-        if status == 200:
+        if self.has_blob(repository, digest, push=True):
             return digest
         _, headers, _ = self._request("POST", f"/v2/{name}/blobs/uploads/", scope=scope, ok=(202,))
         location = urllib.parse.urlsplit(headers.get("Location"))
