@@ -9,6 +9,7 @@ registry through its hosts.toml.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import ssl
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.envfiles import good_env, write_env
 from tests.fixtures.apps import NAMES, stage_apps
@@ -88,13 +90,25 @@ def test_aws_s3_through_its_real_host_name(network_edge: Any, moto_url: str, mon
     assert moto.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
 
 
+def test_ecr_registry_wants_the_token_ecr_issued(network_edge: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    edge_env(network_edge, monkeypatch)
+    refused = requests.get(f"https://{ECR_HOST}/v2/", timeout=10)
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"] == f'Basic realm="https://{ECR_HOST}/",service="ecr.amazonaws.com"'
+    token = boto3.client("ecr", region_name=REGION).get_authorization_token()["authorizationData"][0]
+    user, _, password = base64.b64decode(token["authorizationToken"]).decode().partition(":")
+    assert token["proxyEndpoint"] == f"https://{ECR_HOST}"
+    assert requests.get(f"https://{ECR_HOST}/v2/", auth=(user, password), timeout=10).status_code == 200
+    assert requests.get(f"https://{ECR_HOST}/v2/", auth=(user, password + "x"), timeout=10).status_code == 401
+
+
 def test_eks_through_its_real_host_name_to_the_simulated_eks_api(
     network_edge: Any, simulated_eks: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """describe_cluster at eks.REGION.amazonaws.com is answered by the EKS API the test bed puts in
     front of moto: the simulated control plane's real endpoint and CA."""
-    import base64
-
     from tests.sim.eks import CLUSTER
 
     edge_env(network_edge, monkeypatch)
@@ -115,6 +129,8 @@ def test_gcs_through_storage_googleapis_com(network_edge: Any, gcs_url: str, mon
     assert {"oauth2.googleapis.com", "storage.googleapis.com"} <= hosts_seen(network_edge)
     with urllib.request.urlopen(f"{gcs_url}/storage/v1/b/{bucket}", timeout=10) as response:
         assert json.loads(response.read())["name"] == bucket  # the emulator has it
+    anonymous = requests.get(f"https://storage.googleapis.com/storage/v1/b/{bucket}", timeout=10)
+    assert anonymous.status_code == 401, "GCS at the edge wants a token its token endpoint issued"
 
     # A key the token endpoint does not know is refused there, as Google refuses an unknown key.
     stranger = network_edge.google_service_account("stranger@cmb-project.iam.gserviceaccount.com", "cmb-project")
