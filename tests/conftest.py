@@ -197,3 +197,23 @@ def stand_in_csi(testbed: TestBed, cluster: str, tmp_path_factory: pytest.TempPa
         yield csi.start()
     finally:
         csi.stop()
+
+
+# -- the network edge: the providers' real host names, intercepted (tests/sim/edge.py) -------------------
+@pytest.fixture(scope="session")
+def network_edge(moto_url: str, registry: str, gcs_url: str, tmp_path_factory) -> Iterator[Any]:
+    """The test CA and the intercepting proxy in front of moto, the registry and the GCS emulator."""
+    from tests.sim.edge import NetworkEdge
+
+    edge = NetworkEdge(tmp_path_factory.mktemp("edge"), moto=moto_url, registry=registry, gcs=gcs_url)
+    yield edge
+    edge.stop()
+
+
+@pytest.fixture(scope="session")
+def edge_docker(testbed: TestBed, network_edge: Any) -> str:
+    """A private dockerd that reaches registries through the network edge (its proxy and CA). DOCKER_HOST."""
+    try:
+        return testbed.dockerd("edge-docker", network_edge.client_env())
+    except PartUnavailable as exc:
+        unavailable(f"test bed part: {exc}")
