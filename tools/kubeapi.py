@@ -45,6 +45,7 @@ PREFIXES = {
     "csidrivers": "/apis/storage.k8s.io/v1",
     "storageclasses": "/apis/storage.k8s.io/v1",
     "selfsubjectaccessreviews": "/apis/authorization.k8s.io/v1",
+    "leases": "/apis/coordination.k8s.io/v1",
 }
 MERGE_PATCH = "application/merge-patch+json"
 

@@ -1,9 +1,10 @@
 """Print the Kubernetes RBAC a deploy identity needs, for a cluster admin to apply once.
 
-`admin` in the namespace (a RoleBinding), plus, only where the chart makes cluster-scoped
-objects (AWS: the database's PersistentVolume and the user-volumes ClusterRole), a ClusterRole
-listing exactly those kinds and verbs, and its binding. Derived from the chart rendered for
-CLOUD (no cluster or cloud access); preflight checks exactly these rights.
+`admin` in the namespace (a RoleBinding; it covers the release lock's Lease too), plus, only
+where the chart makes cluster-scoped objects (AWS: the database's PersistentVolume and the
+user-volumes ClusterRole), a ClusterRole listing exactly those kinds and verbs, and its binding.
+Derived from the chart rendered for CLOUD (no cluster or cloud access); preflight checks exactly
+these rights.
 
     make rbac CLOUD=aws ARGS="--subject User:cmbcluster-deployer" | kubectl apply -f -
 
@@ -90,12 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tools.cloud import cloud_for
     from tools.helm import render
+    from tools.rights import lock_right_names
 
     rendered = [o for o in render(settings.release, settings.namespace, cloud_for(settings).chart_values()) if o]
     docs = manifests(rendered, settings.namespace, who)
     header = (
         f"# RBAC for the deploy identity of CMBCluster on {settings.cloud}, namespace {settings.namespace}: "
         "apply once as a cluster admin (kubectl apply -f -)\n"
+        f"# `admin` in the namespace covers the release lock too: {', '.join(lock_right_names())}\n"
     )
     sys.stdout.write(header + yaml.safe_dump_all(docs, sort_keys=False))
     return 0

@@ -10,6 +10,8 @@ from typing import Any
 VERBS = ("get", "create", "patch", "delete")  # what helm does to each kind a release manages
 # Helm's release records (Secrets in the namespace) are also listed and updated.
 EXTRA_VERBS = {"Secret": ("list", "update")}
+# The release's lock (tools/lease.py): a coordination.k8s.io Lease in the namespace, read, made and renewed.
+LOCK_RIGHT = ("coordination.k8s.io", "leases", ("get", "create", "patch"))
 # Kinds a namespace cannot hold: their rights are cluster-wide.
 CLUSTER_SCOPED = frozenset(
     {
@@ -64,13 +66,15 @@ def manifest_kinds(rendered: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 
 def deploy_rights(rendered: list[dict[str, Any]]) -> list[Right]:
-    """Every right a deploy of `rendered` needs: the verbs helm uses on each kind, and, since
+    """Every right a deploy of `rendered` needs: the verbs helm uses on each kind, the release's lock, and, since
     Kubernetes lets nobody grant a right they lack, the rights of each ClusterRole the chart makes."""
     wanted: dict[tuple[str, str, bool], set[str]] = {}
     for api_version, kind in manifest_kinds(rendered):
         group = api_version.split("/")[0] if "/" in api_version else ""
         key = (group, plural(kind), kind in CLUSTER_SCOPED)
         wanted.setdefault(key, set()).update((*VERBS, *EXTRA_VERBS.get(kind, ())))
+    group, resource, verbs = LOCK_RIGHT
+    wanted.setdefault((group, resource, False), set()).update(verbs)
     for role in (o for o in rendered if o and o.get("kind") == "ClusterRole"):
         for rule in role.get("rules") or []:
             for group in rule.get("apiGroups") or [""]:
@@ -81,3 +85,9 @@ def deploy_rights(rendered: list[dict[str, Any]]) -> list[Right]:
         Right(group, resource, tuple(sorted(verbs, key=lambda v: order.get(v, 99))), scoped)
         for (group, resource, scoped), verbs in sorted(wanted.items())
     ]
+
+
+def lock_right_names() -> list[str]:
+    """The lock's rights as preflight names them, e.g. "create leases.coordination.k8s.io"."""
+    group, resource, verbs = LOCK_RIGHT
+    return Right(group, resource, verbs, False).names()
