@@ -45,7 +45,7 @@ def main_boundary(run: Callable[[Sequence[str] | None], int]) -> Callable[[Seque
             return run(argv)
         except (Terminated, KeyboardInterrupt) as exc:
             signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
-            where, then = _STAGES[-1] if _STAGES else _IDLE
+            where, then = _STOPPED_AT[0] if _STOPPED_AT else _IDLE
             REPORTER.error(
                 f"stopped by {signal.Signals(signum).name} {where}: {then}; temporary credentials were removed"
             )
@@ -68,6 +68,7 @@ def main_boundary(run: Callable[[Sequence[str] | None], int]) -> Callable[[Seque
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             _STOPPING.clear()
+            _STOPPED_AT.clear()
 
     return wrapped
 
@@ -86,6 +87,7 @@ class Terminated(BaseException):
 _IDLE = ("before changing anything", "nothing was changed, run it again")
 _STAGES: list[tuple[str, str]] = []
 _STOPPING: list[int] = []  # the signal that is stopping the run, once one arrived
+_STOPPED_AT: list[tuple[str, str]] = []  # the stage it arrived in (unwinding leaves every stage)
 _LOOPS: list[tuple[Any, Any]] = []  # (event loop, its main task) while run_async runs one
 
 
@@ -140,6 +142,7 @@ def _on_stop_signals() -> dict[int, Any]:
         if _STOPPING:
             return
         _STOPPING.append(signum)
+        _STOPPED_AT.append(_STAGES[-1] if _STAGES else _IDLE)
         if _LOOPS:
             loop, task = _LOOPS[-1]
             loop.call_soon_threadsafe(task.cancel)

@@ -39,15 +39,46 @@ def helm_binary() -> str:
 
 
 def client(**kwargs: Any) -> Any:
-    """A pyhelm3 Client on our helm binary."""
+    """A pyhelm3 Client on our helm binary (through `command_class()` unless a command is given)."""
     import subprocess
 
     from pyhelm3 import Client
 
     try:
-        return Client(executable=helm_binary(), **kwargs)  # runs `helm version` at once
+        command = kwargs.pop("command", None) or command_class()(executable=helm_binary())
+        return Client(executable=helm_binary(), command=command, **kwargs)  # runs `helm version` at once
     except (subprocess.CalledProcessError, OSError) as exc:
         raise broken_helm(exc) from None
+
+
+def command_class() -> type:
+    """pyhelm3's Command with helm as the process it stops when its task is cancelled.
+
+    pyhelm3 runs helm through `sh -c`, and Debian's dash forks helm instead of replacing itself,
+    so on cancellation pyhelm3's `terminate()` reached only the shell and then waited for an
+    orphaned helm until helm's --timeout. With `exec` helm is the process terminated and reaped:
+    it marks the release failed and exits.
+    """
+    import subprocess
+
+    import semver
+    from pyhelm3 import Command
+
+    class StoppableCommand(Command):  # type: ignore[misc]
+        def __init__(self, *, executable: str, **kwargs: Any) -> None:
+            super().__init__(executable=executable, **kwargs)
+            self.helm_path, self._executable = executable, "exec"
+
+        async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
+            return await super().run([self.helm_path, *command], input)  # type: ignore[no-any-return]
+
+        def client_version(self) -> Any:
+            proc = subprocess.run(
+                [self.helm_path, "version", "--template", "{{ .Version }}"], capture_output=True, check=True
+            )
+            return semver.Version.parse(proc.stdout.decode().removeprefix("v"))
+
+    return StoppableCommand
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:

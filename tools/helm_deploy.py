@@ -128,9 +128,7 @@ def helm_client(kubeconfig: str, options: Options) -> Any:
     """pyhelm3 on our helm, with `options.helm_flags` added to every `helm upgrade --install`."""
     import logging
 
-    from pyhelm3 import Command
-
-    from tools.helm import client, helm_binary
+    from tools.helm import client, command_class, helm_binary
 
     # pyhelm3 logs every failed helm command (e.g. `status` of a release not yet installed);
     # what matters is reported by this tool, once.
@@ -138,7 +136,7 @@ def helm_client(kubeconfig: str, options: Options) -> Any:
     logging.getLogger("pyhelm3").propagate = False
     flags = list(options.helm_flags)
 
-    class FlagsCommand(Command):
+    class FlagsCommand(command_class()):  # type: ignore[misc]
         async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
             if command[:1] == ["upgrade"]:
                 command = [*command, *flags]
