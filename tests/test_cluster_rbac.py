@@ -45,7 +45,11 @@ def test_a_role_missing_one_verb_is_named_exactly(site: Site, cluster: str, tmp_
     from kubernetes import client
 
     rules = [
-        {"apiGroups": ["", "networking.k8s.io", "rbac.authorization.k8s.io"], "resources": ["*"], "verbs": ["*"]},
+        {
+            "apiGroups": ["", "networking.k8s.io", "rbac.authorization.k8s.io", "coordination.k8s.io"],
+            "resources": ["*"],
+            "verbs": ["*"],
+        },
         {
             "apiGroups": ["apps"],
             "resources": ["deployments"],

@@ -146,7 +146,7 @@ def test_a_failing_smoke_test_leaves_another_deploys_newer_revision_alone(site: 
     bad = site.deploy("--no-wait", images=site.stand_ins.with_backend(tmp_path, "crash"))
     assert bad.returncode == 0, bad.stderr
     # Order the race: the operator's deploy holds the lock (as its own process would) when smoke fails.
-    with Kube(site.kubeconfig) as api, ReleaseLock(api, site.namespace, RELEASE, "helm_deploy", duration=5):
+    with Kube(site.kubeconfig) as api, ReleaseLock(api, site.namespace, RELEASE, "helm_deploy", duration=600):
         smoke = Run(site, "smoke_test", "--no-endpoints", "--no-storage-check", "--grace", "1", "--deadline", "60")
         smoke.until(lambda: "waiting for the lock of release" in smoke.text(), "smoke waiting for the lock")
         assert "rollout failed" in smoke.text()

@@ -515,7 +515,7 @@ def test_a_rollback_that_fails_too_is_reported(release: Release, capfd: pytest.C
     release.deploy(backend="crash")
     with Kubelet(release.kubeconfig, release.namespace):
         code, _, err, _ = release.smoke(capfd, "--no-endpoints", "--no-storage-check")
-    assert code == 1
+    assert code == 1, err
     assert "rollout failed: pod cmbcluster-backend-" in err and "CrashLoopBackOff" in err
     assert "rollback rollout failed: pod cmbcluster-backend-" in err and "ImagePullBackOff" in err
     assert "| rollback rollout cmbcluster-backend | failed |" in release.summary.read_text()

@@ -121,6 +121,7 @@ class ReleaseLock:
         self.last_revision: int | None = None  # what the previous toolkit writer was making (annotation)
         self.previous_holder = ""  # who held it before us, when they died holding it
         self._resource_version = ""
+        self._held = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one request at a time on the Lease: renewals vs writing()
@@ -190,7 +191,7 @@ class ReleaseLock:
             if not holder or holder == self.me or expired:
                 annotations = (lease.get("metadata") or {}).get("annotations") or {}
                 body = {
-                    "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
+                    "metadata": _version((lease.get("metadata") or {}).get("resourceVersion")),
                     "spec": self._spec(_now()),
                 }
                 if self._taken(self._write(body, create=False)):
@@ -232,7 +233,8 @@ class ReleaseLock:
     def _taken(self, written: dict[str, Any] | None) -> bool:
         if written is None:
             return False
-        self._resource_version = written["metadata"]["resourceVersion"]
+        self._held = True
+        self._resource_version = (written.get("metadata") or {}).get("resourceVersion") or ""
         return True
 
     def _expired(self, spec: dict[str, Any], unchanged_for: float) -> bool:
@@ -251,15 +253,13 @@ class ReleaseLock:
             try:
                 with self._lock:
                     body = {
-                        "metadata": {"resourceVersion": self._resource_version},
+                        "metadata": _version(self._resource_version),
                         "spec": {"renewTime": _micro(_now()), "holderIdentity": self.me},
                     }
-                    written = self._write(body, create=False)
-                    if written is None:
+                    if not self._taken(self._write(body, create=False)):
                         self.lost = f"the lock of release {self.release_name} was taken over while this step held it"
                         REPORTER.warning(self.lost)
                         return
-                    self._resource_version = written["metadata"]["resourceVersion"]
             except Exception as exc:  # a blip of the API server: try again at the next period
                 REPORTER.warning(f"renewing the lock of release {self.release_name} failed: {exc}")
 
@@ -267,34 +267,29 @@ class ReleaseLock:
         """Record the revision this step is about to make, so that the next holder recognises it if we die."""
         with self._lock:
             body = {
-                "metadata": {
-                    "resourceVersion": self._resource_version,
-                    "annotations": {REVISION_ANNOTATION: str(revision)},
-                },
+                "metadata": {**_version(self._resource_version), "annotations": {REVISION_ANNOTATION: str(revision)}},
                 "spec": {"renewTime": _micro(_now())},
             }
-            written = self._write(body, create=False)
-            if written is None:
+            if not self._taken(self._write(body, create=False)):
                 raise ToolError(f"the lock of release {self.release_name} was taken over: stopped before writing")
-            self._resource_version = written["metadata"]["resourceVersion"]
 
     def release(self) -> None:
         """Stop renewing and clear the holder (the annotation stays for the next holder)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if not self._resource_version or self.lost:
+        if not self._held or self.lost:
             return
         with self._lock:
             body = {
-                "metadata": {"resourceVersion": self._resource_version},
+                "metadata": _version(self._resource_version),
                 "spec": {"holderIdentity": None, "acquireTime": None, "renewTime": None},
             }
             try:
                 self._write(body, create=False)
             except ToolError as exc:  # it expires on its own
                 REPORTER.warning(f"{exc}: it expires in {self.duration}s")
-            self._resource_version = ""
+            self._held = False
 
     def __enter__(self) -> ReleaseLock:
         self.acquire()
@@ -309,3 +304,8 @@ def _int(text: str | None) -> int | None:
         return int(text) if text else None
     except ValueError:
         return None
+
+
+def _version(resource_version: str | None) -> dict[str, str]:
+    """A patch's precondition: it fails (409) when the Lease changed since we read it."""
+    return {"resourceVersion": resource_version} if resource_version else {}

@@ -222,14 +222,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             report(changes, live, args.dry_run)
             REPORTER.info("dry run: nothing was written")
             return 0
-        lock = lease.ReleaseLock(
-            api, namespace, settings.release, "make_secrets", wait=args.lock_wait, duration=args.lock_duration
-        )
-        with lock:
-            live = read_live(api, namespace)  # again under the lock: another writer may have just written
-            writes, changes = plan(settings, live, frozenset(args.rotate), args.confirm_data_loss)
+        if any(writes.values()):  # writers hold the release's lock; a run with nothing to write takes none
+            lock = lease.ReleaseLock(
+                api, namespace, settings.release, "make_secrets", wait=args.lock_wait, duration=args.lock_duration
+            )
+            with lock:
+                live = read_live(api, namespace)  # again under the lock: another writer may have just written
+                writes, changes = plan(settings, live, frozenset(args.rotate), args.confirm_data_loss)
+                report(changes, live, args.dry_run)
+                apply(api, namespace, live, writes)
+        else:
             report(changes, live, args.dry_run)
-            apply(api, namespace, live, writes)
     counts = {a: sum(c.action == a for c in changes) for a in ("created", "updated", "rotated", "kept")}
     written = sum(bool(v) for v in writes.values())
     REPORTER.ok(
