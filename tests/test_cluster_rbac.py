@@ -85,6 +85,8 @@ def test_no_rights_at_all_lists_every_refusal_and_changes_nothing(
     for verb in ("get", "create", "patch", "delete"):
         assert f"{verb} deployments.apps" in named and f"{verb} configmaps" in named
     assert "list secrets" in named and "update secrets" in named  # helm's release records
+    for verb in ("get", "create", "patch"):  # the release's lock
+        assert f"{verb} leases.coordination.k8s.io" in named
     assert site.history() == []
 
 

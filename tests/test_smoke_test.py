@@ -530,6 +530,16 @@ def test_no_earlier_revision_means_no_rollback(release: Release, capfd: pytest.C
     assert len(release.history()) == 1
 
 
+def test_a_run_that_made_no_revision_rolls_nothing_back(release: Release, capfd: pytest.CaptureFixture[str]) -> None:
+    release.deploy()
+    release.deploy(backend="crash")
+    with Kubelet(release.kubeconfig, release.namespace):
+        code, out, err, _ = release.smoke(capfd, "--no-endpoints", "--no-storage-check", "--revision", "none")
+    assert code == 1
+    assert "this run made no new revision of release cmbcluster: nothing to roll back" in out + err
+    assert [h["status"] for h in release.history()] == ["superseded", "deployed"]
+
+
 def test_no_rollback_leaves_the_failed_revision(release: Release, capfd: pytest.CaptureFixture[str]) -> None:
     release.deploy()
     release.deploy(frontend="config")
