@@ -147,6 +147,10 @@ def test_a_failing_smoke_test_leaves_another_deploys_newer_revision_alone(site: 
     assert bad.returncode == 0, bad.stderr
     # Order the race: the operator's deploy holds the lock (as its own process would) when smoke fails.
     with Kube(site.kubeconfig) as api, ReleaseLock(api, site.namespace, RELEASE, "helm_deploy", duration=600):
+        impatient = site.deploy("--no-wait", "--lock-wait", "0")  # asked not to wait: fails at once, one line
+        assert impatient.returncode == 1, impatient.stdout + impatient.stderr
+        assert impatient.stderr.splitlines()[-1].startswith(f"error   release {RELEASE} is locked by helm_deploy by ")
+        assert f"pid {os.getpid()} since " in impatient.stderr and "run again with --lock-wait" in impatient.stderr
         smoke = Run(site, "smoke_test", "--no-endpoints", "--no-storage-check", "--grace", "1", "--deadline", "60")
         smoke.until(lambda: "waiting for the lock of release" in smoke.text(), "smoke waiting for the lock")
         assert "rollout failed" in smoke.text()
