@@ -185,7 +185,7 @@ def test_sigterm_anywhere_in_helm_deploy_and_smoke_is_one_line_and_the_next_run_
     # 1. before the upgrade: nothing changed
     run = Run(site, "helm_deploy", *good, "--no-wait")
     run.until(lambda: "preflight of local cluster" in run.text(), "preflight")
-    stopped(run, "before changing anything: nothing was changed")
+    stopped(run, "before changing the release: the release was not changed")
     assert holder(site) == "" and site.history() == [(1, "deployed")]
 
     # 2. during the upgrade (helm waits for a backend that never gets ready): helm is stopped and reaped
@@ -217,7 +217,7 @@ def test_sigterm_anywhere_in_helm_deploy_and_smoke_is_one_line_and_the_next_run_
     history = site.history()
     run = Run(site, "smoke_test", "--no-endpoints", "--no-storage-check")
     run.until(lambda: "watching the rollout" in run.text(), "the rollout watch")
-    stopped(run, "before changing anything: nothing was changed", signal.SIGINT)
+    stopped(run, "during the smoke test's checks: nothing was changed", signal.SIGINT)
     assert site.history() == history
 
 

@@ -46,8 +46,9 @@ def main_boundary(run: Callable[[Sequence[str] | None], int]) -> Callable[[Seque
         except (Terminated, KeyboardInterrupt) as exc:
             signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
             where, then = _STOPPED_AT[0] if _STOPPED_AT else _IDLE
+            where = f" {where}" if where else ""
             REPORTER.error(
-                f"stopped by {signal.Signals(signum).name} {where}: {then}; temporary credentials were removed"
+                f"stopped by {signal.Signals(signum).name}{where}: {then}; temporary credentials were removed"
             )
             return 128 + signum
         except ConfigError as exc:
@@ -84,7 +85,7 @@ class Terminated(BaseException):
 
 
 # Where a step is, for the line a stop prints: (where, what the next run does); innermost last.
-_IDLE = ("before changing anything", "nothing was changed, run it again")
+_IDLE = ("", "run it again: every step converges from where it stopped")
 _STAGES: list[tuple[str, str]] = []
 _STOPPING: list[int] = []  # the signal that is stopping the run, once one arrived
 _STOPPED_AT: list[tuple[str, str]] = []  # the stage it arrived in (unwinding leaves every stage)
@@ -93,7 +94,8 @@ _LOOPS: list[tuple[Any, Any]] = []  # (event loop, its main task) while run_asyn
 
 @contextmanager
 def stage(where: str, then: str) -> Iterator[None]:
-    """Name the part of a step that runs inside: a stop there says `where` and what the next run does."""
+    """Name the part of a step that runs inside: a stop there says `where` and what the next run does.
+    Also a decorator, for a step's whole `main` (inside `main_boundary`)."""
     _STAGES.append((where, then))
     try:
         yield

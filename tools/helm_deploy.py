@@ -377,6 +377,7 @@ def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str,
 
 # -- main ----------------------------------------------------------------------------------------
 @cli.main_boundary
+@cli.stage("before changing the release", "the release was not changed: run it again")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.parser(__doc__.splitlines()[0])
     parser.add_argument("--images", default=DEFAULT_OUTPUT, metavar="PATH", help="build_push's output")

@@ -47,7 +47,7 @@ from contextlib import suppress
 from typing import Any
 
 from tools import lease
-from tools.cli import main_boundary, parser, settings_from
+from tools.cli import main_boundary, parser, settings_from, stage
 from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET, cloud_for
 from tools.errors import ToolError, UsageError
 from tools.report import REPORTER, markdown_table
@@ -104,7 +104,6 @@ def rollback(
 def _rollback(
     settings: Settings, kubeconfig: str, ours: int | None, lock: lease.ReleaseLock, start: float
 ) -> tuple[Check, int | None]:
-    from tools.cli import stage
     from tools.helm import helm_binary, rollback_refusal
     from tools.runner import run
 
@@ -311,6 +310,7 @@ def _seconds(text: str) -> float:
 
 
 @main_boundary
+@stage("during the smoke test's checks", "nothing was changed: run it again")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.ca_bundle and not os.path.isfile(args.ca_bundle):
