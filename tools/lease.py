@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import getpass
 import os
-import socket
 import threading
 import time
 from typing import Any
@@ -67,6 +65,9 @@ def lease_name(release: str) -> str:
 
 def identity(step: str) -> str:
     """Who holds the lock: the step and the GitHub run, or user@host; and the pid."""
+    import getpass  # here, not at the top: every step's --help imports this module
+    import socket
+
     if os.environ.get("GITHUB_RUN_ID"):
         where = (
             f"GitHub run {os.environ.get('GITHUB_REPOSITORY', '?')}#{os.environ['GITHUB_RUN_ID']}"
