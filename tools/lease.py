@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from tools.errors import ToolError, UsageError
+from tools.errors import ToolError
 from tools.report import REPORTER
 
 REVISION_ANNOTATION = "cmbcluster.io/writing-revision"
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lock-duration",
-        type=_seconds,
+        type=_duration,
         default=DEFAULT_DURATION,
         metavar="SECONDS",
         help=f"the lock expires this long after its holder stopped renewing it, e.g. was killed ({DEFAULT_DURATION})",
@@ -56,6 +56,13 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not 0 <= value < 86400 * 7:
         raise argparse.ArgumentTypeError(f"{text!r} is out of range: give 0 to 604800 seconds")
+    return value
+
+
+def _duration(text: str) -> float:
+    value = _seconds(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is too short: the lock lives at least 1 second")
     return value
 
 
@@ -113,8 +120,6 @@ class ReleaseLock:
         wait: float = DEFAULT_WAIT,
         duration: float = DEFAULT_DURATION,
     ) -> None:
-        if duration < 1:
-            raise UsageError("--lock-duration must be at least 1 second")
         self.api, self.namespace, self.release_name = api, namespace, release
         self.name = lease_name(release)
         self.me = identity(step)
