@@ -219,6 +219,8 @@ def test_sigterm_anywhere_in_helm_deploy_and_smoke_is_one_line_and_the_next_run_
     run.until(lambda: "watching the rollout" in run.text(), "the rollout watch")
     stopped(run, "during the smoke test's checks: nothing was changed", signal.SIGINT)
     assert site.history() == history
+    again = site.smoke("--no-storage-check")
+    assert again.returncode == 0, again.stdout + again.stderr
 
 
 # -- a dead holder ---------------------------------------------------------------------------------------
