@@ -164,3 +164,56 @@ def simulated_eks(moto_url: str) -> Iterator[Any]:
         yield sim.start()
     finally:
         sim.stop()
+
+
+@pytest.fixture(scope="session")
+def simulated_gke() -> Iterator[Any]:
+    """GKE's token server, cluster API, authenticator and IAM authorizer on a control-plane-only apiserver."""
+    from tests.sim.gke import SimulatedGke
+    from tests.testbed import kit_dir
+
+    kit = kit_dir()
+    if kit is None:
+        unavailable("the simulated GKE needs the Kubernetes kit (../shared/k8s or CMB_K8S_KIT)")
+    sim = SimulatedGke(kit)
+    try:
+        yield sim.start()
+    finally:
+        sim.stop()
+
+
+# -- the stand-in bucket drivers (tests/sim/csi.py) ------------------------------------------------------
+@pytest.fixture(scope="module")
+def stand_in_csi(testbed: TestBed, cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """s3.csi.aws.com and gcsfuse.csi.storage.gke.io registered with the cluster's kubelet for this module only."""
+    from tests.envfiles import good_env
+    from tests.sim.csi import StandInCsi, kubelet_dir
+
+    folder = kubelet_dir(cluster, testbed.env.get("K8S_HOME"))
+    if folder is None:
+        unavailable("the stand-in CSI drivers need the kit's kubelet (no data/kubelet/plugins_registry beside it)")
+    csi = StandInCsi(cluster, folder, tmp_path_factory.mktemp("csi"), good_env("gcp")["PROJECT_ID"])
+    try:
+        yield csi.start()
+    finally:
+        csi.stop()
+
+
+# -- the network edge: the providers' real host names, intercepted (tests/sim/edge.py) -------------------
+@pytest.fixture(scope="session")
+def network_edge(moto_url: str, registry: str, gcs_url: str, tmp_path_factory) -> Iterator[Any]:
+    """The test CA and the intercepting proxy in front of moto, the registry and the GCS emulator."""
+    from tests.sim.edge import NetworkEdge
+
+    edge = NetworkEdge(tmp_path_factory.mktemp("edge"), moto=moto_url, registry=registry, gcs=gcs_url)
+    yield edge
+    edge.stop()
+
+
+@pytest.fixture(scope="session")
+def edge_docker(testbed: TestBed, network_edge: Any) -> str:
+    """A private dockerd that reaches registries through the network edge (its proxy and CA). DOCKER_HOST."""
+    try:
+        return testbed.dockerd("edge-docker", network_edge.client_env())
+    except PartUnavailable as exc:
+        unavailable(f"test bed part: {exc}")

@@ -42,6 +42,14 @@ def test_smoke_durations_must_be_finite_and_positive(flag: str, value: str) -> N
     assert f"argument {flag}: " in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("tool", ["make_secrets", "helm_deploy", "smoke_test", "migrate_database"])
+@pytest.mark.parametrize(("flag", "value"), [("--lock-wait", "soon"), ("--lock-wait", "nan"), ("--lock-duration", "0")])
+def test_the_lock_flags_of_every_writer_are_checked_first(tool: str, flag: str, value: str) -> None:
+    proc = run(tool, "--cloud", "local", flag, value)
+    assert proc.returncode == 2
+    assert f"argument {flag}: '{value}' " in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_helm_deploy_checks_its_arguments_before_any_network_call(tmp_path: Path) -> None:
     env_file = write_env(tmp_path / "local.env", good_env("local"))
     # no images file, no cluster: an argument error must come first, alone

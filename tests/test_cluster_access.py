@@ -193,7 +193,7 @@ def test_gke_kubeconfig_from_the_gke_api_with_a_google_auth_token(service_accoun
     ("status", "message"),
     [
         (404, r"GKE cluster cmb-gke not found in cmb-project/us-central1: check CLUSTER_NAME"),
-        (403, r"may not read GKE cluster .*roles/container.developer"),
+        (403, r"may not read GKE cluster .*grant container.clusters.get"),
         (500, r"GKE API answered HTTP 500 .*: backend exploded"),
     ],
 )

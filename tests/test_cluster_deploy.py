@@ -1,8 +1,8 @@
 """helm_deploy, make_secrets and smoke_test on the real cluster of the test bed, with the real chart
 (CLOUD=local) and stand-in images the kubelet pulls from the loopback registry: first install,
 no-op redeploy, dry run, upgrade, a failed upgrade rolled back, a failed first install removed,
-a release left pending recovered, preflight stops, bad input; with Helm 4 (server-side apply,
-Secrets storage) and Helm 3."""
+a release left pending by a writer outside the toolkit recovered, preflight stops, bad input; with
+Helm 4 (server-side apply, Secrets storage) and Helm 3."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import yaml
 
 from tests.envfiles import secret_values
 from tests.realcluster import Site, create_namespace, delete_namespace, ensure_ingress_class
-from tools.settings import REPO_ROOT
 
 pytestmark = pytest.mark.testbed
 HELM3 = str(Path(sys.executable).parent / "helm3")
@@ -122,44 +121,61 @@ def test_a_failed_first_install_is_removed(site: Site, tmp_path: Path) -> None:
     assert site.history() == [(1, "deployed")]
 
 
-# -- an interrupted deploy --------------------------------------------------------------------------------
-def test_a_release_left_pending_by_an_interrupted_deploy_is_recovered(site: Site, tmp_path: Path) -> None:
+# -- an interrupted writer outside the toolkit ----------------------------------------------------------
+def test_a_release_left_pending_outside_the_toolkit_is_recovered_by_its_age(site: Site, tmp_path: Path) -> None:
+    """A pending revision no lock names (helm by hand, an older toolkit): only its age says its writer is
+    gone. (The toolkit's own interrupted revisions are recovered at once: tests/test_cluster_writers.py.)"""
+    from tools.helm import helm_binary
+
     assert site.secrets().returncode == 0
     assert site.deploy("--no-wait").returncode == 0
-    # A deploy that waits for a release that never gets ready is killed mid-upgrade (CI cancelled).
     crash = site.stand_ins.with_backend(tmp_path, "crash")
-    log = open(tmp_path / "interrupted.log", "w")  # noqa: SIM115 - closed below
-    victim = subprocess.Popen(
-        [sys.executable, "-m", "tools.helm_deploy", *site.argv("--images", str(crash), "--timeout", "120s")],
-        cwd=REPO_ROOT,
+    assert site.deploy("--no-wait", images=crash).returncode == 0
+    assert site.deploy("--no-wait").returncode == 0
+    # By hand: back to the crashing revision 2, waiting for it; killed mid-rollback (a closed laptop).
+    log = open(tmp_path / "by-hand.log", "w")  # noqa: SIM115 - closed below
+    by_hand = subprocess.Popen(
+        [
+            helm_binary(),
+            "rollback",
+            "cmbcluster",
+            "2",
+            "-n",
+            site.namespace,
+            "--wait",
+            "--timeout",
+            "120s",
+            "--kubeconfig",
+            site.kubeconfig,
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 90
-        while (2, "pending-upgrade") not in site.history():
-            assert victim.poll() is None and time.monotonic() < deadline, (tmp_path / "interrupted.log").read_text()
+        while (4, "pending-rollback") not in site.history():
+            assert by_hand.poll() is None and time.monotonic() < deadline, (tmp_path / "by-hand.log").read_text()
             time.sleep(0.2)
     finally:
-        os.killpg(victim.pid, signal.SIGKILL)
-        victim.wait()
+        os.killpg(by_hand.pid, signal.SIGKILL)
+        by_hand.wait()
         log.close()
-    assert site.history() == [(1, "deployed"), (2, "pending-upgrade")]
 
     # Too fresh to be sure nobody is still deploying: refuse, change nothing.
     refused = site.deploy("--no-wait", "--timeout", "10m")
-    assert refused.returncode == 1 and "another deploy may still be running" in refused.stderr
-    assert site.history() == [(1, "deployed"), (2, "pending-upgrade")]
+    assert refused.returncode == 1 and "made outside the toolkit (no lock names it)" in refused.stderr
+    assert "another deploy may still be running" in refused.stderr
+    assert site.history()[-1] == (4, "pending-rollback")
 
     time.sleep(2)
     recovered = site.deploy("--no-wait", "--timeout", "2s")
     assert recovered.returncode == 0, out(recovered)
     assert (
-        "release cmbcluster was left pending-upgrade at revision 2 by an interrupted deploy: "
-        "rolled back to revision 1, the last deployed one"
+        "release cmbcluster was left pending-rollback at revision 4 by an interrupted deploy: "
+        "rolled back to revision 3, the last deployed one"
     ) in out(recovered)
-    assert site.history() == [(1, "superseded"), (2, "pending-upgrade"), (3, "superseded"), (4, "deployed")]
+    assert site.history()[3:] == [(4, "pending-rollback"), (5, "superseded"), (6, "deployed")]
 
 
 # -- preflight and bad input ----------------------------------------------------------------------

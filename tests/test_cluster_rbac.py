@@ -46,7 +46,11 @@ def test_a_role_missing_one_verb_is_named_exactly(site: Site, cluster: str, tmp_
     from kubernetes import client
 
     rules = [
-        {"apiGroups": ["", "networking.k8s.io", "rbac.authorization.k8s.io"], "resources": ["*"], "verbs": ["*"]},
+        {
+            "apiGroups": ["", "networking.k8s.io", "rbac.authorization.k8s.io", "coordination.k8s.io"],
+            "resources": ["*"],
+            "verbs": ["*"],
+        },
         {
             "apiGroups": ["apps"],
             "resources": ["deployments"],
@@ -82,6 +86,8 @@ def test_no_rights_at_all_lists_every_refusal_and_changes_nothing(
     for verb in ("get", "create", "patch", "delete"):
         assert f"{verb} deployments.apps" in named and f"{verb} configmaps" in named
     assert "list secrets" in named and "update secrets" in named  # helm's release records
+    for verb in ("get", "create", "patch"):  # the release's lock
+        assert f"{verb} leases.coordination.k8s.io" in named
     assert site.history() == []
 
 

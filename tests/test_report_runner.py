@@ -161,7 +161,7 @@ def test_sigterm_removes_temporary_credentials(tmp_path: Path) -> None:
     finally:
         silent.close()
     assert proc.returncode == 143, err
-    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    assert "stopped by SIGTERM during the smoke test's checks" in err and "Traceback" not in err
     assert list(scratch.iterdir()) == []
 
 

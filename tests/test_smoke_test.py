@@ -529,7 +529,7 @@ def test_a_rollback_that_fails_too_is_reported(release: Release, capfd: pytest.C
     release.deploy(backend="crash")
     with Kubelet(release.kubeconfig, release.namespace):
         code, _, err, _ = release.smoke(capfd, "--no-endpoints", "--no-storage-check")
-    assert code == 1
+    assert code == 1, err
     assert "rollout failed: pod cmbcluster-backend-" in err and "CrashLoopBackOff" in err
     assert "rollback rollout failed: pod cmbcluster-backend-" in err and "ImagePullBackOff" in err
     assert "| rollback rollout cmbcluster-backend | failed |" in release.summary.read_text()
@@ -542,6 +542,16 @@ def test_no_earlier_revision_means_no_rollback(release: Release, capfd: pytest.C
     assert code == 1
     assert "rollback: no earlier deployed revision than 1 to roll back to (first install?)" in err
     assert len(release.history()) == 1
+
+
+def test_a_run_that_made_no_revision_rolls_nothing_back(release: Release, capfd: pytest.CaptureFixture[str]) -> None:
+    release.deploy()
+    release.deploy(backend="crash")
+    with Kubelet(release.kubeconfig, release.namespace):
+        code, out, err, _ = release.smoke(capfd, "--no-endpoints", "--no-storage-check", "--revision", "none")
+    assert code == 1
+    assert "this run made no new revision of release cmbcluster: nothing to roll back" in out + err
+    assert [h["status"] for h in release.history()] == ["superseded", "deployed"]
 
 
 def test_no_rollback_leaves_the_failed_revision(release: Release, capfd: pytest.CaptureFixture[str]) -> None:

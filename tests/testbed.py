@@ -89,7 +89,7 @@ class TestBed:
         self.env: dict[str, str] = {}
         self._generation = 0  # how many fresh emulators so far
         self._pg_port: int | None = None
-        self._exec_root: Path | None = None
+        self._exec_roots: list[Path] = []  # each dockerd's
         self._k8s_home: Path | None = None
 
     # -- process plumbing ------------------------------------------------------------------
@@ -135,17 +135,23 @@ class TestBed:
     # -- parts ---------------------------------------------------------------------------
     def docker(self) -> str:
         """A private dockerd (own socket, data and exec root, host networking only). Returns DOCKER_HOST."""
-        if "DOCKER_HOST" in self.env:
-            return self.env["DOCKER_HOST"]
+        if "DOCKER_HOST" not in self.env:
+            self.env["DOCKER_HOST"] = self.dockerd("docker")
+        return self.env["DOCKER_HOST"]
+
+    def dockerd(self, name: str, env: dict[str, str] | None = None) -> str:
+        """Another private dockerd, files named `name`, started with `env` added (e.g. the network edge's
+        proxy and CA: dockerd reads them only at start). Returns its DOCKER_HOST."""
         dockerd = self._require("dockerd", "apt-get install docker.io busybox-static")
         if os.geteuid() != 0:
             raise PartUnavailable("dockerd needs root here")
-        sock = self.root / "docker.sock"
+        sock = self.root / f"{name}.sock"
         # exec-root path must be short: containerd sockets live under it
-        self._exec_root = Path(tempfile.mkdtemp(prefix="dx", dir="/tmp"))
-        (self.root / "docker.execroot").write_text(str(self._exec_root))
+        exec_root = Path(tempfile.mkdtemp(prefix="dx", dir="/tmp"))
+        self._exec_roots.append(exec_root)
+        (self.root / f"{name}.execroot").write_text(str(exec_root))
         self._spawn(
-            "dockerd",
+            f"{name}d",
             [
                 dockerd,
                 "--bridge=none",
@@ -154,23 +160,23 @@ class TestBed:
                 "--host",
                 f"unix://{sock}",
                 "--data-root",
-                str(self.root / "docker"),
+                str(self.root / name),
                 "--exec-root",
-                str(self._exec_root),
+                str(exec_root),
                 "--pidfile",
-                str(self.root / "docker.pid"),
+                str(self.root / f"{name}.pid"),
             ],
+            env,
         )
         host = f"unix://{sock}"
         self._wait(
-            "dockerd",
+            f"{name}d",
             lambda: (
                 subprocess.run(["/usr/bin/docker", "-H", host, "info"], capture_output=True, check=False).returncode
                 == 0
             ),
             60,
         )
-        self.env["DOCKER_HOST"] = host
         return host
 
     def registry(self) -> str:
@@ -468,10 +474,10 @@ class TestBed:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.procs.clear()
-        exec_root = self._exec_root
-        if exec_root:
+        for exec_root in self._exec_roots:
             subprocess.run(["umount", str(exec_root / "netns" / "default")], capture_output=True, check=False)
             shutil.rmtree(exec_root, ignore_errors=True)
+        self._exec_roots.clear()
         if self._k8s_home:
             stop_kit(self._k8s_home)
             self._k8s_home = None

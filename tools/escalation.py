@@ -4,7 +4,8 @@ Kubernetes lets an identity create a Role only with rules it already holds throu
 `escalate` verb on roles (https://kubernetes.io/docs/reference/access-authn-authz/rbac/#privilege-escalation-prevention-and-bootstrapping).
 Rights granted by another authorizer do not count: an EKS access policy (AmazonEKSAdminPolicy) makes a
 SelfSubjectAccessReview say "allowed" while Helm's Role is refused with "attempting to grant RBAC
-permissions not currently held" (aws/containers-roadmap#2682). A SelfSubjectRulesReview lists what
+permissions not currently held" (aws/containers-roadmap#2682); so does a GKE IAM role without
+container.roles.escalate (roles/container.developer). A SelfSubjectRulesReview lists what
 RBAC grants (other authorizers add nothing to it), so the difference is visible before the deploy.
 """
 
@@ -47,7 +48,8 @@ def escalation_problems(api: Any, namespace: str, rendered: list[dict[str, Any]]
         if missing and kube.denied(api, namespace, [escalate]):
             problems.append(
                 f"the chart's {kind} {name} grants rights these credentials do not hold through RBAC (they come from "
-                'another authorizer, e.g. an EKS access policy): Kubernetes will refuse it with "attempting to grant '
+                "another authorizer, e.g. an EKS access policy or a GKE IAM role): Kubernetes will refuse it with "
+                '"attempting to grant '
                 f'RBAC permissions not currently held"; bind the identity with `make rbac`{hint}'
             )
     return problems

@@ -39,26 +39,58 @@ def helm_binary() -> str:
 
 
 def client(**kwargs: Any) -> Any:
-    """A pyhelm3 Client on our helm binary."""
+    """A pyhelm3 Client on our helm binary (through `command_class()` unless a command is given)."""
     import subprocess
 
     from pyhelm3 import Client
 
     try:
-        return Client(executable=helm_binary(), **kwargs)  # runs `helm version` at once
+        command = kwargs.pop("command", None) or command_class()(executable=helm_binary())
+        return Client(executable=helm_binary(), command=command, **kwargs)  # runs `helm version` at once
     except (subprocess.CalledProcessError, OSError) as exc:
         raise broken_helm(exc) from None
 
 
+def command_class() -> type:
+    """pyhelm3's Command with helm as the process it stops when its task is cancelled.
+
+    pyhelm3 runs helm through `sh -c`, and Debian's dash forks helm instead of replacing itself,
+    so on cancellation pyhelm3's `terminate()` reached only the shell and then waited for an
+    orphaned helm until helm's --timeout. With `exec` helm is the process terminated and reaped:
+    it marks the release failed and exits.
+    """
+    import subprocess
+
+    import semver
+    from pyhelm3 import Command
+
+    class StoppableCommand(Command):  # type: ignore[misc]
+        def __init__(self, *, executable: str, **kwargs: Any) -> None:
+            super().__init__(executable=executable, **kwargs)
+            self.helm_path, self._executable = executable, "exec"
+
+        async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
+            return await super().run([self.helm_path, *command], input)  # type: ignore[no-any-return]
+
+        def client_version(self) -> Any:
+            proc = subprocess.run(
+                [self.helm_path, "version", "--template", "{{ .Version }}"], capture_output=True, check=True
+            )
+            return semver.Version.parse(proc.stdout.decode().removeprefix("v"))
+
+    return StoppableCommand
+
+
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run one pyhelm3 coroutine, turning its errors into one clear line."""
-    import asyncio
+    """Run one pyhelm3 coroutine, turning its errors into one clear line (a stop signal stops helm cleanly)."""
     import subprocess
 
     from pyhelm3 import errors
 
+    from tools.cli import run_async as run_stoppable
+
     try:
-        return asyncio.run(coroutine)
+        return run_stoppable(coroutine)
     except errors.Error as exc:
         raise ToolError(f"helm: {helm_reason(exc)}") from None
     except (subprocess.CalledProcessError, OSError) as exc:  # pyhelm3 asks `helm version` first
@@ -99,3 +131,29 @@ def render(release: str, namespace: str, values: dict[str, Any], chart: Path = C
         return list(await helm.template_resources(loaded, release, values, namespace=namespace))
 
     return run_async(_render())
+
+
+def rollback_refusal(release: str, ours: int | None, current: tuple[int, str] | None, *, made: bool) -> str | None:
+    """Why this run must not roll `release` back, or None when it may.
+
+    A run undoes only its own revision: the one it made (helm_deploy, `made`) or judged (smoke_test),
+    and only while that is still the current one. Another writer's revision is never undone: that
+    is how two deploys at once ended with the winner's images rolled back by the loser.
+    """
+    if ours is None:
+        return f"this run made no new revision of release {release}: nothing to roll back"
+    if current is None:
+        return f"release {release} no longer exists: nothing to roll back"
+    revision, status = current
+    verb = "made" if made else "judged"
+    if revision != ours:
+        return (
+            f"release {release} is now at revision {revision} ({status}), not revision {ours} that this run "
+            f"{verb}: another writer changed it, so this run rolls nothing back"
+        )
+    if made and status == "deployed":
+        return (
+            f"revision {revision} of release {release} is deployed, not this run's failed one: another writer "
+            "made it, so this run rolls nothing back"
+        )
+    return None

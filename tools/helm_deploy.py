@@ -6,11 +6,13 @@ architecture the nodes run (`--no-platform-check` skips it), the Secrets from ma
 cluster's prerequisites (CSI driver, ingress class, the database's StorageClass; on AWS the
 IRSA trust policies), and that no older chart's database file waits on the bucket unmigrated. Each
 missing prerequisite is one line, and the deploy stops before touching the release.
-Then the database bucket (created private and encrypted, never deleted or emptied), a release
-left pending by an interrupted deploy is rolled back to its last deployed revision, and the
-release is installed or upgraded through pyhelm3. A failed upgrade is rolled back to the last
-deployed revision and the tool exits 1 with the reason. `--dry-run` shows the difference to the
-deployed release (secret values hidden) and changes nothing.
+Then the database bucket (created private and encrypted, never deleted or emptied); then, holding
+the release's lock (tools/lease.py: one writer per release; a second deploy waits), a release left
+pending by an interrupted deploy is rolled back to its last deployed revision, and the release is
+installed or upgraded through pyhelm3. A failed upgrade is rolled back to the last deployed revision
+(only when the failed revision is the one this run made) and the tool exits 1 with the reason.
+SIGTERM/SIGINT stop helm, release the lock and say what the next run does (exit 143/130).
+`--dry-run` shows the difference to the deployed release (secret values hidden) and changes nothing.
 
 Helm flags a cluster needs (e.g. `--helm-flag=--skip-schema-validation`) go to every
 install/upgrade. Exit 0 ok, 1 failure, 2 usage.
@@ -29,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools import cli
+from tools import cli, lease
 from tools.auth.preflight import check as auth_preflight
 from tools.errors import ToolError, UsageError
-from tools.helm import helm_reason
+from tools.helm import helm_reason, rollback_refusal
 from tools.images import DEFAULT_OUTPUT
 from tools.images import load_images as read_images
 from tools.report import REPORTER, markdown_table
@@ -120,9 +122,7 @@ def helm_client(kubeconfig: str, options: Options) -> Any:
     """pyhelm3 on our helm, with `options.helm_flags` added to every `helm upgrade --install`."""
     import logging
 
-    from pyhelm3 import Command
-
-    from tools.helm import client, helm_binary
+    from tools.helm import client, command_class, helm_binary
 
     # pyhelm3 logs every failed helm command (e.g. `status` of a release not yet installed);
     # what matters is reported by this tool, once.
@@ -130,7 +130,7 @@ def helm_client(kubeconfig: str, options: Options) -> Any:
     logging.getLogger("pyhelm3").propagate = False
     flags = list(options.helm_flags)
 
-    class FlagsCommand(Command):
+    class FlagsCommand(command_class()):  # type: ignore[misc]
         async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
             if command[:1] == ["upgrade"]:
                 command = [*command, *flags]
@@ -153,9 +153,15 @@ def last_deployed(history: list[Any], exclude: int) -> Any | None:
 class Deployer:
     """The release part of a deploy, on one pyhelm3 client. Every method is a step the report shows."""
 
-    def __init__(self, helm: Any, settings: Settings, options: Options) -> None:
-        self.helm, self.options = helm, options
+    def __init__(self, helm: Any, settings: Settings, options: Options, lock: Any = None) -> None:
+        self.helm, self.options, self.lock = helm, options, lock  # lock: the held ReleaseLock (None: dry run)
         self.name, self.namespace = settings.release, settings.namespace
+
+    def writing(self, revision: int, where: str, then: str) -> Any:
+        """Tell the lock which revision comes next, and name this stage for a stop's line."""
+        if self.lock is not None:
+            self.lock.writing(revision)
+        return cli.stage(where, then)
 
     async def current(self) -> tuple[Any | None, list[Any]]:
         """The current revision (None: no release) and the whole history, oldest first."""
@@ -170,26 +176,43 @@ class Deployer:
     async def recover(self, current: Any, history: list[Any]) -> None:
         """A release left pending by an interrupted deploy: roll back to the last deployed revision."""
         status, revision = current.status.value, current.revision
-        age = (datetime.datetime.now(datetime.UTC) - current.updated).total_seconds()
-        limit = duration_seconds(self.options.timeout)
-        if age < limit:
-            raise ToolError(
-                f"release {self.name} revision {revision} is {status} since {age:.0f}s: another deploy may still be "
-                f"running: wait for it, or if it was interrupted run again in {limit - age:.0f}s (--timeout {limit}s)"
+        if self.lock is not None and self.lock.last_revision == revision:
+            # The toolkit run that made it recorded it in the lock, which we now hold: its writer is gone.
+            gone = self.lock.previous_holder or "a toolkit run that released the lock"
+            REPORTER.info(
+                f"release {self.name} revision {revision} is {status}: made by {gone}, which no longer holds the "
+                "release's lock: recovering it now"
             )
+        else:
+            # A writer that takes no lock (helm by hand, an older toolkit): only its age tells it is dead.
+            age = (datetime.datetime.now(datetime.UTC) - current.updated).total_seconds()
+            limit = duration_seconds(self.options.timeout)
+            if age < limit:
+                raise ToolError(
+                    f"release {self.name} revision {revision} is {status} since {age:.0f}s, made outside the toolkit "
+                    f"(no lock names it): another deploy may still be running: wait for it, or if it was "
+                    f"interrupted run again in {limit - age:.0f}s (--timeout {limit}s)"
+                )
         target = last_deployed(history, exclude=revision)
         what = f"release {self.name} was left {status} at revision {revision} by an interrupted deploy"
         if target is None:
             if self.options.dry_run:
                 REPORTER.warning(f"{what}: would remove it (nothing was ever deployed) and install again")
                 return
-            with REPORTER.action(f"{what}: removing it (nothing was ever deployed)"):
+            with (
+                cli.stage(f"while removing release {self.name}", "the next run removes it again and installs"),
+                REPORTER.action(f"{what}: removing it (nothing was ever deployed)"),
+            ):
                 await self.helm.uninstall_release(self.name, namespace=self.namespace, timeout=self.options.timeout)
             return
         if self.options.dry_run:
             REPORTER.warning(f"{what}: would roll back to revision {target.revision}, the last deployed one")
             return
-        with REPORTER.action(f"{what}: rolled back to revision {target.revision}, the last deployed one"):
+        where = f"while rolling release {self.name} back to revision {target.revision}"
+        with (
+            self.writing(revision + 1, where, "the next run recovers the unfinished rollback at once and deploys"),
+            REPORTER.action(f"{what}: rolled back to revision {target.revision}, the last deployed one"),
+        ):
             await current.release.rollback(target.revision, timeout=self.options.timeout, wait=False)
 
     async def upgrade(self, chart: Any, values: dict[str, Any], before: int) -> Any:
@@ -197,8 +220,13 @@ class Deployer:
         from pyhelm3 import errors
 
         verb = "upgrade" if before else "install"
+        where = f"during helm {verb} of release {self.name} to revision {before + 1}"
+        then = f"helm was stopped; the next run recovers revision {before + 1} at once and deploys again"
         try:
-            with REPORTER.action(f"helm {verb} {self.name} in {self.namespace}") as action:
+            with (
+                self.writing(before + 1, where, then),
+                REPORTER.action(f"helm {verb} {self.name} in {self.namespace}") as action,
+            ):
                 revision = await self.helm.install_or_upgrade_release(
                     self.name,
                     chart,
@@ -215,13 +243,20 @@ class Deployer:
         current, history = await self.current()
         if current is None or current.revision <= before:
             raise ToolError(f"helm {verb} failed before changing the release: {reason}")
+        refusal = rollback_refusal(self.name, before + 1, (current.revision, current.status.value), made=True)
+        if refusal:
+            raise ToolError(f"helm {verb} failed: {reason}; {refusal}")
         target = last_deployed(history, exclude=current.revision)
+        then = "the next run recovers the unfinished undo at once and deploys again"
         try:
             if target is None:
-                await self.helm.uninstall_release(self.name, namespace=self.namespace, timeout=self.options.timeout)
+                with cli.stage(f"while removing the failed release {self.name}", then):
+                    await self.helm.uninstall_release(self.name, namespace=self.namespace, timeout=self.options.timeout)
                 undo = "the failed release was removed (nothing had been deployed before)"
             else:
-                await current.release.rollback(target.revision, timeout=self.options.timeout, wait=False)
+                where = f"while rolling release {self.name} back to revision {target.revision}"
+                with self.writing(current.revision + 1, where, then):
+                    await current.release.rollback(target.revision, timeout=self.options.timeout, wait=False)
                 undo = f"rolled back to revision {target.revision}"
         except errors.Error as exc:
             back = f"helm rollback {self.name} {target.revision}" if target else f"helm uninstall {self.name}"
@@ -337,6 +372,7 @@ def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str,
 
 # -- main ----------------------------------------------------------------------------------------
 @cli.main_boundary
+@cli.stage("before changing the release", "the release was not changed: run it again")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.parser(__doc__.splitlines()[0])
     parser.add_argument("--images", default=DEFAULT_OUTPUT, metavar="PATH", help="build_push's output")
@@ -349,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_false",
         help="do not wait for the workloads to become ready (smoke_test checks the rollout)",
     )
+    lease.add_arguments(parser)
     parser.add_argument(
         "--helm-flag",
         dest="helm_flags",
@@ -403,8 +440,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ToolError(f"{len(problems)} prerequisite(s) missing: nothing was changed")
         with REPORTER.action("database bucket") as action:
             action.set("ok", cloud.ensure_database_bucket(dry_run=args.dry_run))
-        deployer = Deployer(helm_client(kubeconfig, options), settings, options)
-        revision = _run(deployer.run(values, rendered))
+        helm = helm_client(kubeconfig, options)
+        if args.dry_run:
+            revision = _run(Deployer(helm, settings, options).run(values, rendered))
+        else:
+            lock = lease.ReleaseLock(
+                api,
+                settings.namespace,
+                settings.release,
+                "helm_deploy",
+                wait=args.lock_wait,
+                duration=args.lock_duration,
+            )
+            with lock:
+                revision = _run(Deployer(helm, settings, options, lock).run(values, rendered))
     if revision is None:
         REPORTER.info("dry run: nothing was changed")
         return 0

@@ -47,6 +47,7 @@ PREFIXES = {
     "storageclasses": "/apis/storage.k8s.io/v1",
     "selfsubjectaccessreviews": "/apis/authorization.k8s.io/v1",
     "selfsubjectrulesreviews": "/apis/authorization.k8s.io/v1",
+    "leases": "/apis/coordination.k8s.io/v1",
 }
 MERGE_PATCH = "application/merge-patch+json"
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tools import cli, rules
+from tools import cli, lease, rules
 from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET
 from tools.errors import ToolError, UsageError
 from tools.report import REPORTER, markdown_table
@@ -201,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help=f"confirm --rotate {ENCRYPTION_KEY}: files encrypted with the old key become unreadable",
     )
+    lease.add_arguments(parser)
     args = parser.parse_args(argv)
     settings = cli.settings_from(args)
     rules.require_valid(settings, "make_secrets")
@@ -217,11 +218,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             # in a missing namespace, so when one does, the namespace is not asked about.)
             settled, state = kube.ensure_namespace(api, namespace, dry_run=args.dry_run)
             REPORTER.line("ok" if settled else "warn", f"namespace {namespace}: {state}")
-        report(changes, live, args.dry_run)
         if args.dry_run:
+            report(changes, live, args.dry_run)
             REPORTER.info("dry run: nothing was written")
             return 0
-        apply(api, namespace, live, writes)
+        if any(writes.values()):  # writers hold the release's lock; a run with nothing to write takes none
+            lock = lease.ReleaseLock(
+                api, namespace, settings.release, "make_secrets", wait=args.lock_wait, duration=args.lock_duration
+            )
+            with lock:
+                live = read_live(api, namespace)  # again under the lock: another writer may have just written
+                writes, changes = plan(settings, live, frozenset(args.rotate), args.confirm_data_loss)
+                report(changes, live, args.dry_run)
+                apply(api, namespace, live, writes)
+        else:
+            report(changes, live, args.dry_run)
     counts = {a: sum(c.action == a for c in changes) for a in ("created", "updated", "rotated", "kept")}
     written = sum(bool(v) for v in writes.values())
     REPORTER.ok(

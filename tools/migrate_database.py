@@ -13,10 +13,11 @@ Exit 0 ok, 1 failure or refusal, 2 usage.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Sequence
 
-from tools import cli
+from tools import cli, lease
 from tools.report import REPORTER
 
 
@@ -28,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="do not touch the cluster: the old backend is already stopped (or uninstalled)",
     )
+    lease.add_arguments(parser)
     args = parser.parse_args(argv)
     settings = cli.settings_from(args)
     from tools import database, kube
@@ -49,13 +51,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     database.litestream()  # before anything changes
     if not args.backend_stopped:
         with cloud.cluster_access() as kubeconfig, kube.api_client(kubeconfig) as api:
-            with REPORTER.action("stop the old backend") as action:
-                action.set("ok", database.stop_backend(api, settings.namespace, settings.release, args.dry_run))
-            with REPORTER.action("old bucket-backed database claim") as action:
-                done = database.release_bucket_claim(
-                    api, settings.namespace, settings.release, cloud.csi_driver, args.dry_run
-                )
-                action.set("ok", done)
+            lock = lease.ReleaseLock(
+                api, settings.namespace, settings.release, "migrate_database", wait=args.lock_wait,
+                duration=args.lock_duration,
+            )  # fmt: skip
+            with lock if not args.dry_run else contextlib.nullcontext():
+                with REPORTER.action("stop the old backend") as action:
+                    action.set("ok", database.stop_backend(api, settings.namespace, settings.release, args.dry_run))
+                with REPORTER.action("old bucket-backed database claim") as action:
+                    done = database.release_bucket_claim(
+                        api, settings.namespace, settings.release, cloud.csi_driver, args.dry_run
+                    )
+                    action.set("ok", done)
     with REPORTER.action("replicate the database") as action:
         action.set("ok", database.replicate_legacy(cloud, state, args.dry_run))
     if args.dry_run:

@@ -1,11 +1,11 @@
 """Print the Kubernetes RBAC a deploy identity needs, for a cluster admin to apply once.
 
-`admin` in the namespace (a RoleBinding), plus, only where the chart makes cluster-scoped
-objects (AWS: the backend's user-volumes ClusterRole, its binding, and the admission policy
-that holds those volumes to user buckets), a ClusterRole listing exactly those kinds and verbs,
-get/patch/delete only on the chart's own objects by name, and its binding. Derived from the
-chart rendered for CLOUD (no cluster or cloud access); preflight checks exactly these rights.
-What RBAC cannot narrow by name (create) is printed with what bounds it.
+`admin` in the namespace (a RoleBinding; it covers the release lock's Lease too), plus, only
+where the chart makes cluster-scoped objects (AWS: the backend's user-volumes ClusterRole, its
+binding, and the admission policy that holds those volumes to user buckets), a ClusterRole listing
+exactly those kinds and verbs, get/patch/delete only on the chart's own objects by name, and its
+binding. Derived from the chart rendered for CLOUD (no cluster or cloud access); preflight checks
+exactly these rights. What RBAC cannot narrow by name (create) is printed with what bounds it.
 
     make rbac CLOUD=aws ARGS="--subject User:cmbcluster-deployer" | kubectl apply -f -
 
@@ -121,12 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tools.cloud import cloud_for
     from tools.helm import render
+    from tools.rights import lock_right_names
 
     rendered = [o for o in render(settings.release, settings.namespace, cloud_for(settings).chart_values()) if o]
     docs = manifests(rendered, settings.namespace, who)
     header = (
         f"# RBAC for the deploy identity of CMBCluster on {settings.cloud}, namespace {settings.namespace}: "
         "apply once as a cluster admin (kubectl apply -f -)\n"
+        f"# `admin` in the namespace covers the release lock too: {', '.join(lock_right_names())}\n"
     )
     sys.stdout.write(header + "".join(unbounded(rendered)) + yaml.safe_dump_all(docs, sort_keys=False))
     return 0

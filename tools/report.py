@@ -108,7 +108,7 @@ class Reporter:
         start = time.monotonic()
         try:
             yield result
-        except BaseException:
+        except Exception:  # a stop (SIGTERM, Ctrl-C) is reported once, by the CLI boundary
             self.line("error", f"{message}: failed", time.monotonic() - start, stream=self.err)
             raise
         detail = f"{message}: {result.detail}" if result.detail else message

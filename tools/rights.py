@@ -21,6 +21,8 @@ NAMED_VERBS = ("get", "patch", "delete")  # the verbs RBAC can limit to an objec
 WATCH_VERBS = ("list", "watch")
 # Helm's release records (Secrets in the namespace) are also listed and updated.
 EXTRA_VERBS = {"Secret": ("list", "update")}
+# The release's lock (tools/lease.py): a coordination.k8s.io Lease in the namespace, read, made and renewed.
+LOCK_RIGHT = ("coordination.k8s.io", "leases", ("get", "create", "patch"))
 # Kinds a namespace cannot hold: their rights are cluster-wide.
 CLUSTER_SCOPED = frozenset(
     {
@@ -106,8 +108,9 @@ def manifest_kinds(rendered: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 def deploy_rights(rendered: list[dict[str, Any]]) -> list[Right]:
     """Every right a deploy of `rendered` needs: the verbs helm uses on each kind (on a cluster-scoped
-    kind, get, patch and delete only on the chart's objects of it), and, since Kubernetes lets nobody
-    create a role granting a right they lack, the rights of each ClusterRole the chart makes."""
+    kind, get, patch and delete only on the chart's objects of it), the release's lock, and, since
+    Kubernetes lets nobody create a role granting a right they lack, the rights of each ClusterRole the
+    chart makes."""
     wanted: dict[tuple[str, str, bool, tuple[str, ...]], set[str]] = {}
     for api_version, kind in manifest_kinds(rendered):
         group = api_version.split("/")[0] if "/" in api_version else ""
@@ -117,6 +120,8 @@ def deploy_rights(rendered: list[dict[str, Any]]) -> list[Right]:
             wanted.setdefault((group, plural(kind), True, names), set()).update(NAMED_VERBS)
             verbs = (verbs - set(NAMED_VERBS)) | set(WATCH_VERBS)
         wanted.setdefault((group, plural(kind), kind in CLUSTER_SCOPED, ()), set()).update(verbs)
+    group, resource, verbs = LOCK_RIGHT
+    wanted.setdefault((group, resource, False, ()), set()).update(verbs)
     for role in (o for o in rendered if o and o.get("kind") == "ClusterRole"):
         for rule in role.get("rules") or []:
             for group in rule.get("apiGroups") or [""]:
@@ -127,3 +132,9 @@ def deploy_rights(rendered: list[dict[str, Any]]) -> list[Right]:
         Right(group, resource, tuple(sorted(verbs, key=lambda v: order.get(v, 99))), scoped, names)
         for (group, resource, scoped, names), verbs in sorted(wanted.items())
     ]
+
+
+def lock_right_names() -> list[str]:
+    """The lock's rights as preflight names them, e.g. "create leases.coordination.k8s.io"."""
+    group, resource, verbs = LOCK_RIGHT
+    return Right(group, resource, verbs, False).names()

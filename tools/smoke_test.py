@@ -26,7 +26,10 @@
    database's, writes a file, saves it again, reads it back and deletes it;
    the pod (and its PersistentVolume and claim on AWS) is deleted and each phase timed.
 4. On failure the release is rolled back to its previous deployed revision (`helm rollback`,
-   unless `--no-rollback`) and the rollback's own rollout is checked. The exit code is 1.
+   unless `--no-rollback`) and the rollback's own rollout is checked. The exit code is 1. The
+   rollback holds the release's lock (tools/lease.py) and happens only while the revision judged
+   (or the one `--revision` names: what this run's deploy made) is still the current one: another
+   writer's newer revision is never undone, and the tool says what it found instead.
 5. A summary on stdout and, under GitHub Actions, a Markdown table in $GITHUB_STEP_SUMMARY
    (images and digests, chart revision, each check with result and time, URLs) and `::error`
    annotations. Secret values (settings and the release's Secrets) are redacted everywhere.
@@ -46,9 +49,10 @@ from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
+from tools import lease
 from tools.auth.live import add_arguments as add_sign_in_arguments
 from tools.auth.live import check_sign_in
-from tools.cli import main_boundary, parser, settings_from
+from tools.cli import main_boundary, parser, settings_from, stage
 from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET, cloud_for
 from tools.errors import ToolError, UsageError
 from tools.report import REPORTER, markdown_table
@@ -88,12 +92,26 @@ def helm_history(settings: Settings, kubeconfig: str) -> list[dict[str, Any]]:
         raise ToolError("helm history did not answer JSON: check the helm version (3.x or 4.x)") from None
 
 
-def rollback(settings: Settings, kubeconfig: str) -> tuple[Check, int | None]:
-    """`helm rollback` to the latest earlier revision that was deployed. Returns the check and that revision."""
-    from tools.helm import helm_binary
-    from tools.runner import run
+def rollback(
+    settings: Settings, kubeconfig: str, ours: int | None, lock: lease.ReleaseLock
+) -> tuple[Check, int | None]:
+    """`helm rollback` of revision `ours` (judged, or made by this run's deploy) to the latest earlier revision
+    that was deployed, holding the release's lock. Returns the check and the revision rolled back to."""
 
     start = time.monotonic()
+    try:
+        with lock:
+            return _rollback(settings, kubeconfig, ours, lock, start)
+    except ToolError as exc:  # the lock: held by another writer too long, or the API refused
+        return Check("rollback", "failed", time.monotonic() - start, str(exc)), None
+
+
+def _rollback(
+    settings: Settings, kubeconfig: str, ours: int | None, lock: lease.ReleaseLock, start: float
+) -> tuple[Check, int | None]:
+    from tools.helm import helm_binary, rollback_refusal
+    from tools.runner import run
+
     try:
         history = helm_history(settings, kubeconfig)
     except ToolError as exc:
@@ -101,30 +119,37 @@ def rollback(settings: Settings, kubeconfig: str) -> tuple[Check, int | None]:
     if not history:
         return Check("rollback", "failed", time.monotonic() - start, f"release {settings.release} not found"), None
     current = history[-1]["revision"]
+    refusal = rollback_refusal(settings.release, ours, (current, str(history[-1].get("status"))), made=False)
+    if refusal:
+        return Check("rollback", "skipped", time.monotonic() - start, refusal), None
     earlier = [h for h in history if h["revision"] < current and h.get("status") in ("superseded", "deployed")]
     if not earlier:
         detail = f"no earlier deployed revision than {current} to roll back to (first install?)"
         return Check("rollback", "failed", time.monotonic() - start, detail), None
     target = earlier[-1]["revision"]
     REPORTER.info(f"rolling back release {settings.release} from revision {current} to {target}")
+    lock.writing(current + 1)
+    then = "the next helm_deploy recovers the unfinished rollback at once"
     try:
         command = [helm_binary(), "rollback", settings.release, str(target), "-n", settings.namespace]
-        run([*command, "--kubeconfig", kubeconfig], what="helm rollback")
+        with stage(f"while rolling release {settings.release} back to revision {target}", then):
+            run([*command, "--kubeconfig", kubeconfig], what="helm rollback")
     except ToolError as exc:
         return Check("rollback", "failed", time.monotonic() - start, str(exc)), None
     return Check("rollback", "ok", time.monotonic() - start, f"revision {current} -> {target}"), target
 
 
-def chart_revision(settings: Settings, kubeconfig: str) -> str:
+def chart_revision(settings: Settings, kubeconfig: str) -> tuple[str, int | None]:
+    """What is judged: a line for the report, and the revision number (None: unknown)."""
     try:
         history = helm_history(settings, kubeconfig)
     except ToolError as exc:
-        return f"unknown ({exc})"
+        return f"unknown ({exc})", None
     if not history:
-        return "unknown (no helm history)"
+        return "unknown (no helm history)", None
     last = history[-1]
     chart, app = last.get("chart"), last.get("app_version")
-    return f"revision {last.get('revision')} ({last.get('status')}), chart {chart}, app {app}"
+    return f"revision {last.get('revision')} ({last.get('status')}), chart {chart}, app {app}", last.get("revision")
 
 
 # -- images and secrets -----------------------------------------------------------------------------------
@@ -224,6 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a pod may stay Unschedulable (20)",
     )
     p.add_argument("--no-rollback", action="store_true", help="on failure, leave the release as it is")
+    p.add_argument(
+        "--revision",
+        type=_revision,
+        metavar="N|none",
+        help="the revision this run's deploy made (helm_deploy's `revision`): roll back only that one; "
+        "none: this run made none, roll nothing back",
+    )
+    lease.add_arguments(p)
     p.add_argument("--no-endpoints", action="store_true", help="skip the Ingress address and the HTTPS checks")
     p.add_argument(
         "--address",
@@ -262,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _revision(text: str) -> int:
+    if text.lower() in ("none", ""):
+        return 0
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a revision: give a number from 1, or none")
+    return int(text)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -275,6 +316,7 @@ def _seconds(text: str) -> float:
 
 
 @main_boundary
+@stage("during the smoke test's checks", "nothing was changed: run it again")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.ca_bundle and not os.path.isfile(args.ca_bundle):
@@ -302,7 +344,7 @@ def smoke_test(settings: Settings, kubeconfig: str, args: argparse.Namespace) ->
         Cluster(api_client, settings.namespace, kinds) as cluster,
     ):
         register_release_secrets(cluster)
-        revision = chart_revision(settings, kubeconfig)  # after the watches are open: they are what is timed
+        revision, judged = chart_revision(settings, kubeconfig)  # after the watches open: they are what is timed
         names = release_deployments(cluster, settings.release)
         checks += check_rollout(cluster, names, args.deadline, args.grace, "rollout")
         if args.no_endpoints:
@@ -328,7 +370,12 @@ def smoke_test(settings: Settings, kubeconfig: str, args: argparse.Namespace) ->
         if not healthy and args.no_rollback:
             checks.append(Check("rollback", "skipped", None, "--no-rollback: the release is left as it is"))
         elif not healthy:
-            check, target = rollback(settings, kubeconfig)
+            ours = judged if args.revision is None else (args.revision or None)
+            lock = lease.ReleaseLock(
+                api_client, settings.namespace, settings.release, "smoke_test rollback",
+                wait=args.lock_wait, duration=args.lock_duration,
+            )  # fmt: skip
+            check, target = rollback(settings, kubeconfig, ours, lock)
             print_check(check)
             checks.append(check)
             if target is not None:

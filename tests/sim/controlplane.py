@@ -1,9 +1,9 @@
-"""A control-plane-only Kubernetes (its own etcd and kube-apiserver) with EKS's webhooks, from the kit's binaries.
+"""A control-plane-only Kubernetes (its own etcd and kube-apiserver) with a provider's webhooks, from the kit's files.
 
 Why not the test bed's real cluster: the kit allows one kubelet per machine, and that cluster is a
 singleton shared by every test (and, here, by other suites), whose apiserver flags are fixed at its
 first start. Authentication, authorization and admission are the apiserver's alone, so a second
-apiserver with the webhook flags stages EKS's access path faithfully and starts in seconds, with no
+apiserver with the webhook flags stages EKS's or GKE's access path faithfully and starts in seconds, with no
 kubelet: objects are stored and checked, no pod runs. It uses the kit's own PKI and start scripts
 (`mkpki.sh`, `start-etcd.sh`, `start-kube-apiserver.sh`, with `K8S_AUTHORIZATION_MODE` empty and the
 structured authorization configuration in `K8S_APISERVER_EXTRA_ARGS`), plus a kube-controller-manager
@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.sim.eks_webhook import EksWebhooks
+from tests.sim.webhook_server import WebhookServer
 from tests.testbed import free_port
 
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kubectl")
@@ -35,8 +35,9 @@ BINARIES = ("kube-apiserver", "kube-controller-manager", "kubectl")
 class ControlPlane:
     """etcd + kube-apiserver (+ the aggregation controller) under `home`, on free loopback ports."""
 
-    def __init__(self, kit: Path, home: Path, hooks: EksWebhooks) -> None:
+    def __init__(self, kit: Path, home: Path, hooks: WebhookServer, authorizer: str = "eks-access-policies") -> None:
         self.kit, self.home, self.hooks = kit, home, hooks
+        self.authorizer = authorizer  # the Webhook authorizer's name, after Node and RBAC
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.port = free_port()
         self.kubeconfig = str(home / "kubeconfig")  # system:masters, for the test's set-up only
@@ -45,6 +46,7 @@ class ControlPlane:
         (self.home / "bin").mkdir(parents=True, exist_ok=True)
         _unpack(self.kit, self.home / "bin")
         authz = self.home / "authorization.json"
+        # (GKE's chain has the same shape: tests/sim/gke.py)
         # EKS's authorizer chain: Node, RBAC, then the webhook of access policies, so RBAC's escalation
         # check for a Role or RoleBinding reads RBAC rules first and then asks the chain for escalate/bind
         # (https://docs.aws.amazon.com/eks/latest/userguide/access-policies.html: "Amazon EKS ... RBAC
@@ -59,7 +61,7 @@ class ControlPlane:
                         {"type": "RBAC", "name": "rbac"},
                         {
                             "type": "Webhook",
-                            "name": "eks-access-policies",
+                            "name": self.authorizer,
                             "webhook": {
                                 "timeout": "5s",
                                 "authorizedTTL": "1s",

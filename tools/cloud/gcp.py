@@ -155,8 +155,9 @@ class GcpCloud(Cloud):
             )
         if response.status_code == 403:
             raise ToolError(
-                f"these Google credentials may not read GKE cluster {path}: grant roles/container.developer "
-                "(and enable the Kubernetes Engine API)"
+                f"these Google credentials may not read GKE cluster {path}: grant container.clusters.get (the deploy "
+                "role `make cloud-setup CLOUD=gcp` prints holds it; rights inside come from `make rbac`) and enable "
+                "the Kubernetes Engine API"
             )
         if response.status_code != 200:
             raise ToolError(f"GKE API answered HTTP {response.status_code} for {path}: {google_error(response)}")
