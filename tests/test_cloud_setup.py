@@ -400,6 +400,7 @@ def test_the_push_identity_holds_the_registry_rights_alone(tmp_path: Path) -> No
     }
     assert all(set(r) == repositories for r in by_action.values()), by_action
     assert "aws eks" not in result.stdout and "s3:" not in result.stdout
+    assert "OWNER_ID" in result.stdout and "gh api repos/CMBAgents/cmbcluster-deploy" in result.stdout  # how to fill
     assert "--role-name cmbiam-push " in result.stdout
 
     gcp = printed("gcp", "--repository", REPOSITORY, "--repository-ids", ":".join(IDS), "--identity", "push")

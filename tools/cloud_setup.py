@@ -294,14 +294,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.cloud == "aws":
         role = args.role_name or name
         if args.identity == "push":
-            script = aws_push_script(cloud, args.repository, ids, role, args.allow_main)
+            script = aws_push_script(
+                cloud, args.repository, ids, role, args.allow_main, _ids_note(args.repository, ids)
+            )
         else:
             script = aws_script(cloud, args.repository, ids, [settings.environment], role)
     else:
         account = args.service_account or f"{gcp_account_id(name)}@{settings['PROJECT_ID']}.iam.gserviceaccount.com"
         if args.identity == "push":
             pool = args.pool or "github-push"
-            script = gcp_push_script(cloud, args.repository, ids, account, pool, args.allow_main)
+            script = gcp_push_script(
+                cloud, args.repository, ids, account, pool, args.allow_main, _ids_note(args.repository, ids)
+            )
         else:
             pool = args.pool or "github"
             script = gcp_script(cloud, args.repository, ids, [settings.environment], account, pool)
