@@ -25,11 +25,13 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.envfiles import good_env
+from tests.envfiles import good_env, write_env
 from tools.cloud import AwsCloud, cloud_for
 from tools.cloud_setup import subjects
 from tools.database import backup_state
@@ -78,8 +80,8 @@ def aws_cloud() -> AwsCloud:
     return AwsCloud(load_settings(cloud="aws", environ=settings_env()))
 
 
-def printed(cloud: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    env_file = REPO_ROOT / "env" / f"{cloud}.env.example"
+def printed(cloud: str, *extra: str, env_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env_file = env_file or REPO_ROOT / "env" / f"{cloud}.env.example"
     command = [sys.executable, "-m", "tools.cloud_setup", "--cloud", cloud, "--env-file", str(env_file), *extra]
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
 
@@ -89,8 +91,9 @@ def heredoc(script: str, name: str) -> Any:
 
 
 # -- what is printed -------------------------------------------------------------------------------
-def test_aws_trust_admits_both_subject_formats_of_each_step_environment_and_nothing_else() -> None:
-    result = printed("aws", "--repository", REPOSITORY, "--repository-ids", ":".join(IDS))
+def test_aws_trust_admits_both_subject_formats_of_its_own_environment_and_nothing_else(tmp_path: Path) -> None:
+    staging = write_env(tmp_path / "aws-staging.env", settings_env(ENVIRONMENT="staging"))
+    result = printed("aws", "--repository", REPOSITORY, "--repository-ids", ":".join(IDS), env_file=staging)
     assert result.returncode == 0, result.stderr
     (statement,) = heredoc(result.stdout, "deploy-trust.json")["Statement"]
     condition = statement["Condition"]["StringEquals"]
@@ -98,9 +101,10 @@ def test_aws_trust_admits_both_subject_formats_of_each_step_environment_and_noth
     assert condition["token.actions.githubusercontent.com:sub"] == [
         "repo:CMBAgents/cmbcluster-deploy:environment:aws-staging",
         "repo:CMBAgents@1111/cmbcluster-deploy@2222:environment:aws-staging",
-        "repo:CMBAgents/cmbcluster-deploy:environment:aws-production",
-        "repo:CMBAgents@1111/cmbcluster-deploy@2222:environment:aws-production",
     ]
+    assert "aws-production" not in result.stdout  # not even in a comment: the production role is another run
+    assert "--role-name cmbiam-staging-deploy " in result.stdout
+    assert "--kubernetes-groups cmbcluster-deployers-cmbcluster " in result.stdout
     assert statement["Principal"]["Federated"].endswith(":oidc-provider/token.actions.githubusercontent.com")
 
 
@@ -136,7 +140,8 @@ def test_gcp_binds_each_environment_subject_never_the_whole_repository() -> None
     assert "principalSet" not in out and "attribute.repository/" not in out
     members = [line.split('--member "', 1)[1].rstrip('"') for line in out.splitlines() if "/subject/" in line]
     pool = "principal://iam.googleapis.com/projects/$PROJECT_NUMBER/locations/global/workloadIdentityPools/github"
-    assert members == [f"{pool}/subject/{s}" for s in subjects(REPOSITORY, IDS, "gcp", ["staging", "production"])]
+    assert members == [f"{pool}/subject/{s}" for s in subjects(REPOSITORY, IDS, "gcp", ["production"])]
+    assert "gcp-staging" not in out and "cmbcluster-production-deploy@my-gcp-project" in out
     assert "assertion.repository_owner_id == '1111' && assertion.repository_id == '2222'" in out
     cloud = cloud_for(load_settings(cloud="gcp", env_file=str(REPO_ROOT / "env" / "gcp.env.example")))
     assert all(f"--permissions {','.join(g.permissions)} " in out for g in gcp_grants(cloud))
@@ -148,7 +153,7 @@ def test_gcp_binds_each_environment_subject_never_the_whole_repository() -> None
     [
         (["--cloud", "aws"], "--repository '': give the GitHub repository as OWNER/REPO"),
         (["--cloud", "aws", "--repository", "a/b", "--repository-ids", "x:1"], "give OWNER_ID:REPO_ID, two numbers"),
-        (["--cloud", "aws", "--repository", "a/b", "--environments", "prod"], "a list of production, staging, dev"),
+        (["--cloud", "aws", "--repository", "a/b", "--allow-main"], "--allow-main is for --identity push"),
         (["--cloud", "local", "--repository", "a/b"], "cloud-setup is for aws or gcp"),
     ],
 )
@@ -328,3 +333,138 @@ def test_the_app_identities_get_the_shims_grants_and_the_scripts_are_valid_bash(
             assert heredoc(result.stdout, f"grant-{role}.json") == json.loads(grant)
             trust = heredoc(result.stdout, f"irsa-{role}.json")["Statement"][0]["Condition"]["StringEquals"]
             assert trust["OIDC_ISSUER:sub"].startswith("system:serviceaccount:cmbcluster:")
+
+
+# -- one identity per environment; the push-only identity ------------------------------------------------
+def admits(trust: dict[str, Any], sub: str) -> bool:
+    """IAM's StringEquals / StringLike on `sub` (`*` any run of characters, `?` one; GitHub's subjects hold no
+    brackets, so fnmatchcase is the same rule): https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_String"""
+    (statement,) = trust["Statement"]
+    key = "token.actions.githubusercontent.com:sub"
+    exact = statement["Condition"].get("StringEquals", {}).get(key, [])
+    like = statement["Condition"].get("StringLike", {}).get(key, [])
+    return sub in exact or any(fnmatchcase(sub, pattern) for pattern in like)
+
+
+CANDIDATES = {  # what GitHub sends (https://docs.github.com/en/actions/reference/security/oidc#example-subject-claims)
+    "staging": "repo:CMBAgents/cmbcluster-deploy:environment:aws-staging",
+    "staging, immutable": "repo:CMBAgents@1111/cmbcluster-deploy@2222:environment:aws-staging",
+    "production": "repo:CMBAgents/cmbcluster-deploy:environment:aws-production",
+    "production, immutable": "repo:CMBAgents@1111/cmbcluster-deploy@2222:environment:aws-production",
+    "tag": "repo:CMBAgents/cmbcluster-deploy:ref:refs/tags/v1.4.0",
+    "tag, immutable": "repo:CMBAgents@1111/cmbcluster-deploy@2222:ref:refs/tags/v1.4.0",
+    "main": "repo:CMBAgents/cmbcluster-deploy:ref:refs/heads/main",
+    "main, immutable": "repo:CMBAgents@1111/cmbcluster-deploy@2222:ref:refs/heads/main",
+    "branch": "repo:CMBAgents/cmbcluster-deploy:ref:refs/heads/feature",
+    "pull request": "repo:CMBAgents/cmbcluster-deploy:pull_request",
+    "other tag": "repo:CMBAgents/cmbcluster-deploy:ref:refs/tags/test",
+    "fork": "repo:someone/cmbcluster-deploy:ref:refs/tags/v1.4.0",
+}
+
+
+@pytest.mark.parametrize(
+    ("identity", "extra", "admitted"),
+    [
+        ("staging", [], {"staging", "staging, immutable"}),
+        ("production", [], {"production", "production, immutable"}),
+        ("push", ["--identity", "push"], {"tag", "tag, immutable"}),
+        ("push", ["--identity", "push", "--allow-main"], {"tag", "tag, immutable", "main", "main, immutable"}),
+    ],
+)
+def test_each_identity_admits_its_own_subjects_alone(
+    tmp_path: Path, identity: str, extra: list[str], admitted: set[str]
+) -> None:
+    environment = "production" if identity == "push" else identity
+    env = write_env(tmp_path / "aws.env", settings_env(ENVIRONMENT=environment))
+    result = printed("aws", "--repository", REPOSITORY, "--repository-ids", ":".join(IDS), *extra, env_file=env)
+    assert result.returncode == 0, result.stderr
+    trust = heredoc(result.stdout, "push-trust.json" if identity == "push" else "deploy-trust.json")
+    assert {name for name, sub in CANDIDATES.items() if admits(trust, sub)} == admitted
+    assert trust["Statement"][0]["Condition"]["StringEquals"]["token.actions.githubusercontent.com:aud"] == (
+        "sts.amazonaws.com"
+    )
+
+
+def test_the_push_identity_holds_the_registry_rights_alone(tmp_path: Path) -> None:
+    env = write_env(tmp_path / "aws.env", settings_env())
+    result = printed("aws", "--repository", REPOSITORY, "--identity", "push", env_file=env)
+    assert result.returncode == 0, result.stderr
+    policy = heredoc(result.stdout, "push-policy.json")
+    by_action = {a: s["Resource"] for s in policy["Statement"] for a in s["Action"]}
+    cloud = aws_cloud()
+    deploy_ecr = {a for s in aws_policy(cloud)["Statement"] for a in s["Action"] if a.startswith("ecr:")}
+    assert set(by_action) == deploy_ecr  # what the build calls on the registry, one declaration for both
+    assert by_action.pop("ecr:GetAuthorizationToken") == ["*"]
+    repositories = {
+        f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/cmbiam-{n}" for n in ("backend", "frontend", "user-env")
+    }
+    assert all(set(r) == repositories for r in by_action.values()), by_action
+    assert "aws eks" not in result.stdout and "s3:" not in result.stdout
+    assert "OWNER_ID" in result.stdout and "gh api repos/CMBAgents/cmbcluster-deploy" in result.stdout  # how to fill
+    assert "--role-name cmbiam-push " in result.stdout
+
+    gcp = printed("gcp", "--repository", REPOSITORY, "--repository-ids", ":".join(IDS), "--identity", "push")
+    assert gcp.returncode == 0, gcp.stderr
+    assert (
+        "--attribute-condition \"assertion.repository_owner_id == '1111' && assertion.repository_id == '2222' "
+        "&& !assertion.sub.contains(':environment:') && (assertion.ref.startsWith('refs/tags/v'))\"" in gcp.stdout
+    )
+    assert "workloadIdentityPools/github-push/*" in gcp.stdout and "pools/github/" not in gcp.stdout
+    roles = [line.split("--role ", 1)[1].split()[0] for line in gcp.stdout.splitlines() if "--role " in line]
+    assert roles == ["roles/iam.workloadIdentityUser", "roles/artifactregistry.writer"]  # no project role, no bucket
+    assert "gcloud artifacts repositories add-iam-policy-binding cmbcluster " in gcp.stdout
+
+
+@pytest.mark.testbed
+def test_stagings_printed_role_is_refused_on_productions_buckets(
+    enforcing: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both environments' settings in one account; staging's printed policy on the IAM-enforcing moto (S3 checked
+    on the printed bucket ARNs, as they are): staging's buckets are made, production's are refused, one by one."""
+    import boto3
+
+    from tools.smoke.storage import STORAGE_PREFIX
+
+    values = {e: good_env("aws", CLUSTER_NAME=f"cmb{e[:4]}", ENVIRONMENT=e) for e in ("staging", "production")}
+    result = printed("aws", "--repository", REPOSITORY, env_file=write_env(tmp_path / "staging.env", values["staging"]))
+    assert result.returncode == 0, result.stderr
+    policy = heredoc(result.stdout, "deploy-policy.json")
+    _post(f"{enforcing}/moto-api/reset-auth", "inf")
+    _post(f"{enforcing}/moto-api/reset")
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(key, value)
+    boto3.DEFAULT_SESSION = None
+    production = AwsCloud(load_settings(cloud="aws", environ=values["production"]))
+    s3 = boto3.client("s3")
+    for bucket in (production.database_bucket, production.smoke_bucket):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=production.smoke_bucket, Key=f"{STORAGE_PREFIX}left-behind", Body=b"x")
+    iam = boto3.client("iam")
+    iam.create_user(UserName="staging-deployer")
+    iam.put_user_policy(UserName="staging-deployer", PolicyName="deploy", PolicyDocument=json.dumps(for_moto(policy)))
+    key = iam.create_access_key(UserName="staging-deployer")["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    boto3.DEFAULT_SESSION = None
+    _post(f"{enforcing}/moto-api/reset-auth", "0")
+
+    staging = AwsCloud(load_settings(cloud="aws", environ=values["staging"]))
+    production = AwsCloud(load_settings(cloud="aws", environ=values["production"]))
+    assert "created" in staging.ensure_database_bucket()  # the role works on its own environment's buckets
+    assert "created" in staging.ensure_smoke_bucket()
+    refused = {
+        "database bucket": production.ensure_database_bucket,
+        "smoke bucket": production.ensure_smoke_bucket,
+        "its replica": lambda: backup_state(production),
+        "storage check's objects": lambda: production.empty_storage_check(production.smoke_bucket, STORAGE_PREFIX),
+    }
+    messages = {}
+    for what, call in refused.items():
+        with pytest.raises(ToolError) as denied:
+            call()
+        messages[what] = str(denied.value)
+    for what in ("database bucket", "smoke bucket"):  # HEAD answers 403 without a body: the tool says what to grant
+        assert "may not be read by these credentials: grant s3:ListBucket" in messages[what], messages[what]
+    assert messages["its replica"].startswith("S3 listing s3://cmbprod-db-123456789012/litestream/")
+    assert "AccessDenied" in messages["its replica"] and "AccessDenied" in messages["storage check's objects"]
+    assert "cmbprod-user-smoke-123456789012" in messages["storage check's objects"]

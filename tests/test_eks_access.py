@@ -38,7 +38,7 @@ from tools.settings import REPO_ROOT, load_settings
 
 SESSION = "github-run-42"
 ESCALATION = "attempting to grant RBAC permissions not currently held"
-GROUPS_FLAG = "--kubernetes-groups cmbcluster-deployers "
+GROUPS_FLAG = "--kubernetes-groups cmbcluster-deployers-{namespace} "
 
 
 def settings_env(cloud: str, namespace: str) -> dict[str, str]:
@@ -119,7 +119,9 @@ def test_deploy_role_installs_the_chart_only_through_its_access_entry_group(
     printed = setup == "as printed"
     namespace = f"cmb-{chart_cloud}-" + ("group" if printed else "policy")
     role = f"{CLUSTER}-deploy-{namespace}"
-    role_arn, ran = set_up(simulated_eks, moto_url, tmp_path, namespace, role, "" if printed else GROUPS_FLAG)
+    role_arn, ran = set_up(
+        simulated_eks, moto_url, tmp_path, namespace, role, "" if printed else GROUPS_FLAG.format(namespace=namespace)
+    )
     assert ran == ["create_access_entry", "associate_access_policy"]
     # a cluster admin: the namespace, and the RBAC `make rbac` prints for the access entry's group
     admin = simulated_eks.control_plane
@@ -161,7 +163,10 @@ def test_the_api_server_sees_the_access_entrys_user_and_group_and_the_set_up_con
     eks = boto3.session.Session().client("eks", endpoint_url=simulated_eks.api.url, region_name=REGION)
     assert run_aws_eks(again, eks) == ["update_access_entry", "associate_access_policy"]  # a re-run converges
     entry = eks.describe_access_entry(clusterName=CLUSTER, principalArn=role_arn)["accessEntry"]
-    assert entry["kubernetesGroups"] == ["cmbcluster-deployers"] and entry["username"] == role + ":{{SessionName}}"
+    assert (
+        entry["kubernetesGroups"] == ["cmbcluster-deployers-cmb-whoami"]
+        and entry["username"] == role + ":{{SessionName}}"
+    )
 
     with as_deploy_role(simulated_eks, moto_url, role_arn, "cmb-whoami", monkeypatch) as kubeconfig:
         who = simulated_eks.control_plane.kubectl("auth", "whoami", "-o", "json", kubeconfig=kubeconfig)
@@ -169,7 +174,7 @@ def test_the_api_server_sees_the_access_entrys_user_and_group_and_the_set_up_con
     assert who.returncode == 0, who.stderr + "\n".join(simulated_eks.hooks.log[-5:])
     user = json.loads(who.stdout)["status"]["userInfo"]
     assert user["username"] == f"{role}:{SESSION}"  # the printed --username, {{SessionName}} filled in
-    assert user["groups"] == ["cmbcluster-deployers", "system:authenticated"]
+    assert user["groups"] == ["cmbcluster-deployers-cmb-whoami", "system:authenticated"]
     assert user["extra"]["arn"] == [f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{SESSION}"]
 
 
@@ -220,3 +225,46 @@ def test_make_rbac_binds_a_user_name_with_colons_and_refuses_one_for_a_service_a
     assert refused.stderr.strip().splitlines() == [
         "error   --subject 'ServiceAccount:a:b': use User:NAME, Group:NAME or ServiceAccount:[NAMESPACE/]NAME"
     ]
+
+
+def test_stagings_role_is_refused_in_productions_namespace_of_a_shared_cluster(
+    simulated_eks: Any, moto_url: str, bed_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staging and production in one cluster, each environment's role set up as `make cloud-setup` prints it for its
+    own env file (default role names, access entry in the namespace's own group) and `make rbac` applied for each:
+    a token of staging's role is refused in production's namespace (403) and admitted in its own."""
+    admin, roles = simulated_eks.control_plane, {}
+    eks = boto3.session.Session().client("eks", endpoint_url=simulated_eks.api.url, region_name=REGION)
+    iam = boto3.session.Session().client("iam", endpoint_url=moto_url, region_name=REGION)
+    for environment in ("staging", "production"):
+        namespace = f"cmb-env-{environment}"
+        folder = tmp_path / environment
+        folder.mkdir()
+        env = folder / "aws.env"
+        env.write_text(
+            "".join(f"{k}={v}\n" for k, v in {**settings_env("aws", namespace), "ENVIRONMENT": environment}.items())
+        )
+        script = tool("tools.cloud_setup", env, "--repository", "o/r")
+        role = f"{CLUSTER}-{environment}-deploy"
+        assert f"--role-name {role} " in script and f"--kubernetes-groups cmbcluster-deployers-{namespace} " in script
+        trust = script.split("cat > deploy-trust.json <<'JSON'\n", 1)[1].split("\nJSON\n", 1)[0]
+        roles[environment] = iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+        assert run_aws_eks(script, eks) == ["create_access_entry", "associate_access_policy"]
+        assert admin.kubectl("create", "namespace", namespace).returncode == 0
+        rbac = folder / "rbac.yaml"
+        rbac.write_text(tool("tools.rbac", env))
+        applied = admin.kubectl("apply", "-f", str(rbac))
+        assert applied.returncode == 0, applied.stderr
+
+    with as_deploy_role(simulated_eks, moto_url, roles["staging"], "cmb-env-staging", monkeypatch) as kubeconfig:
+        own = admin.kubectl("create", "configmap", "probe", "-n", "cmb-env-staging", kubeconfig=kubeconfig)
+        other = admin.kubectl("create", "configmap", "probe", "-n", "cmb-env-production", kubeconfig=kubeconfig)
+        read = admin.kubectl("get", "--raw", "/api/v1/namespaces/cmb-env-production/secrets", kubeconfig=kubeconfig)
+
+    assert own.returncode == 0, own.stderr + "\n".join(simulated_eks.hooks.log[-5:])
+    user = f"{CLUSTER}-staging-deploy:{SESSION}"
+    assert "Error from server (Forbidden)" in read.stderr, read.stderr
+    for refused in (other, read):
+        assert refused.returncode != 0
+        assert f'is forbidden: User "{user}" cannot' in refused.stderr, refused.stderr  # the API server's 403
+        assert 'in the namespace "cmb-env-production"' in refused.stderr

@@ -7,7 +7,13 @@ the deploy identity's permissions, derived from what the tools call (tools/permi
 the IRSA / Workload Identity bindings of the app's service accounts. The output is a shell
 script to read, then run as an admin:
 
-    make cloud-setup CLOUD=aws ARGS="--repository OWNER/REPO --repository-ids 1234:5678" > setup.sh
+    make cloud-setup CLOUD=aws ENV_FILE=env/aws-staging.env ARGS="--repository OWNER/REPO --repository-ids 1234:5678"
+
+One identity per environment: the env file's ENVIRONMENT (or the process environment's) chooses it,
+and its settings name that environment's cluster, namespace and buckets, so the role (service
+account) printed is trusted by `<cloud>-<ENVIRONMENT>` alone and reaches that environment's resources
+alone. Run it once per environment, each with its own env file. `--identity push` prints the
+push-only identity instead (tools/push_identity.py).
 
 Exit 0, or 2 for bad usage or configuration.
 """
@@ -24,6 +30,7 @@ from typing import Any
 from tools import cli
 from tools.auth.cognito import reader_script
 from tools.errors import UsageError
+from tools.push_identity import aws_push_script, gcp_push_script
 
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
 # The GitHub environment of one deploy (README, "Credentials only in the approved job"): the protected
@@ -87,11 +94,12 @@ def _heredoc(path: str, document: dict[str, Any]) -> str:
 def aws_script(cloud: Any, repository: str, ids: tuple[str, str] | None, environments: list[str], role: str) -> str:
     from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT
     from tools.permissions import aws_policy, needs
-    from tools.rbac import DEPLOY_GROUP as group
+    from tools.rbac import deploy_group
 
     s = cloud.settings
     account, cluster, namespace = s["AWS_ACCOUNT_ID"], s.cluster_name, s.namespace
     username = deploy_username(role)
+    group = deploy_group(namespace)
     subs = subjects(repository, ids, "aws", environments)
     steps = ", ".join(steps_environment("aws", e) for e in environments)
     why = "\n".join(f"#   {', '.join(n.actions)}: {n.why}" for n in needs("aws"))
@@ -115,7 +123,7 @@ set -euo pipefail
 # 1. GitHub's OIDC provider (once per account; "EntityAlreadyExists" means it is there)
 aws iam create-open-id-connect-provider --url https://{GITHUB_ISSUER} --client-id-list sts.amazonaws.com || true
 
-# 2. The deploy role, trusted by the step jobs of the environments {steps}
+# 2. The deploy role of this environment alone, trusted by the approved job of {steps} only
 #    in both subject formats GitHub sends (the immutable one for repositories created from 15 July 2026)
 {_heredoc("deploy-trust.json", aws_trust_policy(account, subs))}aws iam create-role --role-name {role} \\
   --assume-role-policy-document file://deploy-trust.json \\
@@ -147,7 +155,7 @@ aws eks associate-access-policy --cluster-name {cluster} --principal-arn arn:aws
 #    buckets; user pods: the user buckets only)
 OIDC_ISSUER=$(aws eks describe-cluster --name {cluster} --query cluster.identity.oidc.issuer --output text | sed 's#^https://##')
 {irsa}
-# GitHub: set AWS_DEPLOY_ROLE_ARN=arn:aws:iam::{account}:role/{role} in each environment of step 2
+# GitHub: set AWS_DEPLOY_ROLE_ARN=arn:aws:iam::{account}:role/{role} in the environment {steps} (no other)
 """
 
 
@@ -197,7 +205,7 @@ gcloud iam workload-identity-pools providers create-oidc github --project {proje
   --attribute-mapping {mapping} \\
   --attribute-condition "{condition}" || true
 
-# 2. The deploy service account; only the step jobs of {steps}
+# 2. This environment's deploy service account; only the approved job of {steps}
 #    may impersonate it (one principal per environment and subject format, never the whole repository)
 gcloud iam service-accounts create {account.split("@")[0]} --project {project} || true
 {bindings}
@@ -211,7 +219,7 @@ gcloud iam service-accounts create {account.split("@")[0]} --project {project} |
 {workload}{grants}
 
 # GitHub: set GCP_WORKLOAD_IDENTITY_PROVIDER={provider}
-# and GCP_DEPLOY_SERVICE_ACCOUNT={account} in each environment of step 2
+# and GCP_DEPLOY_SERVICE_ACCOUNT={account} in the environment {steps} (no other)
 """
 
 
@@ -226,6 +234,18 @@ def _gcp_role(project: str, account: str, grant: Any) -> str:
         f"gcloud projects add-iam-policy-binding {project} --member serviceAccount:{account} \\\n"
         f"  --role projects/{project}/roles/{grant.role_id} --condition {condition}\n"
     )
+
+
+def identity_name(cluster: str, environment: str, identity: str) -> str:
+    """One deploy identity per environment (`CLUSTER-staging-deploy`), one push identity (`CLUSTER-push`)."""
+    return f"{cluster}-push" if identity == "push" else f"{cluster}-{environment}-deploy"
+
+
+def gcp_account_id(name: str) -> str:
+    """A service account ID is 6 to 30 characters (https://cloud.google.com/iam/docs/service-accounts-create)."""
+    if not 6 <= len(name) <= 30:
+        raise UsageError(f"service account ID {name!r} is not 6-30 characters: give --service-account NAME@PROJECT...")
+    return name
 
 
 def _ids_note(repository: str, ids: tuple[str, str] | None) -> str:
@@ -245,13 +265,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--repository-ids", default="", metavar="OWNER_ID:REPO_ID", help="numeric IDs (gh api repos/OWNER/REPO)"
     )
     parser.add_argument(
-        "--environments", default="staging,production", help="comma-separated (default staging,production)"
+        "--identity", choices=("deploy", "push"), default="deploy", help="the ENVIRONMENT's deploy identity, or push"
     )
-    parser.add_argument("--role-name", default="", help="AWS deploy role (default CLUSTER_NAME-deploy)")
+    parser.add_argument("--allow-main", action="store_true", help="push identity: trust main too, not only v* tags")
+    parser.add_argument("--role-name", default="", help="AWS role (default CLUSTER_NAME-ENVIRONMENT-deploy, -push)")
     parser.add_argument(
-        "--service-account", default="", help="GCP deploy service account (default CLUSTER_NAME-deploy@PROJECT_ID...)"
+        "--service-account", default="", help="GCP service account (default CLUSTER_NAME-ENVIRONMENT-deploy@...)"
     )
-    parser.add_argument("--pool", default="github", help="GCP Workload Identity pool (default github)")
+    parser.add_argument("--pool", default="", help="GCP Workload Identity pool (default github, github-push)")
     args = parser.parse_args(argv)
     if not REPOSITORY.match(args.repository):
         raise UsageError(f"--repository {args.repository!r}: give the GitHub repository as OWNER/REPO")
@@ -261,26 +282,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not match:
             raise UsageError(f"--repository-ids {args.repository_ids!r}: give OWNER_ID:REPO_ID, two numbers")
         ids = (match.group(1), match.group(2))
-    environments = [e.strip() for e in args.environments.split(",")]
-    if not all(e in ("production", "staging", "dev") for e in environments) or len(set(environments)) != len(
-        environments
-    ):
-        raise UsageError(f"--environments {args.environments!r}: a list of production, staging, dev, each once")
+    if args.allow_main and args.identity != "push":
+        raise UsageError("--allow-main is for --identity push: a deploy identity trusts its environment alone")
     settings = cli.settings_from(args)
+    if settings.cloud not in ("aws", "gcp"):
+        raise UsageError("cloud-setup is for aws or gcp: a local cluster needs no cloud identity")
     from tools.cloud import cloud_for
 
     cloud = cloud_for(settings)
+    name = identity_name(settings.cluster_name, settings.environment, args.identity)
     if settings.cloud == "aws":
-        script = aws_script(
-            cloud, args.repository, ids, environments, args.role_name or f"{settings.cluster_name}-deploy"
-        )
-    elif settings.cloud == "gcp":
-        account = (
-            args.service_account or f"{settings.cluster_name}-deploy@{settings['PROJECT_ID']}.iam.gserviceaccount.com"
-        )
-        script = gcp_script(cloud, args.repository, ids, environments, account, args.pool) + reader_script(settings)
+        role = args.role_name or name
+        if args.identity == "push":
+            script = aws_push_script(
+                cloud, args.repository, ids, role, args.allow_main, _ids_note(args.repository, ids)
+            )
+        else:
+            script = aws_script(cloud, args.repository, ids, [settings.environment], role)
     else:
-        raise UsageError("cloud-setup is for aws or gcp: a local cluster needs no cloud identity")
+        account = args.service_account or f"{gcp_account_id(name)}@{settings['PROJECT_ID']}.iam.gserviceaccount.com"
+        if args.identity == "push":
+            pool = args.pool or "github-push"
+            script = gcp_push_script(
+                cloud, args.repository, ids, account, pool, args.allow_main, _ids_note(args.repository, ids)
+            )
+        else:
+            pool = args.pool or "github"
+            script = gcp_script(cloud, args.repository, ids, [settings.environment], account, pool)
+            script += reader_script(settings)
     sys.stdout.write(script)
     return 0
 

@@ -26,8 +26,13 @@ from tools.rights import CREATE_BOUNDS, WATCH_VERBS, Right, deploy_rights
 # User and group names may hold colons (an EKS access entry's default user is an STS ARN); a service
 # account's name is a DNS label, optionally after its namespace and a slash
 SUBJECT = re.compile(r"^(?:(User|Group):(\S+)|(ServiceAccount):((?:[a-z0-9-]+/)?[a-z0-9][a-z0-9.-]*))$")
-DEPLOY_GROUP = "cmbcluster-deployers"  # the group EKS's access entry gives the deploy role (tools/cloud_setup.py)
-DEFAULT_SUBJECT = f"Group:{DEPLOY_GROUP}"
+# The group EKS's access entry gives an environment's deploy role (tools/cloud_setup.py): one per namespace, so
+# that where staging and production share a cluster, the binding of one namespace reaches no other's role
+DEPLOY_GROUP = "cmbcluster-deployers-{namespace}"
+
+
+def deploy_group(namespace: str) -> str:
+    return DEPLOY_GROUP.format(namespace=namespace)
 
 
 def subject(text: str, namespace: str) -> dict[str, str]:
@@ -106,12 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.parser(__doc__.splitlines()[0], dry_run=False)
     parser.add_argument(
         "--subject",
-        default=DEFAULT_SUBJECT,
-        help=f"who deploys: User:NAME, Group:NAME or ServiceAccount:[NS/]NAME (default {DEFAULT_SUBJECT})",
+        default="",
+        help="who deploys: User:NAME, Group:NAME or ServiceAccount:[NS/]NAME (default Group:" + DEPLOY_GROUP + ")",
     )
     args = parser.parse_args(argv)
     settings = cli.settings_from(args)
-    who = subject(args.subject, settings.namespace)
+    who = subject(args.subject or f"Group:{deploy_group(settings.namespace)}", settings.namespace)
     import yaml
 
     from tools.cloud import cloud_for

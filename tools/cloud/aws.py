@@ -248,12 +248,13 @@ class AwsCloud(Cloud):
         ]
 
     def access_hint(self, namespace: str) -> str:
-        from tools.rbac import DEPLOY_GROUP
+        from tools.rbac import deploy_group
 
+        group = deploy_group(namespace)
         return (
-            f"; on EKS: the deploy role's access entry in group {DEPLOY_GROUP} (aws eks create-access-entry "
-            f"--kubernetes-groups {DEPLOY_GROUP}, as `make cloud-setup CLOUD=aws` prints it) and "
-            f'`make rbac CLOUD=aws ARGS="--subject Group:{DEPLOY_GROUP}"` applied: an access policy alone cannot '
+            f"; on EKS: the deploy role's access entry in group {group} (aws eks create-access-entry "
+            f"--kubernetes-groups {group}, as `make cloud-setup CLOUD=aws` prints it) and "
+            f'`make rbac CLOUD=aws ARGS="--subject Group:{group}"` applied: an access policy alone cannot '
             "create the chart's Roles"
         )
 
