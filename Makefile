@@ -28,7 +28,7 @@ DEMO_FAIL ?=
 
 .PHONY: help setup setup-deploy lock plan validate build copy-images rbac cloud-setup github-setup github-gate secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
         deploy-local migrate-database test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy \
-        testbed-up testbed-down demo demo-down setup-checkov setup-chartpress clean
+        testbed-up testbed-down demo demo-down setup-checkov setup-awscli setup-chartpress clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
 .NOTPARALLEL:
 
@@ -118,6 +118,14 @@ deploy-local: ## The whole chain on a local cluster (kind, k3s, minikube)
 
 setup-checkov: .venv-checkov/.installed ## Install checkov (chart security scan) in its own virtualenv
 
+# The AWS CLI v1 (PyPI's awscli pins its botocore): the tests run the printed AWS set-up with it
+.venv-awscli/.installed:
+	python3 -m venv .venv-awscli
+	.venv-awscli/bin/pip install -q awscli
+	@touch $@
+
+setup-awscli: .venv-awscli/.installed ## Install the AWS CLI (the tests run `make cloud-setup CLOUD=aws`'s script) in its own virtualenv
+
 # chartpress, the peer bench-build measures build_push against, pinned, in a virtualenv of its own
 CHARTPRESS_VERSION := 2.4.0
 .venv-chartpress/.installed:
@@ -127,7 +135,7 @@ CHARTPRESS_VERSION := 2.4.0
 
 setup-chartpress: .venv-chartpress/.installed ## Install chartpress (bench-build's peer) in its own virtualenv
 
-test: setup setup-checkov ## Run the test suite (starts its own real Kubernetes cluster, Docker engine, registry, moto, GCS)
+test: setup setup-checkov setup-awscli ## Run the test suite (starts its own real Kubernetes cluster, Docker engine, registry, moto, GCS)
 	$(PY) -m pytest --durations=15 $(ARGS)
 
 lint: setup ## ruff on the Python code

@@ -240,13 +240,15 @@ class Site:
 
 
 # -- identities with fewer rights ---------------------------------------------------------------------------
-def service_account_kubeconfig(kubeconfig: str, namespace: str, name: str, folder: Path) -> str:
-    """A kubeconfig for ServiceAccount `name` in `namespace` (a short-lived token from the TokenRequest API)."""
+def service_account_kubeconfig(kubeconfig: str, namespace: str, name: str, folder: Path, create: bool = True) -> str:
+    """A kubeconfig for ServiceAccount `name` in `namespace` (a short-lived token from the TokenRequest API);
+    `create=False` for an account that exists already (one a chart installed)."""
     from kubernetes import client
 
     api_client = api(kubeconfig)
     core_api = client.CoreV1Api(api_client)
-    core_api.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    if create:
+        core_api.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
     request = core_api.create_namespaced_service_account_token(name, namespace, {"spec": {"expirationSeconds": 3600}})
     admin = yaml.safe_load(Path(kubeconfig).read_text())
     context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]

@@ -26,8 +26,9 @@ import pytest
 import yaml
 
 from tests.envfiles import good_env
+from tests.sim.aws_cli import run_printed_script
 from tests.sim.eks import ACCOUNT, CLUSTER, REGION
-from tests.sim.eks_access import run_aws_eks
+from tests.sim.eks_access import Association
 from tests.sim.eks_token_review import Credential, EksTokenReviewer, TokenRejected
 from tools.cloud import AwsCloud, cloud_for
 from tools.cloud.aws import eks_token
@@ -58,18 +59,19 @@ def tool(module: str, env: Path, *args: str) -> str:
     return result.stdout
 
 
-def set_up(sim: Any, moto_url: str, folder: Path, namespace: str, role: str, drop: str = "") -> tuple[str, list[str]]:
-    """The printed set-up (less `drop`): the deploy role (its printed trust) in moto, then the `aws eks` commands.
-    Returns the role's ARN and the EKS operations that ran."""
+def set_up(
+    sim: Any, moto_url: str, folder: Path, namespace: str, role: str, drop: str = ""
+) -> tuple[str, subprocess.CompletedProcess]:
+    """The printed set-up script (less `drop`), whole, run by bash with the AWS CLI against moto and the simulated
+    EKS API (tests/sim/aws_cli.py): the deploy role, its policy, the access entry, the IRSA roles.
+    Returns the deploy role's ARN and the finished run."""
     script = tool("tools.cloud_setup", env_file(folder, namespace), "--repository", "o/r", "--role-name", role)
     if drop:
         assert drop in script
         script = script.replace(drop, "")
-    trust = script.split("cat > deploy-trust.json <<'JSON'\n", 1)[1].split("\nJSON\n", 1)[0]
-    session = boto3.session.Session()  # the admin's test keys, never a session cached by another test
-    iam = session.client("iam", endpoint_url=moto_url, region_name=REGION)
-    arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
-    return arn, run_aws_eks(script, session.client("eks", endpoint_url=sim.api.url, region_name=REGION))
+    ran = run_printed_script(script, folder, region=REGION, moto_url=moto_url, eks_url=sim.api.url)
+    assert ran.returncode == 0, f"the printed set-up stopped:\n{ran.stderr[-3000:]}"
+    return f"arn:aws:iam::{ACCOUNT}:role/{role}", ran
 
 
 @contextmanager
@@ -119,10 +121,12 @@ def test_deploy_role_installs_the_chart_only_through_its_access_entry_group(
     printed = setup == "as printed"
     namespace = f"cmb-{chart_cloud}-" + ("group" if printed else "policy")
     role = f"{CLUSTER}-deploy-{namespace}"
-    role_arn, ran = set_up(
+    role_arn, _ = set_up(
         simulated_eks, moto_url, tmp_path, namespace, role, "" if printed else GROUPS_FLAG.format(namespace=namespace)
     )
-    assert ran == ["create_access_entry", "associate_access_policy"]
+    entry = simulated_eks.entries.entries[role_arn]
+    assert entry.policies == [Association("AmazonEKSAdminPolicy", [namespace])]
+    assert entry.groups == ([f"cmbcluster-deployers-{namespace}"] if printed else [])
     # a cluster admin: the namespace, and the RBAC `make rbac` prints for the access entry's group
     admin = simulated_eks.control_plane
     assert admin.kubectl("create", "namespace", namespace).returncode == 0
@@ -157,11 +161,13 @@ def test_the_api_server_sees_the_access_entrys_user_and_group_and_the_set_up_con
     simulated_eks: Any, moto_url: str, bed_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     role = f"{CLUSTER}-deploy-whoami"
-    role_arn, ran = set_up(simulated_eks, moto_url, tmp_path, "cmb-whoami", role)
-    assert ran == ["create_access_entry", "associate_access_policy"]
-    again = tool("tools.cloud_setup", env_file(tmp_path, "cmb-whoami"), "--repository", "o/r", "--role-name", role)
+    role_arn, first = set_up(simulated_eks, moto_url, tmp_path, "cmb-whoami", role)
+    assert "ResourceInUseException" not in first.stderr
+    # a re-run converges: every create is refused as existing and its `||` update runs; the script ends
+    role_arn, again = set_up(simulated_eks, moto_url, tmp_path, "cmb-whoami", role)
+    assert "CreateAccessEntry operation: " in again.stderr and "ResourceInUseException" in again.stderr
+    assert "CreateRole operation: " in again.stderr and "EntityAlreadyExists" in again.stderr
     eks = boto3.session.Session().client("eks", endpoint_url=simulated_eks.api.url, region_name=REGION)
-    assert run_aws_eks(again, eks) == ["update_access_entry", "associate_access_policy"]  # a re-run converges
     entry = eks.describe_access_entry(clusterName=CLUSTER, principalArn=role_arn)["accessEntry"]
     assert (
         entry["kubernetesGroups"] == ["cmbcluster-deployers-cmb-whoami"]
@@ -247,9 +253,11 @@ def test_stagings_role_is_refused_in_productions_namespace_of_a_shared_cluster(
         script = tool("tools.cloud_setup", env, "--repository", "o/r")
         role = f"{CLUSTER}-{environment}-deploy"
         assert f"--role-name {role} " in script and f"--kubernetes-groups cmbcluster-deployers-{namespace} " in script
-        trust = script.split("cat > deploy-trust.json <<'JSON'\n", 1)[1].split("\nJSON\n", 1)[0]
-        roles[environment] = iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
-        assert run_aws_eks(script, eks) == ["create_access_entry", "associate_access_policy"]
+        ran = run_printed_script(script, folder, region=REGION, moto_url=moto_url, eks_url=simulated_eks.api.url)
+        assert ran.returncode == 0, f"the printed set-up stopped:\n{ran.stderr[-3000:]}"
+        roles[environment] = iam.get_role(RoleName=role)["Role"]["Arn"]
+        entry = eks.describe_access_entry(clusterName=CLUSTER, principalArn=roles[environment])["accessEntry"]
+        assert entry["kubernetesGroups"] == [f"cmbcluster-deployers-{namespace}"]
         assert admin.kubectl("create", "namespace", namespace).returncode == 0
         rbac = folder / "rbac.yaml"
         rbac.write_text(tool("tools.rbac", env))

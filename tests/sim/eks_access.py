@@ -1,7 +1,7 @@
 """EKS access entries and access policies: who an IAM principal is in Kubernetes, and what EKS's authorizer lets it do.
 
 Configured through the EKS API (tests/sim/eks_api.py) by the `aws eks` commands of the set-up script
-`make cloud-setup CLOUD=aws` prints, mapped to API calls as the AWS CLI maps them, so a test configures
+`make cloud-setup CLOUD=aws` prints, run by the AWS CLI itself (tests/sim/aws_cli.py), so a test configures
 the identity exactly as the printed set-up says
 (https://docs.aws.amazon.com/cli/latest/reference/eks/create-access-entry.html,
 https://docs.aws.amazon.com/cli/latest/reference/eks/associate-access-policy.html).
@@ -9,8 +9,6 @@ https://docs.aws.amazon.com/cli/latest/reference/eks/associate-access-policy.htm
 
 from __future__ import annotations
 
-import re
-import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,53 +102,6 @@ def _check_names(username: str, groups: list[str]) -> None:
     for name in [username, *groups]:
         if name.startswith(("system:", "eks:", "aws:", "amazon:", "iam:")):
             raise ValueError(f"InvalidParameterException: {name!r} uses a reserved prefix")
-
-
-def run_aws_eks(script: str, eks: Any) -> list[str]:
-    """Run the script's `aws eks` commands with a boto3 EKS client, as the AWS CLI maps them to the API
-    (`--principal-arn` -> principalArn, `--access-scope type=..,namespaces=..` -> accessScope, space-separated
-    lists), honouring the shell's `cmd || fallback`. Returns the operations that succeeded."""
-    from botocore.exceptions import ClientError
-
-    done = []
-    for line in script.replace("\\\n", " ").splitlines():
-        if not line.strip().startswith("aws eks "):
-            continue
-        for alternative in line.split("||"):
-            words = shlex.split(alternative, comments=True)
-            if words[:2] != ["aws", "eks"]:
-                break  # `|| true`: nothing to run
-            operation = words[2].replace("-", "_")
-            try:
-                getattr(eks, operation)(**_parameters(words[3:]))
-            except ClientError:
-                continue  # the shell runs the next alternative
-            done.append(operation)
-            break
-    return done
-
-
-def _parameters(words: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    option = ""
-    for word in words:
-        if word.startswith("--"):
-            option = re.sub(r"-([a-z])", lambda m: m.group(1).upper(), word[2:])
-            out[option] = []
-        else:
-            out[option].append(word)
-    parameters: dict[str, Any] = {}
-    for key, values in out.items():
-        if key == "kubernetesGroups":
-            parameters[key] = values
-        elif key == "accessScope":  # the CLI's shorthand: type=namespace,namespaces=a,b
-            text = values[0]
-            kind = text.split("type=", 1)[-1].split(",", 1)[0]
-            namespaces = text.split("namespaces=", 1)[1].split(",") if "namespaces=" in text else []
-            parameters[key] = {"type": kind, **({"namespaces": namespaces} if namespaces else {})}
-        else:
-            parameters[key] = values[0]
-    return parameters
 
 
 def _matches(rule: dict[str, Any], attributes: dict[str, Any], non_resource: dict[str, Any] | None) -> bool:
