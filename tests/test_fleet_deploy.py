@@ -1,0 +1,92 @@
+"""`make fleet-deploy` on the real cluster: two local targets (two namespaces) in one wave, deployed in
+parallel with the stand-in images and smoke-tested; a failing canary leaves the later wave untouched.
+The cluster has no ingress controller, so smoke skips the HTTPS checks (SMOKE_ARGS=--no-endpoints)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.envfiles import write_env
+from tests.realcluster import Site, create_namespace, delete_namespace
+from tools.settings import REPO_ROOT
+
+pytestmark = pytest.mark.testbed
+
+
+def fleet_deploy(fleet: Path, images: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", "-s", "fleet-deploy", f"FLEET={fleet}", f"FLEET_ARGS=--images {images}"]
+        + ["SMOKE_ARGS=--no-endpoints", "SETUP="],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env, "NO_COLOR": "1"},
+        timeout=600,
+        check=False,
+    )
+
+
+def write_fleet(root: Path, waves: list[list[Site]]) -> Path:
+    """A fleet whose targets are the sites' namespaces, each site's env file as env/<namespace>.env."""
+    (root / "env").mkdir()
+    for site in (s for wave in waves for s in wave):
+        write_env(root / "env" / f"{site.namespace}.env", site.values)
+    lines = [
+        f"  - name: wave{n}\n    targets: [{', '.join(s.namespace for s in wave)}]\n" for n, wave in enumerate(waves)
+    ]
+    (root / "fleet.yaml").write_text("waves:\n" + "".join(lines))
+    return root / "fleet.yaml"
+
+
+def sites(tmp_path: Path, cluster: str, stand_in_images, count: int, prefix: str) -> list[Site]:
+    made = []
+    for number in range(count):
+        namespace = create_namespace(cluster, f"{prefix}{number}")
+        folder = tmp_path / namespace
+        folder.mkdir()
+        made.append(Site(folder, cluster, namespace, stand_in_images, BASE_DOMAIN=f"{namespace}.localtest.me"))
+    return made
+
+
+def test_one_wave_of_two_local_targets_is_deployed_in_parallel(tmp_path, cluster, on_cluster, stand_in_images):
+    one, two = sites(tmp_path, cluster, stand_in_images, 2, "fleet")
+    try:
+        fleet = write_fleet(tmp_path, [[one, two]])
+        proc = fleet_deploy(fleet, stand_in_images.images_file, on_cluster)
+        text = proc.stdout + proc.stderr
+        assert proc.returncode == 0, text[-4000:]
+        assert "collisions: none among 2 target(s)" in text
+        assert "wave 1 (wave0): 2/2 passed" in text
+        digest = stand_in_images.images()["backend"]["digest"][:19]
+        for site in (one, two):
+            assert f"ok      target {site.namespace}: deployed on " in text and digest in text
+            assert [status for _, status in site.history()] == ["deployed"]
+            assert site.backend_image().endswith(stand_in_images.images()["backend"]["digest"])
+            log = (REPO_ROOT / "out" / site.namespace / "deploy.log").read_text()
+            assert f"in {site.namespace} (local): healthy" in log  # its own smoke, in its own log
+    finally:
+        for site in (one, two):
+            delete_namespace(cluster, site.namespace)
+
+
+def test_a_failing_canary_leaves_the_later_wave_untouched(tmp_path, cluster, on_cluster, stand_in_images):
+    canary, later = sites(tmp_path, cluster, stand_in_images, 2, "canary")
+    try:
+        canary.values["DEV_MODE"] = "true"  # refused in production by its validate step
+        fleet = write_fleet(tmp_path, [[canary], [later]])
+        proc = fleet_deploy(fleet, stand_in_images.images_file, on_cluster)
+        text = proc.stdout + proc.stderr
+        assert proc.returncode == 2, text[-4000:]  # make's code for a failed recipe
+        assert f"error   target {canary.namespace}: failed in validate (exit 2): see " in text
+        assert "wave 1 (wave0): 0/1 passed" in text
+        assert f"target {later.namespace}: untouched: not started: wave 1 (wave0) failed on {canary.namespace}" in text
+        assert f"not rolled out to {canary.namespace}, {later.namespace}" in text and "Traceback" not in text
+        assert later.history() == [] and canary.history() == []
+        assert not (REPO_ROOT / "out" / later.namespace / "deploy.log").exists()
+    finally:
+        for site in (canary, later):
+            delete_namespace(cluster, site.namespace)
