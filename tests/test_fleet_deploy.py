@@ -19,8 +19,8 @@ pytestmark = pytest.mark.testbed
 
 def fleet_deploy(fleet: Path, images: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["make", "--no-print-directory", "-s", "fleet-deploy", f"FLEET={fleet}", f"FLEET_ARGS=--images {images}"]
-        + ["SMOKE_ARGS=--no-endpoints", "SETUP="],
+        ["make", "--no-print-directory", "-s", "fleet-deploy", f"FLEET={fleet}", f"FLEET_ARGS=--images {images}",
+         "SMOKE_ARGS=--no-endpoints", "SETUP="],  # fmt: skip
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
