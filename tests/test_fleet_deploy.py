@@ -17,10 +17,13 @@ from tools.settings import REPO_ROOT
 pytestmark = pytest.mark.testbed
 
 
+def fleet_args(fleet: Path, images: Path) -> list[str]:
+    return [f"FLEET={fleet}", f"FLEET_ARGS=--images {images}", "SMOKE_ARGS=--no-endpoints", "SETUP="]
+
+
 def fleet_deploy(fleet: Path, images: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["make", "--no-print-directory", "-s", "fleet-deploy", f"FLEET={fleet}", f"FLEET_ARGS=--images {images}",
-         "SMOKE_ARGS=--no-endpoints", "SETUP="],  # fmt: skip
+        ["make", "--no-print-directory", "-s", "fleet-deploy", *fleet_args(fleet, images)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
