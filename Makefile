@@ -13,6 +13,8 @@ FLEET ?= fleet.yaml
 # make fleet-deploy: most targets of a wave at once, and its own flags (e.g. FLEET_ARGS="--images out/images.json")
 JOBS ?= 2
 FLEET_ARGS ?=
+# make status's own flags, e.g. STATUS_ARGS=--no-endpoints (a cluster with no ingress)
+STATUS_ARGS ?=
 # Your env/<target>.env when it exists, else the example (fine for `plan`, refused by deploys)
 ENV_FILE ?= $(if $(wildcard env/$(TARGET_NAME).env),env/$(TARGET_NAME).env,env/$(TARGET_NAME).env.example)
 VENV := .venv
@@ -36,7 +38,7 @@ STEP_ARGS = $(if $(TARGET),,--cloud $(CLOUD) )--env-file $(ENV_FILE)
 # make demo DEMO_FAIL=crash: after the healthy deploy, a crashing backend diagnosed and rolled back
 DEMO_FAIL ?=
 
-.PHONY: help setup setup-deploy lock plan validate validate-fleet fleet-deploy build copy-images rbac cloud-setup github-setup github-gate secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
+.PHONY: help setup setup-deploy lock plan validate validate-fleet fleet-deploy status build copy-images rbac cloud-setup github-setup github-gate secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
         deploy-local migrate-database test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy \
         testbed-up testbed-down demo demo-down setup-checkov setup-chartpress clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
@@ -75,6 +77,9 @@ validate: $(SETUP) ## Check configuration and secrets (exit 1 on any error)
 
 fleet-deploy: $(SETUP) ## Roll out to FLEET wave by wave: build once, copy by digest, JOBS targets at once, logs in out/<target>/
 	$(PY) -m tools.fleet_deploy --fleet $(FLEET) --jobs $(JOBS) $(DRY_FLAG) $(FLEET_ARGS)
+
+status: $(SETUP) ## Per target of FLEET (or TARGET=): release, images, pods ready, endpoints, drift; exit 1 on drift or unhealthy
+	$(PY) -m tools.fleet_status --fleet $(FLEET) $(if $(TARGET),--target $(TARGET)) $(STATUS_ARGS)
 
 validate-fleet: $(SETUP) ## Check every target of FLEET at once: settings, unique buckets, hosts and cluster+namespace
 	$(PY) -m tools.fleet_validate --fleet $(FLEET) $(ARGS)

@@ -1,5 +1,6 @@
-"""`make fleet-deploy` on the real cluster: two local targets (two namespaces) in one wave, deployed in
-parallel with the stand-in images and smoke-tested; a failing canary leaves the later wave untouched.
+"""`make fleet-deploy` and `make status` on the real cluster: two local targets (two namespaces) in one
+wave, deployed in parallel with the stand-in images and smoke-tested, then both healthy in `make status`
+until a hand-edited Deployment is named as drift; a failing canary leaves the later wave untouched.
 The cluster has no ingress controller, so smoke skips the HTTPS checks (SMOKE_ARGS=--no-endpoints)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.envfiles import write_env
-from tests.realcluster import Site, create_namespace, delete_namespace
+from tests.realcluster import Site, apps, create_namespace, delete_namespace
 from tools.settings import REPO_ROOT
 
 pytestmark = pytest.mark.testbed
@@ -29,6 +30,27 @@ def fleet_deploy(fleet: Path, images: Path, env: dict[str, str]) -> subprocess.C
         text=True,
         env={**os.environ, **env, "NO_COLOR": "1"},
         timeout=600,
+        check=False,
+    )
+
+
+def status(fleet: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "-s",
+            "status",
+            f"FLEET={fleet}",
+            "STATUS_ARGS=--no-endpoints",
+            "SETUP=",
+            *args,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env, "NO_COLOR": "1"},
+        timeout=300,
         check=False,
     )
 
@@ -55,7 +77,9 @@ def sites(tmp_path: Path, cluster: str, stand_in_images, count: int, prefix: str
     return made
 
 
-def test_one_wave_of_two_local_targets_is_deployed_in_parallel(tmp_path, cluster, on_cluster, stand_in_images):
+def test_one_wave_of_two_local_targets_is_deployed_in_parallel_then_status_names_drift(
+    tmp_path, cluster, on_cluster, stand_in_images
+):
     one, two = sites(tmp_path, cluster, stand_in_images, 2, "fleet")
     try:
         fleet = write_fleet(tmp_path, [[one, two]])
@@ -71,6 +95,28 @@ def test_one_wave_of_two_local_targets_is_deployed_in_parallel(tmp_path, cluster
             assert site.backend_image().endswith(stand_in_images.images()["backend"]["digest"])
             log = (REPO_ROOT / "out" / site.namespace / "deploy.log").read_text()
             assert f"in {site.namespace} (local): healthy" in log  # its own smoke, in its own log
+
+        healthy = status(fleet, on_cluster)
+        text = healthy.stdout + healthy.stderr
+        assert healthy.returncode == 0, text[-4000:]
+        for site in (one, two):
+            assert f"ok      target {site.namespace}: healthy: revision 1 deployed" in text
+            assert f"backend@{digest}" in text and "pods 2/2 ready" in text
+        assert "2 target(s) healthy, no drift" in text
+
+        # A hand edit the chart does not make: the frontend's Deployment gets a label of its own
+        patch = {"metadata": {"labels": {"app.kubernetes.io/name": "edited-by-hand"}}}
+        apps(cluster).patch_namespaced_deployment("cmbcluster-frontend", two.namespace, patch)
+        drifted = status(fleet, on_cluster)
+        text = drifted.stdout + drifted.stderr
+        assert drifted.returncode == 2, text[-4000:]  # make's code for a failed recipe
+        assert f"ok      target {one.namespace}: healthy" in text
+        assert (
+            f"error   target {two.namespace}: drift: Deployment cmbcluster-frontend: "
+            "metadata.labels.app.kubernetes.io/name differs"
+        ) in text
+        only = status(fleet, on_cluster, f"TARGET={one.namespace}")
+        assert only.returncode == 0 and two.namespace not in only.stdout + only.stderr
     finally:
         for site in (one, two):
             delete_namespace(cluster, site.namespace)
