@@ -1,5 +1,6 @@
 """`make fleet-deploy` and `make status` on the real cluster: two local targets (two namespaces) in one
-wave, deployed in parallel with the stand-in images and smoke-tested, then both healthy in `make status`
+wave, the images built once (the stand-ins: nothing to rebuild) and copied by digest into the second
+target's registry, deployed in parallel and smoke-tested, then both healthy in `make status`
 until a hand-edited Deployment is named as drift; a failing canary leaves the later wave untouched.
 The cluster has no ingress controller, so smoke skips the HTTPS checks (SMOKE_ARGS=--no-endpoints)."""
 
@@ -18,11 +19,12 @@ from tools.settings import REPO_ROOT
 pytestmark = pytest.mark.testbed
 
 
-def fleet_args(fleet: Path, images: Path) -> list[str]:
-    return [f"FLEET={fleet}", f"FLEET_ARGS=--images {images}", "SMOKE_ARGS=--no-endpoints", "SETUP="]
+def fleet_args(fleet: Path, images: Path | None) -> list[str]:
+    given = [f"FLEET_ARGS=--images {images}"] if images else []
+    return [f"FLEET={fleet}", *given, "SMOKE_ARGS=--no-endpoints", "SETUP="]
 
 
-def fleet_deploy(fleet: Path, images: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def fleet_deploy(fleet: Path, images: Path | None, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["make", "--no-print-directory", "-s", "fleet-deploy", *fleet_args(fleet, images)],
         cwd=REPO_ROOT,
@@ -68,33 +70,47 @@ def write_fleet(root: Path, waves: list[list[Site]]) -> Path:
 
 
 def sites(tmp_path: Path, cluster: str, stand_in_images, count: int, prefix: str) -> list[Site]:
+    """Sites whose images build from the stand-in apps (the very images stand_in_images built)."""
+    contexts = {f"{n.upper().replace('-', '_')}_CONTEXT": str(p) for n, p in stand_in_images.contexts.items()}
     made = []
     for number in range(count):
         namespace = create_namespace(cluster, f"{prefix}{number}")
         folder = tmp_path / namespace
         folder.mkdir()
-        made.append(Site(folder, cluster, namespace, stand_in_images, BASE_DOMAIN=f"{namespace}.localtest.me"))
+        made.append(
+            Site(folder, cluster, namespace, stand_in_images, BASE_DOMAIN=f"{namespace}.localtest.me", **contexts)
+        )
     return made
 
 
 def test_one_wave_of_two_local_targets_is_deployed_in_parallel_then_status_names_drift(
-    tmp_path, cluster, on_cluster, stand_in_images
+    tmp_path, cluster, on_cluster, stand_in_images, second_registry
 ):
     one, two = sites(tmp_path, cluster, stand_in_images, 2, "fleet")
+    two.values["REGISTRY_URL"] = second_registry  # another account's registry: a copy by digest, no build
     try:
         fleet = write_fleet(tmp_path, [[one, two]])
-        proc = fleet_deploy(fleet, stand_in_images.images_file, on_cluster)
+        proc = fleet_deploy(fleet, None, on_cluster)
         text = proc.stdout + proc.stderr
         assert proc.returncode == 0, text[-4000:]
         assert "collisions: none among 2 target(s)" in text
+        full = stand_in_images.images()["backend"]["digest"]
+        digest = full[:19]
+        assert f"build once: {stand_in_images.images()['backend']['tag']} (backend {digest}) for linux/amd64" in text
         assert "wave 1 (wave0): 2/2 passed" in text
-        digest = stand_in_images.images()["backend"]["digest"][:19]
-        for site in (one, two):
+        for site, registry in ((one, stand_in_images.registry), (two, second_registry)):
             assert f"ok      target {site.namespace}: deployed on " in text and digest in text
             assert [status for _, status in site.history()] == ["deployed"]
-            assert site.backend_image().endswith(stand_in_images.images()["backend"]["digest"])
+            image = site.backend_image()  # the very image, from its own registry
+            assert image.startswith(f"{registry}/cmbtest-backend") and image.endswith(full)
             log = (REPO_ROOT / "out" / site.namespace / "deploy.log").read_text()
             assert f"in {site.namespace} (local): healthy" in log  # its own smoke, in its own log
+        copied = (REPO_ROOT / "out" / two.namespace / "deploy.log").read_text()
+        assert f"3 image(s) by digest in {second_registry}, " in copied
+        assert (
+            f"images already in {stand_in_images.registry}"
+            in (REPO_ROOT / "out" / one.namespace / "deploy.log").read_text()
+        )
 
         healthy = status(fleet, on_cluster)
         text = healthy.stdout + healthy.stderr

@@ -35,6 +35,8 @@ from tools.settings import REPO_ROOT
 
 # What each target runs, in this order (make deploy's chain with copy-images in place of build)
 CHAIN = ("validate", "copy-images", "secrets", "certs", "helm-deploy", "dns", "smoke")
+# The fleet's own files: no target is named so (a target's name starts with a letter)
+FLEET_OUT = REPO_ROOT / "out" / ".fleet"
 _FAILED_STEP = re.compile(r"\[Makefile:\d+: ([\w-]+)\] Error")
 
 
@@ -67,8 +69,8 @@ def version(images_file: Path) -> str:
 def build_once(fleet: Fleet, platforms: str) -> Path:
     """`make build` for the first target, for every target's platforms; the fleet's image list."""
     first = fleet.targets[0]
-    images = out_dir(REPO_ROOT, "fleet") / "images.json"
-    log = out_dir(REPO_ROOT, "fleet") / "build.log"
+    images = FLEET_OUT / "images.json"
+    log = FLEET_OUT / "build.log"
     log.unlink(missing_ok=True)
     start = time.monotonic()
     os.environ["IMAGE_PLATFORMS"] = platforms  # the process environment wins over the env file
