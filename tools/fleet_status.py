@@ -21,16 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tools import cli
+from tools.chart_values import deploy_values
 from tools.cloud import cloud_for
 from tools.drift import drift
 from tools.errors import ToolError
 from tools.fleet import Fleet, load_fleet, out_dir
 from tools.helm import helm_binary, render
-from tools.helm_deploy import merge
 from tools.report import REPORTER, markdown_table
 from tools.runner import run
 from tools.settings import REPO_ROOT, Settings
-from tools.smoke_test import helm_history
 
 IMAGE_VALUES = {"backend": ("backend",), "frontend": ("frontend",), "user-env": ("userEnvironment",)}
 
@@ -54,6 +53,20 @@ class Status:
 def helm_get(settings: Settings, kubeconfig: str, what: str) -> str:
     command = [helm_binary(), "get", what, settings.release, "-n", settings.namespace, "--kubeconfig", kubeconfig]
     return run([*command, *(["-o", "json"] if what == "values" else [])], what=f"helm get {what}").stdout
+
+
+def helm_history(settings: Settings, kubeconfig: str) -> list[dict[str, Any]]:
+    """The release's revisions, oldest first; none when there is no release."""
+    command = [helm_binary(), "history", settings.release, "-n", settings.namespace, "--kubeconfig", kubeconfig]
+    proc = run([*command, "--max", "1", "-o", "json"], check=False)
+    if proc.returncode != 0:
+        if "not found" in (proc.stderr or ""):
+            return []
+        raise ToolError(f"helm history {settings.release} failed: {(proc.stderr or '').strip()[-300:]}")
+    try:
+        return sorted(json.loads(proc.stdout or "[]"), key=lambda h: h.get("revision", 0))
+    except ValueError:
+        raise ToolError("helm history did not answer JSON: check the helm version (3.x or 4.x)") from None
 
 
 def age(updated: str) -> str:
@@ -159,7 +172,7 @@ def target_status(fleet: Fleet, target: str, check_endpoints: bool) -> Status:
         status.pods, ready = pods_ready(api, settings)
         if not ready:
             status.problems.append(f"pods {status.pods}")
-        values = merge(cloud.chart_values(images), cloud.deploy_values())
+        values = deploy_values(cloud, images)
         for obj in (o for o in render(settings.release, settings.namespace, values) if o):
             found = drift(obj, live_object(api, obj, settings.namespace))
             if found:
