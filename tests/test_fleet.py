@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.envfiles import good_env, write_env
-from tools import fleet_validate
+from tools import fleet_deploy, fleet_validate
 from tools.fleet import load_fleet
 from tools.settings import REPO_ROOT
 
@@ -139,3 +139,30 @@ def test_a_bad_fleet_file_is_one_line(
     assert code == 2
     assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert out == ""  # no target was checked
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--jobs", "0"], "--jobs 0: give 1 or more targets at once"),
+        (["--dry-run"], "--dry-run builds nothing to deploy: give the image list to try with --images PATH"),
+    ],
+)
+def test_fleet_deploy_refuses_bad_flags_in_one_line(
+    capfd: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:
+    code = fleet_deploy.main(["--fleet", str(REPO_ROOT / "fleet.yaml"), *args])
+    out, err = capfd.readouterr()
+    assert code == 2 and out == "" and expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_fleet_deploy_touches_nothing_on_a_collision(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Refused before the build: no make runs, no out/<target>/ is written."""
+    same = good_env("local", NAMESPACE="lab", BASE_DOMAIN="lab.localtest.me")
+    fleet = write_fleet(tmp_path, {"canary": ["lab-one"], "rest": ["lab-two"]}, {"lab-one": same, "lab-two": same})
+    code = fleet_deploy.main(["--fleet", str(fleet)])
+    out, err = capfd.readouterr()
+    assert code == 1
+    assert "targets lab-one and lab-two both answer on" in out and "are both on local/(current context)/lab" in out
+    assert "fix the problems above; no target was touched" in err
+    assert not (REPO_ROOT / "out" / "lab-one").exists() and "build once" not in out

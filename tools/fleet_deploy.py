@@ -48,10 +48,11 @@ class Outcome:
     seconds: float = 0.0
 
 
-def make(args: list[str], log: Path | None = None) -> tuple[int, str]:
-    """Run make in the repository; its output goes to `log` (appended) and comes back."""
+def make(args: list[str], log: Path | None = None, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run make in the repository (with `env` over this process's); its output goes to `log` and comes back."""
     lines: list[str] = []
-    code = run_lines(["make", "--no-print-directory", *args], lines.append, cwd=str(REPO_ROOT))
+    command = ["make", "--no-print-directory", *args]
+    code = run_lines(command, lines.append, cwd=str(REPO_ROOT), env={**os.environ, **(env or {})})
     text = REPORTER.redact("".join(lines))
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -73,8 +74,8 @@ def build_once(fleet: Fleet, platforms: str) -> Path:
     log = FLEET_OUT / "build.log"
     log.unlink(missing_ok=True)
     start = time.monotonic()
-    os.environ["IMAGE_PLATFORMS"] = platforms  # the process environment wins over the env file
-    code, _ = make(["build", f"TARGET={first}", f"ENV_FILE={fleet.env_file(first)}", f"IMAGES_FILE={images}"], log)
+    args = ["build", f"TARGET={first}", f"ENV_FILE={fleet.env_file(first)}", f"IMAGES_FILE={images}"]
+    code, _ = make(args, log, env={"IMAGE_PLATFORMS": platforms})  # the process environment wins over the env file
     if code != 0:
         raise ToolError(f"build for the fleet failed (see {log}): no target was touched")
     REPORTER.ok(
@@ -136,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         raise ToolError(f"--jobs {args.jobs}: give 1 or more targets at once", 2)
+    if args.dry_run and not args.images:
+        raise ToolError("--dry-run builds nothing to deploy: give the image list to try with --images PATH", 2)
     fleet = load_fleet(args.fleet)
     if validate(fleet):
         raise ToolError(f"fleet {args.fleet}: fix the problems above; no target was touched")
