@@ -123,7 +123,8 @@ def test_one_wave_of_two_local_targets_is_deployed_in_parallel_then_status_names
         # A hand edit the chart does not make: the frontend's Deployment gets a label of its own
         patch = {"metadata": {"labels": {"app.kubernetes.io/name": "edited-by-hand"}}}
         apps(cluster).patch_namespaced_deployment("cmbcluster-frontend", two.namespace, patch)
-        drifted = status(fleet, on_cluster)
+        summary = tmp_path / "summary.md"
+        drifted = status(fleet, {**on_cluster, "GITHUB_STEP_SUMMARY": str(summary)})
         text = drifted.stdout + drifted.stderr
         assert drifted.returncode == 2, text[-4000:]  # make's code for a failed recipe
         assert f"ok      target {one.namespace}: healthy" in text
@@ -131,6 +132,10 @@ def test_one_wave_of_two_local_targets_is_deployed_in_parallel_then_status_names
             f"error   target {two.namespace}: drift: Deployment cmbcluster-frontend: "
             "metadata.labels.app.kubernetes.io/name differs"
         ) in text
+        table = summary.read_text()  # the job summary's table: one row per target, the drift named
+        assert "| target | release | app | images | pods | endpoints | drift |" in table
+        assert f"| `{one.namespace}` | revision 1 deployed" in table and "| none |" in table
+        assert "metadata.labels.app.kubernetes.io/name differs |" in table
         only = status(fleet, on_cluster, f"TARGET={one.namespace}")
         assert only.returncode == 0 and two.namespace not in only.stdout + only.stderr
     finally:
