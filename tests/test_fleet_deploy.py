@@ -151,7 +151,7 @@ def test_a_failing_canary_leaves_the_later_wave_untouched(tmp_path, cluster, on_
         proc = fleet_deploy(fleet, stand_in_images.images_file, on_cluster)
         text = proc.stdout + proc.stderr
         assert proc.returncode == 2, text[-4000:]  # make's code for a failed recipe
-        assert f"error   target {canary.namespace}: failed in validate (exit 2): see " in text
+        assert f"error   target {canary.namespace}: failed in validate (exit 2), release untouched: see " in text
         assert "wave 1 (wave0): 0/1 passed" in text
         assert f"target {later.namespace}: untouched: not started: wave 1 (wave0) failed on {canary.namespace}" in text
         assert f"not rolled out to {canary.namespace}, {later.namespace}" in text and "Traceback" not in text

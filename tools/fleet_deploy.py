@@ -35,6 +35,13 @@ from tools.settings import REPO_ROOT
 
 # What each target runs, in this order (make deploy's chain with copy-images in place of build)
 CHAIN = ("validate", "copy-images", "secrets", "certs", "helm-deploy", "dns", "smoke")
+# Where a target is left when its chain fails in a step: before helm-deploy the release is not
+# touched; helm-deploy and smoke roll a failed upgrade back to the revision before it
+AFTER_FAILURE = {
+    **dict.fromkeys(("validate", "copy-images", "secrets", "certs"), "release untouched"),
+    **dict.fromkeys(("helm-deploy", "smoke"), "back on its previous revision"),
+    "dns": "deployed, its DNS records not updated",
+}
 # The fleet's own files: no target is named so (a target's name starts with a letter)
 FLEET_OUT = REPO_ROOT / "out" / ".fleet"
 _FAILED_STEP = re.compile(r"\[Makefile:\d+: ([\w-]+)\] Error")
@@ -97,8 +104,10 @@ def deploy_target(fleet: Fleet, target: str, images: Path, dry_run: bool) -> Out
     code, text = make(args, log)
     seconds = time.monotonic() - start
     if code != 0:
-        step = _FAILED_STEP.findall(text)
-        return Outcome(target, "failed", f"in {step[-1] if step else 'make'} (exit {code}): see {log}", seconds)
+        steps = _FAILED_STEP.findall(text)
+        step = steps[-1] if steps else "make"
+        where = AFTER_FAILURE.get(step, "its state unknown")
+        return Outcome(target, "failed", f"in {step} (exit {code}), {where}: see {log}", seconds)
     return Outcome(target, "deployed", f"on {version(own_images)}", seconds)
 
 
