@@ -7,6 +7,7 @@ The cluster has no ingress controller, so smoke skips the HTTPS checks (SMOKE_AR
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -141,6 +142,7 @@ def test_one_wave_of_two_local_targets_is_deployed_in_parallel_then_status_names
     finally:
         for site in (one, two):
             delete_namespace(cluster, site.namespace)
+            shutil.rmtree(REPO_ROOT / "out" / site.namespace, ignore_errors=True)
 
 
 def test_a_failing_canary_leaves_the_later_wave_untouched(tmp_path, cluster, on_cluster, stand_in_images):
@@ -160,3 +162,4 @@ def test_a_failing_canary_leaves_the_later_wave_untouched(tmp_path, cluster, on_
     finally:
         for site in (canary, later):
             delete_namespace(cluster, site.namespace)
+            shutil.rmtree(REPO_ROOT / "out" / site.namespace, ignore_errors=True)
