@@ -1,14 +1,26 @@
 # cmbcluster-deploy: every target a person runs is the one CI runs.
-# Usage: make <target> CLOUD=aws|gcp|local [ENV_FILE=env/aws.env]
+# Usage: make <target> CLOUD=aws|gcp|local [ENV_FILE=env/aws.env], or TARGET=<name> (env/<name>.env)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CLOUD ?= local
-# Your env/<cloud>.env when it exists, else the example (fine for `plan`, refused by deploys)
-ENV_FILE ?= $(if $(wildcard env/$(CLOUD).env),env/$(CLOUD).env,env/$(CLOUD).env.example)
+# A target is data: TARGET=aws-eu reads env/aws-eu.env (its cloud is its CLOUD_PROVIDER) and writes under
+# out/aws-eu/ (its plan under out/plan/aws-eu/); without TARGET, CLOUD=aws is the target aws (today's paths)
+TARGET ?=
+TARGET_NAME = $(or $(TARGET),$(CLOUD))
+# The fleet: its targets and their waves (make validate-fleet)
+FLEET ?= fleet.yaml
+# make fleet-deploy: most targets of a wave at once, and its own flags (e.g. FLEET_ARGS="--images out/images.json")
+JOBS ?= 2
+FLEET_ARGS ?=
+# make status's own flags, e.g. STATUS_ARGS=--no-endpoints (a cluster with no ingress)
+STATUS_ARGS ?=
+# Your env/<target>.env when it exists, else the example (fine for `plan`, refused by deploys)
+ENV_FILE ?= $(if $(wildcard env/$(TARGET_NAME).env),env/$(TARGET_NAME).env,env/$(TARGET_NAME).env.example)
 VENV := .venv
 PY := $(VENV)/bin/python
-IMAGES_FILE ?= out/images.json
+IMAGES_FILE ?= $(if $(TARGET),out/$(TARGET)/images.json,out/images.json)
+PLAN_DIR = out/plan/$(TARGET_NAME)
 ARGS ?=
 # Extra flags of one step only (so a whole chain can pass them): e.g. SMOKE_ARGS=--no-endpoints
 HELM_DEPLOY_ARGS ?=
@@ -22,11 +34,11 @@ DRY_FLAG = $(if $(filter true 1 yes,$(DRY_RUN)),--dry-run)
 # GitHub deploy jobs, which hold cloud credentials
 SETUP ?= setup
 LOCK := requirements/deploy.txt
-STEP_ARGS = --cloud $(CLOUD) --env-file $(ENV_FILE)
+STEP_ARGS = $(if $(TARGET),,--cloud $(CLOUD) )--env-file $(ENV_FILE)
 # make demo DEMO_FAIL=crash: after the healthy deploy, a crashing backend diagnosed and rolled back
 DEMO_FAIL ?=
 
-.PHONY: help setup setup-deploy lock plan validate build copy-images rbac cloud-setup github-setup github-gate secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
+.PHONY: help setup setup-deploy lock plan validate validate-fleet fleet-deploy status build copy-images rbac cloud-setup github-setup github-gate secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
         deploy-local migrate-database test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy \
         testbed-up testbed-down demo demo-down setup-checkov setup-awscli setup-chartpress clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
@@ -56,12 +68,21 @@ setup-deploy: $(VENV)/.deploy-installed ## Deploy jobs: .venv with only the runt
 lock: setup ## Write requirements/deploy.txt again from pyproject.toml: every runtime dependency pinned with hashes
 	$(PY) -m tools.lock
 
-plan: $(SETUP) ## Validate, compute image tags, render the chart to out/plan/CLOUD (no cloud access)
-	@echo "plan for $(CLOUD) with $(ENV_FILE)"
-	$(PY) -m tools.plan $(STEP_ARGS) $(ARGS)
+plan: $(SETUP) ## Validate, compute image tags, render the chart to out/plan/TARGET (no cloud access)
+	@echo "plan for $(TARGET_NAME) with $(ENV_FILE)"
+	$(PY) -m tools.plan $(STEP_ARGS) --out $(PLAN_DIR) $(ARGS)
 
 validate: $(SETUP) ## Check configuration and secrets (exit 1 on any error)
 	$(PY) -m tools.validate_secrets $(STEP_ARGS) $(ARGS)
+
+fleet-deploy: $(SETUP) ## Roll out to FLEET wave by wave: build once, copy by digest, JOBS targets at once, logs in out/<target>/
+	$(PY) -m tools.fleet_deploy --fleet $(FLEET) --jobs $(JOBS) $(DRY_FLAG) $(FLEET_ARGS)
+
+status: $(SETUP) ## Per target of FLEET (or TARGET=): release, images, pods ready, endpoints, drift; exit 1 on drift or unhealthy
+	$(PY) -m tools.fleet_status --fleet $(FLEET) $(if $(TARGET),--target $(TARGET)) $(STATUS_ARGS)
+
+validate-fleet: $(SETUP) ## Check every target of FLEET at once: settings, unique buckets, hosts and cluster+namespace
+	$(PY) -m tools.fleet_validate --fleet $(FLEET) $(ARGS)
 
 build: $(SETUP) ## Build and push the three images (skips unchanged ones), write out/images.json
 	$(PY) -m tools.build_push $(STEP_ARGS) --output $(IMAGES_FILE) $(DRY_FLAG) $(ARGS)
@@ -148,7 +169,7 @@ lint-workflows: setup ## actionlint, zizmor (offline) and yamllint on .github/
 	$(VENV)/bin/yamllint --strict -c .github/yamllint.yml .github
 
 lint-chart: plan ## Render the chart for CLOUD (plan) and helm lint it with those values
-	$(VENV)/bin/helm lint helm --strict -f out/plan/$(CLOUD)/values.yaml
+	$(VENV)/bin/helm lint helm --strict -f $(PLAN_DIR)/values.yaml
 
 bench: bench-help bench-build bench-smoke bench-deploy ## Every benchmark
 
