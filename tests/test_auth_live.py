@@ -86,6 +86,28 @@ def test_a_missing_provider_a_wrong_client_and_a_foreign_issuer_each_name_their_
     )
 
 
+@pytest.mark.parametrize("failures", [1, 99])
+def test_a_connection_lost_after_a_rollout_is_tried_again_until_the_deadline(failures: int) -> None:
+    """Right after a rollout a Service or load balancer may still send a connection to a pod that is gone: the sign-in
+    is tried again until the deadline (one lost connection passes; connections lost past it fail, naming why)."""
+    import requests
+
+    settings = load_settings(cloud="aws", environ=good_env("aws"))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        nextauth.discovery(rsps, "https://accounts.google.com", nextauth.GOOGLE_AUTHORIZE)
+        for _ in range(failures):
+            rsps.get(f"{BASE}/api/auth/csrf", body=requests.ConnectTimeout("Connection to the frontend timed out"))
+        nextauth.frontend(rsps, BASE, {"google": GOOGLE})
+        checks = check_sign_in(None, settings, args(endpoint_deadline=2.0), healthy=True)  # type: ignore[arg-type]
+        attempts = sum(1 for call in rsps.calls if call.request.url.endswith("/api/auth/csrf"))
+    sign_in = next(c for c in checks if c.name == "google sign-in")
+    if failures == 1:
+        assert (sign_in.status, attempts) == ("ok", 2), sign_in.detail
+    else:
+        assert sign_in.status == "failed" and "Connection to the frontend timed out" in sign_in.detail
+        assert 2 <= attempts < failures  # tried again, and stopped at the deadline
+
+
 # -- the real cluster ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def site(cluster: str, cluster_namespace: str, stand_in_images: StandIns, tmp_path_factory) -> Site:

@@ -74,7 +74,8 @@ def check_sign_in(cluster: Cluster, settings: Settings, args: argparse.Namespace
         if checks[0].status == "ok":
             for provider in settings.auth_providers():
                 discovery, endpoint = _discovery(settings, provider, args.request_timeout)
-                checks += [discovery, _sign_in(frontend, settings, provider, endpoint, args.request_timeout)]
+                sign_in = _sign_in(frontend, settings, provider, endpoint, args.request_timeout, deadline_at)
+                checks += [discovery, sign_in]
     return _printed(checks)
 
 
@@ -180,33 +181,49 @@ def _discovery(settings: Settings, provider: str, timeout: float) -> tuple[Check
     return Check(name, "ok", took, f"{issuer} (authorize: {endpoint})"), endpoint
 
 
-def _sign_in(frontend: Frontend, settings: Settings, provider: str, endpoint: str, timeout: float) -> Check:
-    """CSRF token, then the sign-in form POST; the redirect must go to the provider with the registered callback."""
+def _sign_in(
+    frontend: Frontend, settings: Settings, provider: str, endpoint: str, timeout: float, deadline_at: float
+) -> Check:
+    """CSRF token, then the sign-in form POST; the redirect must go to the provider with the registered callback.
+
+    A connection that cannot be made is tried again until the deadline, as the provider list is: right after a
+    rollout a Service or load balancer may still send one connection to a pod that is gone."""
     import requests
 
     start, name = time.monotonic(), f"{provider} sign-in"
-    signin = f"{frontend.base}{wiring.AUTH_PATH}/signin/{provider}"
-    try:
-        csrf = frontend.session.get(
-            f"{frontend.base}{wiring.AUTH_PATH}/csrf", headers=frontend.headers, timeout=timeout, verify=frontend.verify
-        )
-        token = (csrf.json() or {}).get("csrfToken") if csrf.status_code == 200 else None
-        if not token:
-            detail = f"{wiring.AUTH_PATH}/csrf answered HTTP {csrf.status_code} without a token: frontend side"
-            return Check(name, "failed", time.monotonic() - start, detail + frontend.via)
-        cookie = "; ".join(f"{c.name}={c.value}" for c in csrf.cookies)
-        response = frontend.session.post(
-            signin,
-            data={"csrfToken": token, "callbackUrl": wiring.frontend_url(settings)},
-            headers={**frontend.headers, "Cookie": cookie},
-            timeout=timeout,
-            verify=frontend.verify,
-            allow_redirects=False,
-        )
-    except (requests.RequestException, ValueError) as exc:
-        return Check(name, "failed", time.monotonic() - start, f"{objects.short_error(exc)}{frontend.via}")
+    while True:
+        try:
+            response = _post_sign_in(frontend, settings, provider, timeout)
+            break
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if time.monotonic() >= deadline_at:
+                return Check(name, "failed", time.monotonic() - start, f"{objects.short_error(exc)}{frontend.via}")
+        except (requests.RequestException, ValueError) as exc:
+            return Check(name, "failed", time.monotonic() - start, f"{objects.short_error(exc)}{frontend.via}")
+        time.sleep(min(1.0, max(0.0, deadline_at - time.monotonic())))
+    if isinstance(response, str):
+        return Check(name, "failed", time.monotonic() - start, response + frontend.via)
     status, detail = _judge_redirect(settings, provider, endpoint, response)
     return Check(name, status, time.monotonic() - start, detail + frontend.via)
+
+
+def _post_sign_in(frontend: Frontend, settings: Settings, provider: str, timeout: float) -> Any:
+    """The browser's two requests: the CSRF token, then the sign-in form. The answer, or why there is none."""
+    csrf = frontend.session.get(
+        f"{frontend.base}{wiring.AUTH_PATH}/csrf", headers=frontend.headers, timeout=timeout, verify=frontend.verify
+    )
+    token = (csrf.json() or {}).get("csrfToken") if csrf.status_code == 200 else None
+    if not token:
+        return f"{wiring.AUTH_PATH}/csrf answered HTTP {csrf.status_code} without a token: frontend side"
+    cookie = "; ".join(f"{c.name}={c.value}" for c in csrf.cookies)
+    return frontend.session.post(
+        f"{frontend.base}{wiring.AUTH_PATH}/signin/{provider}",
+        data={"csrfToken": token, "callbackUrl": wiring.frontend_url(settings)},
+        headers={**frontend.headers, "Cookie": cookie},
+        timeout=timeout,
+        verify=frontend.verify,
+        allow_redirects=False,
+    )
 
 
 def _judge_redirect(settings: Settings, provider: str, endpoint: str, response: Any) -> tuple[str, str]:
