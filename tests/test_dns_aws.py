@@ -258,7 +258,7 @@ def test_certs_requests_validates_through_the_zone_and_the_chart_gets_the_arn(zo
     boto3.client("eks", region_name="us-east-1").create_cluster(
         name=cluster, roleArn="arn:aws:iam::123456789012:role/eks", resourcesVpcConfig={"subnetIds": [subnet]}
     )
-    from tools.helm_deploy import merge
+    from tools.chart_values import merge
 
     cloud = AwsCloud(load_settings(cloud="aws", env_file=env_file))
     rendered = render("cmbcluster", "cmbcluster", merge(cloud.chart_values(), cloud.deploy_values()))

@@ -1,8 +1,7 @@
 """The chart values a deploy gives a release: the settings' values, then the ones read from the cloud.
 
-Shared by the steps that must agree on what a release would be rendered with (fleet_status's
-drift). helm_deploy composes the same (its `merge` is this one's twin; the integrator may point
-it here).
+Shared by the steps that must agree on what a release would be rendered with: helm_deploy installs
+it, fleet_status compares the live objects with it (drift).
 """
 
 from __future__ import annotations

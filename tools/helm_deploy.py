@@ -33,6 +33,7 @@ from typing import Any
 
 from tools import cli, lease
 from tools.auth.preflight import check as auth_preflight
+from tools.chart_values import deploy_values, merge
 from tools.errors import ToolError, UsageError
 from tools.helm import helm_reason, rollback_refusal
 from tools.images import DEFAULT_OUTPUT
@@ -82,16 +83,6 @@ def load_values(path: str | None) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise UsageError(f"--values {path} must be a YAML mapping of chart values (like --set a.b=c)")
     return values
-
-
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """`override` over `base`, mappings merged key by key, everything else replaced (like --set)."""
-    merged = dict(base)
-    for key, value in override.items():
-        merged[key] = (
-            merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-        )
-    return merged
 
 
 # -- registry ------------------------------------------------------------------------------------
@@ -421,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in missing:
             REPORTER.error(line, title="helm_deploy")
         raise ToolError(f"{len(missing)} image(s) not deployable: nothing was changed")
-    values = merge(merge(cloud.chart_values(images), cloud.deploy_values()), overrides)
+    values = merge(deploy_values(cloud, images), overrides)
     rendered = [o for o in render(settings.release, settings.namespace, values, options.chart) if o]
     with cloud.cluster_access() as kubeconfig:
         api = kube.api_client(kubeconfig)
