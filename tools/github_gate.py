@@ -4,8 +4,8 @@ Runs in a job with no secrets and no cloud token, before the job that names `<ta
 (the only one that may hold the target's credentials; without a fleet the target is the cloud). A
 job naming an environment that does not exist creates it with no protection, and an environment's
 rules are what stand between a pushed branch and the cloud, so this reads the environment through
-GitHub's REST API and refuses, one line per missing protection with its fix, unless it is what tools/github_environments.py (and so
-`make github-setup`) describes:
+GitHub's REST API and refuses, one line per missing protection with its fix, unless it is what
+tools/github_environments.py (and so `make github-setup`) describes:
 
     python -m tools.github_gate --cloud aws --environment production
     python -m tools.github_gate --cloud aws --environment staging --refs tag:v*,branch:main
