@@ -96,7 +96,7 @@ rbac: $(SETUP) ## Print the Kubernetes RBAC the deploy identity needs (a cluster
 	@$(PY) -m tools.rbac $(STEP_ARGS) $(ARGS)
 
 cloud-setup: $(SETUP) ## Print what a cloud admin creates once for GitHub deploys: OIDC trust, least-privilege policy, bindings
-	@$(PY) -m tools.cloud_setup $(STEP_ARGS) $(ARGS)
+	@$(PY) -m tools.cloud_setup $(STEP_ARGS) $(if $(TARGET),--target $(TARGET)) $(ARGS)
 
 github-setup: $(SETUP) ## Print the gh api calls that protect the release: environments, tag-only policies, rulesets
 	@$(PY) -m tools.github_setup $(if $(filter --fleet%,$(ARGS)),,$(GITHUB_TARGET)) $(ARGS)
