@@ -232,6 +232,35 @@ def test_release_runs_on_tags_and_by_hand_with_a_matrix_that_does_not_cancel() -
     assert {"${{ vars.RELEASE_CLOUDS }}", "${{ vars.RELEASE_TARGETS }}"} <= set(step_env)
 
 
+def test_a_tag_rolls_out_wave_by_wave_each_wave_a_matrix_of_its_targets_needing_the_one_before() -> None:
+    """release.yml's wave jobs: each a matrix over its targets from fleet.yaml (tools/release_waves.py),
+    each needing the one before with no status function in `if` (GitHub adds success(): a failed or
+    skipped wave skips every later one), the canary's images copied to every later target, never rebuilt."""
+    release = load(WORKFLOWS / "release.yml")["jobs"]
+    assert [j for j in release if j.startswith("wave")] == WAVES  # as many as release_waves fills
+    targets = release["targets"]
+    waves_step = next(s for s in targets["steps"] if s.get("id") == "waves")
+    assert "tools.release_waves --fleet fleet.yaml --targets" in waves_step["run"]
+    assert "tools.release_waves --clouds" in waves_step["run"]
+    for number, wave in enumerate(WAVES, 1):
+        job = release[wave]
+        assert targets["outputs"][f"wave{number}"] == f"${{{{ steps.waves.outputs.wave{number} }}}}"
+        assert job["needs"] == ["targets", "source", *WAVES[: number - 1]]
+        assert job["if"] == f"needs.targets.outputs.wave{number} != '[]'"  # no always(), no failure()
+        assert job["strategy"]["matrix"] == {
+            "target": f"${{{{ fromJSON(needs.targets.outputs.wave{number} || '[]') }}}}"
+        }
+        assert job["with"]["target"] == "${{ matrix.target.target }}"
+        assert job["with"]["cloud"] == "${{ matrix.target.cloud }}"
+        if number == 1:
+            assert "images" not in job["with"] and job["with"]["skip_build"] == "${{ inputs.skip_build || false }}"
+        else:
+            assert job["with"]["images"] == "${{ needs.wave-1.outputs.images }}" and "skip_build" not in job["with"]
+    # the canary's list is its first environment's, smoke-tested (promote.yml hands it on)
+    promote = load(WORKFLOWS / "promote.yml")
+    assert promote["on"]["workflow_call"]["outputs"]["images"]["value"] == "${{ jobs.first.outputs.images }}"
+
+
 def test_deploys_to_one_target_queue_in_order_and_never_cancel() -> None:
     """Each job that runs a chain sits in the queue of its cloud and environment: up to 100 wait in order
     (`queue: max`), none replaces a waiting one, none cancels the running one."""
