@@ -90,3 +90,12 @@ def test_bad_selections_are_one_line_and_hand_on_nothing(
     _, err = capfd.readouterr()
     assert len(err.splitlines()) == 1 and line in err, err
     assert "Traceback" not in err and not (tmp_path / "github_output").exists()
+
+
+def test_status_lists_every_target_without_the_rollout_rules(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """status.yml's matrix: the targets alone; a first wave of two is fine for a status (nothing is built)."""
+    fleet = _fleet(tmp_path, [["a1", "a2"], ["b1"]])
+    got = outputs(capfd, tmp_path, monkeypatch, "--fleet", fleet, "--targets", "all", "--list")
+    assert got == {"targets": [{"target": t, "cloud": "local"} for t in ("a1", "a2", "b1")]}

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tools.github_environments import STATUS
+from tools.github_environments import environment_name as environment_name_of
 from tools.release_waves import MAX_WAVES
 from tools.settings import REPO_ROOT, VARS_BY_NAME, read_env_file
 
@@ -38,6 +40,8 @@ SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 TARGET = "${{ inputs.target || inputs.cloud }}"
 GATE_ENV = f"{TARGET}-${{{{ inputs.environment }}}}"
 WAVES = [f"wave-{n}" for n in range(1, MAX_WAVES + 1)]
+# the scheduled fleet status's jobs: one per target, in the target's own read-only environment
+STATUS_ENV = environment_name_of("${{ matrix.target.target }}", STATUS)
 # what can mint a cloud token: the OIDC permission, the cloud login action, the login actions themselves
 LOGIN_ACTIONS = ("./.github/actions/cloud-login", "aws-actions/configure-aws-credentials", "google-github-actions/auth")
 
@@ -395,13 +399,15 @@ def test_only_jobs_in_the_protected_environment_can_mint_a_cloud_token() -> None
     `<cloud>-<environment>`, so no branch's job can reach the cloud without the approval. A calling job's
     `id-token: write` is only the ceiling of the jobs it calls, checked through them."""
     minting = []
+    target_environments = {GATE_ENV, STATUS_ENV}  # a deploy's, and the scheduled status's (read-only)
     for path in sorted(WORKFLOWS.glob("*.yml")):
         if "workflow_call" in load(path)["on"] and path.name != "deploy.yml":
             continue  # checked where it is called from
         for where, job in _jobs_of_one_chain(path, f"{path.name}:"):
             if _mints_a_cloud_token(job):
                 minting.append(where)
-                assert environment_name(job) == GATE_ENV, f"{where} can mint a cloud token outside {GATE_ENV}"
+                assert environment_name(job) in target_environments, f"{where} can mint a cloud token outside them"
+    assert "status.yml:status" in minting
     assert "deploy.yml:deploy" in minting
     assert {f"release.yml:{w}/{j}/deploy" for w in WAVES for j in ("first", "promote")} <= set(minting)
     # the composite login action is the only place the login actions are used
@@ -601,6 +607,38 @@ def test_third_party_actions_are_pinned_by_full_commit_sha() -> None:
         "aws-actions/configure-aws-credentials",
         "google-github-actions/auth",
     } <= pinned
+
+
+def test_fleet_status_runs_on_a_schedule_per_target_in_its_status_environment_after_the_gate() -> None:
+    """status.yml: `make status` per fleet target (its table in the job summary, a failure on drift or an
+    unhealthy target) in `<target>-status` only, after a secrets-free gate that refuses that environment
+    missing or unprotected; every target reported, whichever fails."""
+    wf = load(WORKFLOWS / "status.yml")
+    assert set(wf["on"]) == {"schedule", "workflow_dispatch"} and wf["on"]["schedule"][0]["cron"]
+    jobs = wf["jobs"]
+    listing = next(s for s in jobs["targets"]["steps"] if s.get("id") == "targets")
+    assert "tools.release_waves --fleet fleet.yaml --targets" in listing["run"] and "--list" in listing["run"]
+    assert jobs["targets"]["outputs"]["targets"] == "${{ steps.targets.outputs.targets }}"
+    matrix = {"target": "${{ fromJSON(needs.targets.outputs.targets || '[]') }}"}
+    gate, status = jobs["gate"], jobs["status"]
+    for job in (gate, status):
+        assert job["strategy"] == {"fail-fast": False, "matrix": matrix}
+    assert "environment" not in gate and gate["permissions"] == {"contents": "read", "actions": "read"}
+    assert "secrets." not in json.dumps(gate)
+    gate_call = make_step(gate, "github-gate")
+    assert gate_call["env"]["GITHUB_TOKEN"] == "${{ github.token }}" and "--environment status" in gate_call["run"]
+    assert 'TARGET="$TARGET"' in gate_call["run"] and gate_call["env"]["TARGET"] == "${{ matrix.target.target }}"
+    assert status["needs"] == ["targets", "gate"]
+    assert environment_name(status) == STATUS_ENV == "${{ matrix.target.target }}-status"
+    assert status["permissions"] == {"contents": "read", "id-token": "write"}
+    assert "secrets." not in json.dumps(status)  # read-only: none of the application's secrets
+    (login,) = [s for s in status["steps"] if s.get("uses") == "./.github/actions/cloud-login"]
+    assert login["with"]["aws-role-arn"] == "${{ vars.AWS_STATUS_ROLE_ARN }}"  # not the deploy role
+    assert login["with"]["gcp-service-account"] == "${{ vars.GCP_STATUS_SERVICE_ACCOUNT }}"
+    run = make_step(status, "status")
+    assert status["steps"].index(login) < status["steps"].index(run)
+    assert 'TARGET="$TARGET"' in run["run"] and "--env-file $ENV_FILE" in run["run"]
+    assert run["env"]["ENV_FILE"] == "${{ steps.setup.outputs.env-file }}"
 
 
 def test_no_expression_is_interpolated_into_a_shell_script() -> None:

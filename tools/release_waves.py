@@ -7,6 +7,7 @@ this fills them from the fleet file:
     python -m tools.release_waves --fleet fleet.yaml --targets all        # RELEASE_TARGETS: waves
     python -m tools.release_waves --fleet fleet.yaml --targets aws-us,gcp-eu
     python -m tools.release_waves --fleet fleet.yaml --clouds '["aws","gcp"]'  # RELEASE_CLOUDS: one wave
+    python -m tools.release_waves --fleet fleet.yaml --targets all --list  # status.yml: the targets alone
 
 Each wave is a JSON list of {"target", "cloud"} (the cloud from the target's env file: its
 CLOUD_PROVIDER; a target named by its cloud, RELEASE_CLOUDS, is that cloud). The first wave of a
@@ -30,8 +31,9 @@ MAX_WAVES = 3  # the wave jobs release.yml has (wave-1 .. wave-3); tests/test_wo
 CLOUDS = ("aws", "gcp", "local")
 
 
-def fleet_waves(fleet: Fleet, selection: str) -> list[list[dict[str, str]]]:
-    """The fleet's waves restricted to `selection` (comma-separated targets, or `all`), empty waves dropped."""
+def fleet_waves(fleet: Fleet, selection: str, rollout: bool = True) -> list[list[dict[str, str]]]:
+    """The fleet's waves restricted to `selection` (comma-separated targets, or `all`), empty waves dropped;
+    `rollout`: checked against what release.yml runs (its wave jobs, the canary alone first)."""
     names = [n.strip() for n in selection.split(",") if n.strip()]
     if names == ["all"]:
         names = list(fleet.targets)
@@ -44,6 +46,8 @@ def fleet_waves(fleet: Fleet, selection: str) -> list[list[dict[str, str]]]:
         chosen = [t for t in wave.targets if t in names]
         if chosen:
             waves.append([{"target": t, "cloud": fleet.settings(t).cloud} for t in chosen])
+    if not rollout:
+        return waves
     if len(waves) > MAX_WAVES:
         raise UsageError(
             f"{len(waves)} waves: release.yml runs at most {MAX_WAVES}; merge waves in {fleet.path.name} "
@@ -75,7 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fleet", default="fleet.yaml", metavar="PATH", help="the fleet file (waves and targets)")
     parser.add_argument("--targets", default="", help="fleet targets, comma-separated, or all (RELEASE_TARGETS)")
     parser.add_argument("--clouds", default="", help="without --targets: a JSON list of clouds (RELEASE_CLOUDS)")
+    parser.add_argument("--list", action="store_true", help="the targets alone, no rollout (status.yml)")
     args = parser.parse_args(argv)
+    if args.list and args.targets:
+        targets = [t for wave in fleet_waves(load_fleet(args.fleet), args.targets, rollout=False) for t in wave]
+        REPORTER.output("targets", json.dumps(targets, separators=(",", ":")))
+        REPORTER.ok(f"targets: {', '.join(t['target'] for t in targets)}")
+        return 0
     if args.targets:
         waves = fleet_waves(load_fleet(args.fleet), args.targets)
     elif args.clouds:
