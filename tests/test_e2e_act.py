@@ -4,7 +4,8 @@ A manual dispatch with `cloud: local` runs the whole chain of reusable workflows
 source -> gate -> deploy, whose steps are validate, build, secrets, certs, helm-deploy, dns, smoke); a
 pushed tag runs it in staging, then in production with the images staging deployed (by digest, nothing
 rebuilt); a manual run of chosen steps runs those only; a tag whose staging fails never starts
-production; a target whose GitHub environment is missing stops at the gate; every job on the host,
+production; with RELEASE_TARGETS, a fleet of two local targets whose failing canary stops the later
+wave; a target whose GitHub environment is missing stops at the gate; every job on the host,
 calling the same `make` targets a person runs. The application is a git repository: the source job resolves it to one
 commit, which every job checks and the build checks out and records. The cluster is the test bed's real
 Kubernetes cluster (its kubelet pulls the images the build job pushed to the test bed's
@@ -331,6 +332,16 @@ def _helm_release(bed: Bed) -> dict[str, Any]:
     return release
 
 
+def _releases(bed: Bed) -> list[tuple[str, str, str]]:
+    """(name, revision, status) of every Helm release in the bed's namespace."""
+    from tools.helm import helm_binary
+
+    env = {**bed.env, "PATH": "/usr/bin:/bin", "HOME": str(bed.workdir)}
+    command = [helm_binary(), "-n", bed.namespace, "--kubeconfig", bed.kubeconfig, "list", "-a", "-o", "json"]
+    listed = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return sorted((r["name"], str(r["revision"]), r["status"]) for r in json.loads(listed.stdout))
+
+
 def _secret(bed: Bed, name: str) -> dict[str, str]:
     import base64
 
@@ -523,7 +534,9 @@ def test_dispatch_then_a_tag_through_staging_to_production_and_a_dry_run_changes
 def test_a_failing_canary_stops_the_later_waves_and_leaves_their_targets_untouched(bed: Bed) -> None:
     """A tag with RELEASE_TARGETS=all on a fleet of two local targets: the targets job reads fleet.yaml's
     waves, the canary's staging chain runs in its own environment (e2e-canary-staging) and fails (its
-    configuration is refused), so its production, and the whole later wave, never start."""
+    configuration is refused), so its production, and the whole later wave, never start; the cluster's
+    releases are as they were."""
+    before = _releases(bed)
     run = bed.act(
         "push",
         {"ref": "refs/tags/v1.3.0", "ref_type": "tag"},
@@ -543,5 +556,5 @@ def test_a_failing_canary_stops_the_later_waves_and_leaves_their_targets_untouch
     assert run.first(deploy, "make validate") >= 0
     ran = {job for job, result in results.items() if result != "skipped"}
     assert ran == {TARGETS, SOURCE, gate, deploy}, f"more than the canary's staging ran: {sorted(results)}"
-    assert "e2e-region" not in "".join(e.get("msg", "") for e in run.events if e.get("job") not in (TARGETS,))
+    assert _releases(bed) == before
     print(f"act: failing canary {run.seconds:.1f}s")
