@@ -337,7 +337,7 @@ def _releases(bed: Bed) -> list[tuple[str, str, str]]:
     from tools.helm import helm_binary
 
     env = {**bed.env, "PATH": "/usr/bin:/bin", "HOME": str(bed.workdir)}
-    command = [helm_binary(), "-n", bed.namespace, "--kubeconfig", bed.kubeconfig, "list", "-a", "-o", "json"]
+    command = [helm_binary(), "-n", bed.namespace, "--kubeconfig", bed.kubeconfig, "list", "-o", "json"]
     listed = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return sorted((r["name"], str(r["revision"]), r["status"]) for r in json.loads(listed.stdout))
 
