@@ -197,6 +197,14 @@ def test_the_approved_job_takes_the_typed_inputs_and_runs_each_step_with_the_dep
     assert setup["with"].get("mode", "deploy") == "deploy" and setup["with"]["app-sha"] == "${{ inputs.app_sha }}"
 
 
+def test_the_chain_sets_no_make_variable_through_the_job_environment() -> None:
+    """make reads its environment: a job-level TARGET would move the steps' out/ files (IMAGES_FILE) away
+    from the out/images.json the steps hand each other."""
+    for job_id, job in load(WORKFLOWS / "deploy.yml")["jobs"].items():
+        assert "TARGET" not in (job.get("env") or {}), job_id
+        assert {"DEPLOY_TARGET", "ENVIRONMENT"} <= set(job["env"]), job_id
+
+
 def test_the_chain_runs_the_steps_in_the_order_of_make_deploy_after_the_gate() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
     prereqs = re.search(r"^deploy: (.+?) ##", makefile, re.MULTILINE).group(1).split()  # type: ignore[union-attr]
