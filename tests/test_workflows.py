@@ -268,6 +268,7 @@ def test_a_tag_rolls_out_wave_by_wave_each_wave_a_matrix_of_its_targets_needing_
             assert "images" not in job["with"] and job["with"]["skip_build"] == "${{ inputs.skip_build || false }}"
         else:
             assert job["with"]["images"] == "${{ needs.wave-1.outputs.images }}" and "skip_build" not in job["with"]
+            assert job["with"]["promotion"] is True  # an empty list fails (tools/promoted_images.py), never builds
     # the canary's list is its first environment's, smoke-tested (promote.yml hands it on)
     promote = load(WORKFLOWS / "promote.yml")
     assert promote["on"]["workflow_call"]["outputs"]["images"]["value"] == "${{ jobs.first.outputs.images }}"
@@ -298,7 +299,7 @@ def test_a_tag_promotes_the_images_staging_passed_and_a_failed_staging_stops_pro
     assert second["with"]["promotion"] is True and second["with"]["steps"] == "all"
     # the first environment builds, unless the run hands it images (a later wave: the canary's)
     assert promote["first"]["with"]["images"] == "${{ inputs.images }}"
-    assert promote["first"]["with"]["promotion"] == "${{ inputs.images != '' }}"
+    assert promote["first"]["with"]["promotion"] == "${{ inputs.promotion }}"
     deploy = load(WORKFLOWS / "deploy.yml")
     # handed on only when the smoke test passed
     assert deploy["on"]["workflow_call"]["outputs"]["images"]["value"] == "${{ jobs.deploy.outputs.images }}"
