@@ -35,6 +35,8 @@ DRY_FLAG = $(if $(filter true 1 yes,$(DRY_RUN)),--dry-run)
 SETUP ?= setup
 LOCK := requirements/deploy.txt
 STEP_ARGS = $(if $(TARGET),,--cloud $(CLOUD) )--env-file $(ENV_FILE)
+# GitHub environments are <target>-<env>; without TARGET the target is the cloud (<cloud>-<env>)
+GITHUB_TARGET = $(if $(TARGET),--target $(TARGET),--cloud $(CLOUD))
 # make demo DEMO_FAIL=crash: after the healthy deploy, a crashing backend diagnosed and rolled back
 DEMO_FAIL ?=
 
@@ -94,13 +96,13 @@ rbac: $(SETUP) ## Print the Kubernetes RBAC the deploy identity needs (a cluster
 	@$(PY) -m tools.rbac $(STEP_ARGS) $(ARGS)
 
 cloud-setup: $(SETUP) ## Print what a cloud admin creates once for GitHub deploys: OIDC trust, least-privilege policy, bindings
-	@$(PY) -m tools.cloud_setup $(STEP_ARGS) $(ARGS)
+	@$(PY) -m tools.cloud_setup $(STEP_ARGS) $(if $(TARGET),--target $(TARGET)) $(ARGS)
 
 github-setup: $(SETUP) ## Print the gh api calls that protect the release: environments, tag-only policies, rulesets
-	@$(PY) -m tools.github_setup --cloud $(CLOUD) $(ARGS)
+	@$(PY) -m tools.github_setup $(if $(filter --fleet%,$(ARGS)),,$(GITHUB_TARGET)) $(ARGS)
 
-github-gate: $(SETUP) ## Fail closed before a deploy: refuse a missing or unprotected GitHub environment CLOUD-ENV (ARGS="--environment ENV")
-	$(PY) -m tools.github_gate --cloud $(CLOUD) $(ARGS)
+github-gate: $(SETUP) ## Fail closed before a deploy: refuse a missing or unprotected GitHub environment TARGET-ENV (ARGS="--environment ENV")
+	$(PY) -m tools.github_gate $(GITHUB_TARGET) $(ARGS)
 
 secrets: $(SETUP) ## Create or update the Kubernetes Secrets (generated keys are kept, never rotated silently)
 	$(PY) -m tools.make_secrets $(STEP_ARGS) $(DRY_FLAG) $(ARGS)

@@ -148,6 +148,24 @@ def test_gcp_binds_each_environment_subject_never_the_whole_repository() -> None
     assert "svc.id.goog[cmbcluster/cmbcluster-ksa]" in out and "svc.id.goog[cmbcluster/cmbcluster-user-sa]" in out
 
 
+@pytest.mark.parametrize("target", ["aws-eu", "gcp-eu"])
+def test_a_fleet_targets_identity_trusts_that_targets_environment_alone(target: str) -> None:
+    """make cloud-setup TARGET=aws-eu: the subjects are `<target>-<environment>`, the jobs release.yml's
+    waves run for that target (deploy.yml's environment), never the cloud's or another target's."""
+    cloud = target.split("-")[0]
+    env_file = REPO_ROOT / "env" / f"{target}.env.example"
+    account = ["--service-account", "eu-deploy@my-project.iam.gserviceaccount.com"] if cloud == "gcp" else []
+    result = printed(cloud, "--repository", REPOSITORY, "--target", target, *account, env_file=env_file)
+    assert result.returncode == 0, result.stderr
+    environment = load_settings(env_file=str(env_file)).environment
+    own = f"repo:CMBAgents/cmbcluster-deploy:environment:{target}-{environment}"
+    assert own in result.stdout and f"environment:{cloud}-{environment}" not in result.stdout
+    if cloud == "aws":
+        (statement,) = heredoc(result.stdout, "deploy-trust.json")["Statement"]
+        assert own in statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+    assert printed(cloud, "--repository", REPOSITORY, "--target", "EU", env_file=env_file).stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -4,7 +4,8 @@ A manual dispatch with `cloud: local` runs the whole chain of reusable workflows
 source -> gate -> deploy, whose steps are validate, build, secrets, certs, helm-deploy, dns, smoke); a
 pushed tag runs it in staging, then in production with the images staging deployed (by digest, nothing
 rebuilt); a manual run of chosen steps runs those only; a tag whose staging fails never starts
-production; a target whose GitHub environment is missing stops at the gate; every job on the host,
+production; with RELEASE_TARGETS, a fleet of two local targets whose failing canary stops the later
+wave; a target whose GitHub environment is missing stops at the gate; every job on the host,
 calling the same `make` targets a person runs. The application is a git repository: the source job resolves it to one
 commit, which every job checks and the build checks out and records. The cluster is the test bed's real
 Kubernetes cluster (its kubelet pulls the images the build job pushed to the test bed's
@@ -43,7 +44,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.envfiles import good_env, secret_values
+from tests.envfiles import good_env, secret_values, write_env
 from tests.fixtures.apps import stage_apps
 from tests.github_api_server import as_set_up, github_api
 from tests.realcluster import delete_namespace, ensure_ingress_class
@@ -71,6 +72,9 @@ REPOSITORY = "CMBAgents/cmbcluster-deploy"
 GITHUB_TOKEN = "e2e-github-token"
 RELEASE = "cmbcluster"
 ACT_TIMEOUT = 900
+# a fleet of two local targets: the canary first, then the region
+FLEET = {"canary": ["e2e-canary"], "regions": ["e2e-region"]}
+FLEET_TARGETS = tuple(t for targets in FLEET.values() for t in targets)
 
 
 def _now() -> str:
@@ -135,10 +139,11 @@ class Bed:
     def secrets(self) -> dict[str, str]:
         return {k: v for k, v in self.values.items() if VARS_BY_NAME[k].secret}
 
-    def repository(self) -> Path:
+    def repository(self, fleet: dict[str, list[str]] | None = None) -> Path:
         """This repository's tracked files as act reads them: the workflows without `queue: max`
-        (nektos/act#6095), nothing else changed."""
-        copy = self.workdir / "repository"
+        (nektos/act#6095), nothing else changed; with `fleet` (wave name -> local targets), its
+        fleet.yaml and an env file per target, as an operator adds them."""
+        copy = self.workdir / ("repository-fleet" if fleet else "repository")
         if copy.exists():
             return copy
         listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True)
@@ -153,6 +158,11 @@ class Bed:
             dropped += len(lines) - len(kept)
             workflow.write_text("".join(kept))
         assert dropped == 2, f"expected the two `queue: max` of promote.yml, dropped {dropped}"
+        if fleet:
+            waves = "".join(f"  - name: {name}\n    targets: [{', '.join(t)}]\n" for name, t in fleet.items())
+            (copy / "fleet.yaml").write_text(f"waves:\n{waves}")
+            for target in (t for targets in fleet.values() for t in targets):
+                write_env(copy / "env" / f"{target}.env.example", good_env("local", NAMESPACE=target))
         for command in (
             ["init", "-q"],
             ["add", "-A"],
@@ -163,10 +173,16 @@ class Bed:
             subprocess.run(["git", *command], cwd=copy, check=True, capture_output=True)
         return copy
 
-    def act(self, event_name: str, event: dict[str, Any], variables: dict[str, str]) -> ActRun:
+    def act(
+        self,
+        event_name: str,
+        event: dict[str, Any],
+        variables: dict[str, str],
+        fleet: dict[str, list[str]] | None = None,
+    ) -> ActRun:
         run_dir = self.workdir / f"{event_name}-{uuid.uuid4().hex[:6]}"
         run_dir.mkdir()
-        checkout = self.repository()
+        checkout = self.repository(fleet)
         files = {
             "event.json": json.dumps(event),
             "vars": _dotenv(variables),
@@ -278,8 +294,11 @@ def bed(
         subprocess.run(["git", *command], cwd=app, check=True, capture_output=True)
     app_sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=app, capture_output=True, text=True, check=True)
     ensure_ingress_class(cluster)
-    # what `make github-setup` creates for the local targets (no local-dev: a missing environment)
-    environments = as_set_up([protection("local", e) for e in ("staging", "production")], [{"type": "User", "id": 1}])
+    # what `make github-setup` creates for the local targets (no local-dev: a missing environment) and the
+    # fleet's (make github-setup ARGS=--fleet)
+    targets = ("local", *FLEET_TARGETS)
+    wanted = [protection(t, e) for t in targets for e in ("staging", "production")]
+    environments = as_set_up(wanted, [{"type": "User", "id": 1}])
     api = stack.enter_context(github_api(GITHUB_TOKEN, environments))
     env = {  # the runner's environment: the test bed's, with the real cluster
         **testbed.cluster_env(),
@@ -311,6 +330,16 @@ def _helm_release(bed: Bed) -> dict[str, Any]:
     manifest = subprocess.run([*base, "get", "manifest", RELEASE], env=env, capture_output=True, text=True, check=True)
     release["objects"] = [o for o in yaml.safe_load_all(manifest.stdout) if o]
     return release
+
+
+def _releases(bed: Bed) -> list[tuple[str, str, str]]:
+    """(name, revision, status) of every Helm release in the bed's namespace."""
+    from tools.helm import helm_binary
+
+    env = {**bed.env, "PATH": "/usr/bin:/bin", "HOME": str(bed.workdir)}
+    command = [helm_binary(), "-n", bed.namespace, "--kubeconfig", bed.kubeconfig, "list", "-o", "json"]
+    listed = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return sorted((r["name"], str(r["revision"]), r["status"]) for r in json.loads(listed.stdout))
 
 
 def _secret(bed: Bed, name: str) -> dict[str, str]:
@@ -500,3 +529,37 @@ def test_dispatch_then_a_tag_through_staging_to_production_and_a_dry_run_changes
         f"dry run {dry.seconds:.1f}s, chosen steps {chosen.seconds:.1f}s, failed staging {failed.seconds:.1f}s, "
         f"missing environment {missing.seconds:.1f}s, bad input {bad.seconds:.1f}s"
     )
+
+
+def test_a_failing_canary_stops_the_later_waves_and_leaves_their_targets_untouched(bed: Bed) -> None:
+    """A tag with RELEASE_TARGETS=all on a fleet of two local targets: the targets job reads fleet.yaml's
+    waves, the canary's staging chain runs in its own environment (e2e-canary-staging) and fails (its
+    configuration is refused), so its production, and the whole later wave, never start; the cluster's
+    releases are as they were.
+
+    act (0.2.89) starts no job that needs a job calling a reusable workflow which itself calls one
+    (release -> promote -> deploy), even when that one succeeded (a minimal two-level workflow shows
+    it), so a passing canary's next wave cannot be run here: that a wave needs the one before with
+    GitHub's implicit success() is tests/test_workflows.py's to check (README, Not verifiable offline)."""
+    before = _releases(bed)
+    run = bed.act(
+        "push",
+        {"ref": "refs/tags/v1.3.0", "ref_type": "tag"},
+        bed.variables(RELEASE_TARGETS="all", RELEASE_CLOUDS="azure", BASE_DOMAIN="x"),  # RELEASE_CLOUDS unread
+        fleet=FLEET,
+    )
+    assert run.returncode != 0
+    waves = run.outputs(TARGETS)
+    assert json.loads(waves["wave1"]) == [{"target": "e2e-canary", "cloud": "local"}]
+    assert json.loads(waves["wave2"]) == [{"target": "e2e-region", "cloud": "local"}]
+    assert json.loads(waves["wave3"]) == []
+    results = run.job_results()
+    gate, deploy = "staging/deploy/gate (e2e-canary-staging)", "staging/deploy/deploy (e2e-canary-staging)"
+    assert results.get(gate) == "success", sorted(results)
+    assert run.first(gate, "GitHub environment e2e-canary-staging: protected") >= 0
+    assert results.get(deploy) == "failure", sorted(results)
+    assert run.first(deploy, "make validate") >= 0
+    ran = {job for job, result in results.items() if result != "skipped"}
+    assert ran == {TARGETS, SOURCE, gate, deploy}, f"more than the canary's staging ran: {sorted(results)}"
+    assert _releases(bed) == before
+    print(f"act: failing canary {run.seconds:.1f}s")

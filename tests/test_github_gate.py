@@ -230,7 +230,7 @@ def test_staging_admits_exactly_the_refs_the_operator_named(capfd: pytest.Captur
 @pytest.mark.parametrize(
     ("args", "env", "line"),
     [
-        (["--environment", "production", "--refs", "branch:main"], {}, "--refs is for staging and dev"),
+        (["--environment", "production", "--refs", "branch:main"], {}, "--refs is for staging, dev and status"),
         (["--environment", "staging", "--refs", "main"], {}, "ref 'main': give TYPE:PATTERN"),
         (["--environment", "staging"], {"GITHUB_TOKEN": ""}, "GITHUB_TOKEN is not set"),
         (["--environment", "staging"], {"GITHUB_REPOSITORY": ""}, "--repository '': give OWNER/REPO"),
@@ -357,3 +357,70 @@ def test_the_gate_accepts_what_github_setup_creates(capfd: pytest.CaptureFixture
     out, err = capfd.readouterr()
     assert code == 0, err
     assert f"GitHub environment {want.name}: protected" in out
+
+
+# -- fleet targets: <target>-<environment>, and <target>-status for the scheduled fleet status ------------
+
+
+def test_github_setup_for_the_fleet_protects_each_targets_environments(capfd: pytest.CaptureFixture[str]) -> None:
+    script = setup_script(capfd, "--fleet", str(Path(__file__).parents[1] / "fleet.yaml"))
+    bodies = heredocs(script)
+    targets = ("aws-us", "aws-eu", "gcp-eu")  # fleet.yaml's, in rollout order
+    environments = [f"{t}-{e}" for t in targets for e in ("staging", "production", "status")]
+    assert [k for k in bodies if k.startswith("api --method PUT")] == [
+        f"api --method PUT repos/$REPO/environments/{name} --input -" for name in environments
+    ]
+    assert bodies["api --method PUT repos/$REPO/environments/aws-eu-production --input -"]["prevent_self_review"]
+    status = bodies["api --method PUT repos/$REPO/environments/gcp-eu-status --input -"]
+    assert "reviewers" not in status  # nobody is there to approve a schedule
+    assert "ensure_policies gcp-eu-status 'branch:main'\n" in script
+    assert "ensure_policies aws-us-production 'tag:v*'\n" in script
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--target", "AWS_EU"], "--target 'AWS_EU': give comma-separated targets"),
+        (["--fleet", "/nonexistent/fleet.yaml"], "fleet file /nonexistent/fleet.yaml does not exist"),
+    ],
+)
+def test_github_setup_bad_targets_are_one_line(capfd: pytest.CaptureFixture[str], args: list[str], line: str) -> None:
+    assert github_setup.main(["--repository", REPO, "--reviewers", "User:1", *args]) == 2
+    out, err = capfd.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and line in err, err
+
+
+@pytest.mark.parametrize("environment", ["production", "staging", "status"])
+def test_the_gate_accepts_a_targets_environment_as_github_setup_creates_it(
+    capfd: pytest.CaptureFixture[str], environment: str
+) -> None:
+    want = protection("aws-eu", environment)
+    assert want.name == f"aws-eu-{environment}"
+    reviewers = [{"type": "User", "id": 1}] if want.reviewers_required else []
+    stored = environment_as_github_returns_it(want.name, github_setup.environment_body(want, reviewers))
+    # status deploys no tag: its gate reads no ruleset
+    with responses.RequestsMock(assert_all_requests_are_fired=environment != "status") as mock:
+        serve(mock, want.name, stored, [github_setup.policy_body(ref) for ref in want.refs], "public", [TAG_RULESET])
+        code = github_gate.main(["--target", "aws-eu", "--environment", environment])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert f"GitHub environment aws-eu-{environment}: protected" in out
+
+
+def test_a_status_environment_that_admits_release_tags_is_refused(capfd: pytest.CaptureFixture[str]) -> None:
+    """The status job runs on the default branch; an environment admitting tags is not what was set up."""
+    want = protection("aws-eu", "status")
+    stored = environment_as_github_returns_it(want.name, github_setup.environment_body(want, []))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        serve(mock, want.name, stored, TAGS, "public", [TAG_RULESET])
+        code = github_gate.main(["--target", "aws-eu", "--environment", "status"])
+    _, err = capfd.readouterr()
+    assert code == 1
+    assert "environment aws-eu-status admits tag 'v*': remove that deployment policy" in err
+    assert "environment aws-eu-status does not admit branch 'main'" in err
+
+
+def test_the_gate_refuses_a_bad_target_name_in_one_line(capfd: pytest.CaptureFixture[str]) -> None:
+    assert github_gate.main(["--target", "eu/prod", "--environment", "staging"]) == 2
+    out, err = capfd.readouterr()
+    assert len(err.splitlines()) == 1 and "--target 'eu/prod': use 2-40 lowercase letters" in err, out + err

@@ -66,7 +66,7 @@ def test_a_venv_from_the_lock_alone_runs_the_tools_and_holds_no_test_package(tmp
     installed = {canonicalize_name(line.split("==")[0]) for line in listed.stdout.splitlines() if "==" in line}
     assert installed - {"pip", "setuptools"} == set(locked())
     steps = ("validate_secrets", "build_push", "make_secrets", "helm_deploy", "smoke_test", "cloud_setup")
-    for tool in (*steps, "github_gate", "promoted_images", "copy_images"):
+    for tool in (*steps, "github_gate", "promoted_images", "copy_images", "release_waves", "fleet_status"):
         shown = subprocess.run(
             [str(python), "-m", f"tools.{tool}", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
         )

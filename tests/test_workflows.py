@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tools.github_environments import STATUS
+from tools.github_environments import environment_name as environment_name_of
+from tools.release_waves import MAX_WAVES
 from tools.settings import REPO_ROOT, VARS_BY_NAME, read_env_file
 
 GITHUB = REPO_ROOT / ".github"
@@ -33,7 +36,12 @@ SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 
 
 # The GitHub environment of one deploy: protected, asked once, the only one whose job holds credentials
-GATE_ENV = "${{ inputs.cloud }}-${{ inputs.environment }}"
+# (`<target>-<environment>`; without a fleet target the target is the cloud)
+TARGET = "${{ inputs.target || inputs.cloud }}"
+GATE_ENV = f"{TARGET}-${{{{ inputs.environment }}}}"
+WAVES = [f"wave-{n}" for n in range(1, MAX_WAVES + 1)]
+# the scheduled fleet status's jobs: one per target, in the target's own read-only environment
+STATUS_ENV = environment_name_of("${{ matrix.target.target }}", STATUS)
 # what can mint a cloud token: the OIDC permission, the cloud login action, the login actions themselves
 LOGIN_ACTIONS = ("./.github/actions/cloud-login", "aws-actions/configure-aws-credentials", "google-github-actions/auth")
 
@@ -189,6 +197,14 @@ def test_the_approved_job_takes_the_typed_inputs_and_runs_each_step_with_the_dep
     assert setup["with"].get("mode", "deploy") == "deploy" and setup["with"]["app-sha"] == "${{ inputs.app_sha }}"
 
 
+def test_the_chain_sets_no_make_variable_through_the_job_environment() -> None:
+    """make reads its environment: a job-level TARGET would move the steps' out/ files (IMAGES_FILE) away
+    from the out/images.json the steps hand each other."""
+    for job_id, job in load(WORKFLOWS / "deploy.yml")["jobs"].items():
+        assert "TARGET" not in (job.get("env") or {}), job_id
+        assert {"DEPLOY_TARGET", "ENVIRONMENT"} <= set(job["env"]), job_id
+
+
 def test_the_chain_runs_the_steps_in_the_order_of_make_deploy_after_the_gate() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
     prereqs = re.search(r"^deploy: (.+?) ##", makefile, re.MULTILINE).group(1).split()  # type: ignore[union-attr]
@@ -219,11 +235,43 @@ def test_release_runs_on_tags_and_by_hand_with_a_matrix_that_does_not_cancel() -
     assert {"aws", "gcp", "both"} <= set(inputs["cloud"]["options"])
     assert inputs["skip_build"]["type"] == inputs["dry_run"]["type"] == "boolean"
     assert inputs["environment"]["type"] == "choice"
-    deploy = release["jobs"]["deploy"]
-    assert deploy["uses"] == "./.github/workflows/promote.yml"
-    assert deploy["strategy"]["fail-fast"] is False
-    assert deploy["strategy"]["matrix"]["cloud"] == "${{ fromJSON(needs.targets.outputs.clouds || '[]') }}"
-    assert "${{ vars.RELEASE_CLOUDS }}" in release["jobs"]["targets"]["steps"][0]["env"].values()
+    assert inputs["targets"] == {**inputs["targets"], "type": "string", "default": ""}
+    for wave in WAVES:
+        deploy = release["jobs"][wave]
+        assert deploy["uses"] == "./.github/workflows/promote.yml"
+        assert deploy["strategy"]["fail-fast"] is False
+    step_env = release["jobs"]["targets"]["steps"][0]["env"].values()
+    assert {"${{ vars.RELEASE_CLOUDS }}", "${{ vars.RELEASE_TARGETS }}"} <= set(step_env)
+
+
+def test_a_tag_rolls_out_wave_by_wave_each_wave_a_matrix_of_its_targets_needing_the_one_before() -> None:
+    """release.yml's wave jobs: each a matrix over its targets from fleet.yaml (tools/release_waves.py),
+    each needing the one before with no status function in `if` (GitHub adds success(): a failed or
+    skipped wave skips every later one), the canary's images copied to every later target, never rebuilt."""
+    release = load(WORKFLOWS / "release.yml")["jobs"]
+    assert [j for j in release if j.startswith("wave")] == WAVES  # as many as release_waves fills
+    targets = release["targets"]
+    waves_step = next(s for s in targets["steps"] if s.get("id") == "waves")
+    assert "tools.release_waves --fleet fleet.yaml --targets" in waves_step["run"]
+    assert "tools.release_waves --clouds" in waves_step["run"]
+    for number, wave in enumerate(WAVES, 1):
+        job = release[wave]
+        assert targets["outputs"][f"wave{number}"] == f"${{{{ steps.waves.outputs.wave{number} }}}}"
+        assert job["needs"] == ["targets", "source", *WAVES[: number - 1]]
+        assert job["if"] == f"needs.targets.outputs.wave{number} != '[]'"  # no always(), no failure()
+        assert job["strategy"]["matrix"] == {
+            "target": f"${{{{ fromJSON(needs.targets.outputs.wave{number} || '[]') }}}}"
+        }
+        assert job["with"]["target"] == "${{ matrix.target.target }}"
+        assert job["with"]["cloud"] == "${{ matrix.target.cloud }}"
+        if number == 1:
+            assert "images" not in job["with"] and job["with"]["skip_build"] == "${{ inputs.skip_build || false }}"
+        else:
+            assert job["with"]["images"] == "${{ needs.wave-1.outputs.images }}" and "skip_build" not in job["with"]
+            assert job["with"]["promotion"] is True  # an empty list fails (tools/promoted_images.py), never builds
+    # the canary's list is its first environment's, smoke-tested (promote.yml hands it on)
+    promote = load(WORKFLOWS / "promote.yml")
+    assert promote["on"]["workflow_call"]["outputs"]["images"]["value"] == "${{ jobs.first.outputs.images }}"
 
 
 def test_deploys_to_one_target_queue_in_order_and_never_cancel() -> None:
@@ -233,11 +281,12 @@ def test_deploys_to_one_target_queue_in_order_and_never_cancel() -> None:
     for job_id, environment in (("first", "inputs.environment"), ("promote", "inputs.promote_to")):
         assert promote[job_id]["uses"] == "./.github/workflows/deploy.yml"
         assert promote[job_id]["concurrency"] == {
-            "group": f"deploy-${{{{ inputs.cloud }}}}-${{{{ {environment} }}}}",
+            "group": f"deploy-{TARGET}-${{{{ {environment} }}}}",
             "queue": "max",
             "cancel-in-progress": False,
         }
         assert promote[job_id]["with"]["environment"] == f"${{{{ {environment} }}}}"
+        assert promote[job_id]["with"]["target"] == "${{ inputs.target }}"
 
 
 def test_a_tag_promotes_the_images_staging_passed_and_a_failed_staging_stops_production() -> None:
@@ -248,7 +297,9 @@ def test_a_tag_promotes_the_images_staging_passed_and_a_failed_staging_stops_pro
     assert second["if"] == "inputs.promote_to != ''"
     assert second["with"]["images"] == "${{ needs.first.outputs.images }}"
     assert second["with"]["promotion"] is True and second["with"]["steps"] == "all"
-    assert "images" not in promote["first"]["with"] and "promotion" not in promote["first"]["with"]
+    # the first environment builds, unless the run hands it images (a later wave: the canary's)
+    assert promote["first"]["with"]["images"] == "${{ inputs.images }}"
+    assert promote["first"]["with"]["promotion"] == "${{ inputs.promotion }}"
     deploy = load(WORKFLOWS / "deploy.yml")
     # handed on only when the smoke test passed
     assert deploy["on"]["workflow_call"]["outputs"]["images"]["value"] == "${{ jobs.deploy.outputs.images }}"
@@ -260,7 +311,7 @@ def test_a_tag_promotes_the_images_staging_passed_and_a_failed_staging_stops_pro
     # a promotion builds nothing and checks out no application: an empty or partial list fails, naming the job
     promoted = next(s for s in job["steps"] if s.get("id") == "promoted")
     assert promoted["if"] == "inputs.promotion" and "tools.promoted_images --job" in promoted["run"]
-    assert promoted["env"]["JOB"] == "deploy (${{ inputs.cloud }}-${{ inputs.environment }})" == job["name"]
+    assert promoted["env"]["JOB"] == f"deploy ({GATE_ENV})" == job["name"]
     builds = [s for s in job["steps"] if s.get("id") == "build" or "repository" in (s.get("with") or {})]
     assert len(builds) == 2 and all(s["if"].startswith("${{ !inputs.promotion && ") for s in builds)
 
@@ -287,8 +338,9 @@ def test_the_app_ref_is_resolved_once_and_that_commit_reaches_every_job() -> Non
     assert checkout["with"]["ref"] == "${{ vars.APP_REF }}"
     assert "git -C app rev-parse HEAD" in resolve["run"] and "GITHUB_STEP_SUMMARY" in resolve["run"]
     assert source["outputs"]["app_sha"] == "${{ steps.resolve.outputs.app_sha }}"
-    assert release["deploy"]["with"]["app_sha"] == "${{ needs.source.outputs.app_sha }}"
-    assert "source" in release["deploy"]["needs"]
+    for wave in WAVES:
+        assert release[wave]["with"]["app_sha"] == "${{ needs.source.outputs.app_sha }}"
+        assert "source" in release[wave]["needs"]
     # every call below passes it on, the approved job checks it (setup) and the build checks out exactly it
     for name in ("promote.yml", "deploy.yml"):
         for job_id, job in load(WORKFLOWS / name)["jobs"].items():
@@ -339,7 +391,7 @@ def test_one_approval_per_cloud_and_environment_and_no_sibling_environment() -> 
     from tools.cloud_setup import GATE_ENVIRONMENT, STEPS_ENVIRONMENT
     from tools.github_environments import ENVIRONMENT
 
-    as_expressions = {"cloud": "${{ inputs.cloud }}", "environment": "${{ inputs.environment }}"}
+    as_expressions = {"target": TARGET, "environment": "${{ inputs.environment }}"}
     assert STEPS_ENVIRONMENT.format(**as_expressions) == GATE_ENVIRONMENT.format(**as_expressions) == GATE_ENV
     assert ENVIRONMENT.format(**as_expressions) == GATE_ENV
     assert not any(path.name in {f"{s}.yml" for s in STEPS} for path in WORKFLOWS.glob("*.yml"))
@@ -356,14 +408,17 @@ def test_only_jobs_in_the_protected_environment_can_mint_a_cloud_token() -> None
     `<cloud>-<environment>`, so no branch's job can reach the cloud without the approval. A calling job's
     `id-token: write` is only the ceiling of the jobs it calls, checked through them."""
     minting = []
+    target_environments = {GATE_ENV, STATUS_ENV}  # a deploy's, and the scheduled status's (read-only)
     for path in sorted(WORKFLOWS.glob("*.yml")):
         if "workflow_call" in load(path)["on"] and path.name != "deploy.yml":
             continue  # checked where it is called from
         for where, job in _jobs_of_one_chain(path, f"{path.name}:"):
             if _mints_a_cloud_token(job):
                 minting.append(where)
-                assert environment_name(job) == GATE_ENV, f"{where} can mint a cloud token outside {GATE_ENV}"
-    assert "deploy.yml:deploy" in minting and "release.yml:deploy/first/deploy" in minting
+                assert environment_name(job) in target_environments, f"{where} can mint a cloud token outside them"
+    assert "status.yml:status" in minting
+    assert "deploy.yml:deploy" in minting
+    assert {f"release.yml:{w}/{j}/deploy" for w in WAVES for j in ("first", "promote")} <= set(minting)
     # the composite login action is the only place the login actions are used
     for where, step in all_steps():
         if step.get("uses", "").split("@")[0] in LOGIN_ACTIONS[1:]:
@@ -409,7 +464,7 @@ RELEASE_CASES = [  # event, ref, inputs, variables -> clouds, (environment, prom
         (["local"], ("staging", ""), "v1.0.0"),
     ),
     (BY_HAND, "refs/heads/main", {"cloud": "aws", "environment": "production"}, {}, (["aws"], ("production", ""), "")),
-    (TAG, "refs/tags/v3.0.0", {}, {}, "repository variable RELEASE_CLOUDS is not set"),
+    (TAG, "refs/tags/v3.0.0", {}, {}, "repository variable RELEASE_CLOUDS is not set (nor RELEASE_TARGETS): set"),
     (TAG, "refs/tags/v3.0.0", {}, {"RELEASE_CLOUDS": ","}, "RELEASE_CLOUDS=',' names an empty cloud"),
     (TAG, "refs/tags/v3.0.0", {}, {"RELEASE_CLOUDS": "aws,,gcp"}, "RELEASE_CLOUDS='aws,,gcp' names an empty cloud"),
     (TAG, "refs/tags/v3.0.0", {}, {"RELEASE_CLOUDS": "aws,"}, "names an empty cloud: give a comma-separated list"),
@@ -417,6 +472,11 @@ RELEASE_CASES = [  # event, ref, inputs, variables -> clouds, (environment, prom
     (TAG, "refs/tags/vtest", {}, {"RELEASE_CLOUDS": "aws"}, "tag 'vtest' is not a release tag: name releases vMAJOR"),
     (TAG, "refs/tags/v2", {}, {"RELEASE_CLOUDS": "aws"}, "tag 'v2' is not a release tag"),
     (BY_HAND, "refs/heads/main", {"cloud": "azure", "environment": "dev"}, {}, "unknown cloud 'azure'"),
+    # fleet targets: their waves come from fleet.yaml (tools/release_waves.py), the clouds are not read
+    (TAG, "refs/tags/v1.2.3", {}, {"RELEASE_TARGETS": "all", "RELEASE_CLOUDS": "azure"}, ([], STAGED, "v1.2.3")),
+    (TAG, "refs/tags/v1.2.3", {}, {"RELEASE_TARGETS": "aws-us, aws-eu"}, ([], STAGED, "v1.2.3")),
+    (BY_HAND, "refs/heads/main", {"targets": "aws-eu", "environment": "dev"}, {}, ([], ("dev", ""), "")),
+    (TAG, "refs/tags/vtest", {}, {"RELEASE_TARGETS": "all"}, "tag 'vtest' is not a release tag"),
 ]
 
 
@@ -448,6 +508,7 @@ def test_release_targets_script(
     values = dict(line.split("=", 1) for line in output.read_text().splitlines())
     got = (json.loads(values["clouds"]), (values["environment"], values["promote_to"]), values["tag"])
     assert got == expected
+    assert values.get("fleet", "") == (variables.get("RELEASE_TARGETS") or inputs.get("targets", "")).replace(" ", "")
     if variables.get("RELEASE_CLOUDS") == "aws,aws":  # deduplicated, and said so
         assert "::notice title=release::'aws,aws' names aws more than once: it is deployed once" in result.stdout
 
@@ -555,6 +616,38 @@ def test_third_party_actions_are_pinned_by_full_commit_sha() -> None:
         "aws-actions/configure-aws-credentials",
         "google-github-actions/auth",
     } <= pinned
+
+
+def test_fleet_status_runs_on_a_schedule_per_target_in_its_status_environment_after_the_gate() -> None:
+    """status.yml: `make status` per fleet target (its table in the job summary, a failure on drift or an
+    unhealthy target) in `<target>-status` only, after a secrets-free gate that refuses that environment
+    missing or unprotected; every target reported, whichever fails."""
+    wf = load(WORKFLOWS / "status.yml")
+    assert set(wf["on"]) == {"schedule", "workflow_dispatch"} and wf["on"]["schedule"][0]["cron"]
+    jobs = wf["jobs"]
+    listing = next(s for s in jobs["targets"]["steps"] if s.get("id") == "targets")
+    assert "tools.release_waves --fleet fleet.yaml --targets" in listing["run"] and "--list" in listing["run"]
+    assert jobs["targets"]["outputs"]["targets"] == "${{ steps.targets.outputs.targets }}"
+    matrix = {"target": "${{ fromJSON(needs.targets.outputs.targets || '[]') }}"}
+    gate, status = jobs["gate"], jobs["status"]
+    for job in (gate, status):
+        assert job["strategy"] == {"fail-fast": False, "matrix": matrix}
+    assert "environment" not in gate and gate["permissions"] == {"contents": "read", "actions": "read"}
+    assert "secrets." not in json.dumps(gate)
+    gate_call = make_step(gate, "github-gate")
+    assert gate_call["env"]["GITHUB_TOKEN"] == "${{ github.token }}" and "--environment status" in gate_call["run"]
+    assert 'TARGET="$TARGET"' in gate_call["run"] and gate_call["env"]["TARGET"] == "${{ matrix.target.target }}"
+    assert status["needs"] == ["targets", "gate"]
+    assert environment_name(status) == STATUS_ENV == "${{ matrix.target.target }}-status"
+    assert status["permissions"] == {"contents": "read", "id-token": "write"}
+    assert "secrets." not in json.dumps(status)  # read-only: none of the application's secrets
+    (login,) = [s for s in status["steps"] if s.get("uses") == "./.github/actions/cloud-login"]
+    assert login["with"]["aws-role-arn"] == "${{ vars.AWS_STATUS_ROLE_ARN }}"  # not the deploy role
+    assert login["with"]["gcp-service-account"] == "${{ vars.GCP_STATUS_SERVICE_ACCOUNT }}"
+    run = make_step(status, "status")
+    assert status["steps"].index(login) < status["steps"].index(run)
+    assert 'TARGET="$TARGET"' in run["run"] and "--env-file $ENV_FILE" in run["run"]
+    assert run["env"]["ENV_FILE"] == "${{ steps.setup.outputs.env-file }}"
 
 
 def test_no_expression_is_interpolated_into_a_shell_script() -> None:

@@ -80,8 +80,11 @@ def test_the_manual_run_inputs_are_the_release_workflows() -> None:
 
 def test_the_environment_names_and_oidc_subject_follow_the_workflows() -> None:
     jobs = load(WORKFLOWS / "deploy.yml")["jobs"]
-    assert jobs["deploy"]["environment"]["name"] == "${{ inputs.cloud }}-${{ inputs.environment }}"
-    assert "`<cloud>-<environment>`" in README and "<environment>-deploy`" not in README  # no sibling
+    assert jobs["deploy"]["environment"]["name"] == "${{ inputs.target || inputs.cloud }}-${{ inputs.environment }}"
+    assert "`<target>-<environment>`" in README and "`<cloud>-<environment>`" in README  # a cloud is a target
+    assert "<environment>-deploy`" not in README  # no sibling
+    status = load(WORKFLOWS / "status.yml")["jobs"]["status"]
+    assert status["environment"]["name"] == "${{ matrix.target.target }}-status" and "`<target>-status`" in README
     # the sub claims of the approved job, in both formats GitHub sends
     assert "repo:OWNER/REPO:environment:aws-production`" in README
     assert "repo:OWNER@OWNER_ID/REPO@REPO_ID:environment:aws-production`" in README

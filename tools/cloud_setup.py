@@ -11,8 +11,9 @@ script to read, then run as an admin:
 
 One identity per environment: the env file's ENVIRONMENT (or the process environment's) chooses it,
 and its settings name that environment's cluster, namespace and buckets, so the role (service
-account) printed is trusted by `<cloud>-<ENVIRONMENT>` alone and reaches that environment's resources
-alone. Run it once per environment, each with its own env file. `--identity push` prints the
+account) printed is trusted by `<cloud>-<ENVIRONMENT>` alone (a fleet target's, `make cloud-setup
+TARGET=aws-eu`: `<target>-<ENVIRONMENT>`) and reaches that environment's resources alone. Run it
+once per target and environment, each with its own env file. `--identity push` prints the
 push-only identity instead (tools/push_identity.py).
 
 Exit 0, or 2 for bad usage or configuration.
@@ -30,28 +31,30 @@ from typing import Any
 from tools import cli
 from tools.auth.cognito import reader_script
 from tools.errors import UsageError
+from tools.fleet import TARGET_NAME, TARGET_NAME_HELP
 from tools.push_identity import aws_push_script, gcp_push_script
 
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
 # The GitHub environment of one deploy (README, "Credentials only in the approved job"): the protected
 # `<cloud>-<environment>`, whose one approved job runs every step; the only subject the cloud trusts.
-GATE_ENVIRONMENT = "{cloud}-{environment}"
+GATE_ENVIRONMENT = "{target}-{environment}"
 STEPS_ENVIRONMENT = GATE_ENVIRONMENT
 REPOSITORY = re.compile(r"^[\w.-]+/[\w.-]+$")
 IDS = re.compile(r"^(\d+):(\d+)$")
 
 
-def steps_environment(cloud: str, environment: str) -> str:
-    return STEPS_ENVIRONMENT.format(cloud=cloud, environment=environment)
+def steps_environment(target: str, environment: str) -> str:
+    """The GitHub environment of a target (a fleet target, or the cloud when there is no fleet)."""
+    return STEPS_ENVIRONMENT.format(target=target, environment=environment)
 
 
-def subjects(repository: str, ids: tuple[str, str] | None, cloud: str, environments: Sequence[str]) -> list[str]:
+def subjects(repository: str, ids: tuple[str, str] | None, target: str, environments: Sequence[str]) -> list[str]:
     """The OIDC `sub` of every step job, in the classic and the immutable (ID-bearing) format."""
     owner, repo = repository.split("/")
     owner_id, repo_id = ids or ("OWNER_ID", "REPO_ID")
     out = []
     for environment in environments:
-        env = steps_environment(cloud, environment)
+        env = steps_environment(target, environment)
         out += [f"repo:{owner}/{repo}:environment:{env}", f"repo:{owner}@{owner_id}/{repo}@{repo_id}:environment:{env}"]
     return out
 
@@ -91,7 +94,9 @@ def _heredoc(path: str, document: dict[str, Any]) -> str:
     return f"cat > {path} <<'JSON'\n{json.dumps(document, indent=2)}\nJSON\n"
 
 
-def aws_script(cloud: Any, repository: str, ids: tuple[str, str] | None, environments: list[str], role: str) -> str:
+def aws_script(
+    cloud: Any, repository: str, ids: tuple[str, str] | None, environments: list[str], role: str, target: str = "aws"
+) -> str:
     from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT
     from tools.permissions import aws_policy, needs
     from tools.rbac import deploy_group
@@ -100,8 +105,8 @@ def aws_script(cloud: Any, repository: str, ids: tuple[str, str] | None, environ
     account, cluster, namespace = s["AWS_ACCOUNT_ID"], s.cluster_name, s.namespace
     username = deploy_username(role)
     group = deploy_group(namespace)
-    subs = subjects(repository, ids, "aws", environments)
-    steps = ", ".join(steps_environment("aws", e) for e in environments)
+    subs = subjects(repository, ids, target, environments)
+    steps = ", ".join(steps_environment(target, e) for e in environments)
     why = "\n".join(f"#   {', '.join(n.actions)}: {n.why}" for n in needs("aws"))
     irsa = ""
     grants = [json.loads(text) for _, text in cloud.workload_policies()]  # backend, user pods: from the shim
@@ -160,7 +165,13 @@ OIDC_ISSUER=$(aws eks describe-cluster --name {cluster} --query cluster.identity
 
 
 def gcp_script(
-    cloud: Any, repository: str, ids: tuple[str, str] | None, environments: list[str], account: str, pool: str
+    cloud: Any,
+    repository: str,
+    ids: tuple[str, str] | None,
+    environments: list[str],
+    account: str,
+    pool: str,
+    target: str = "gcp",
 ) -> str:
     from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT
     from tools.permissions import gcp_grants, needs
@@ -175,10 +186,10 @@ def gcp_script(
     bindings = "".join(
         f"gcloud iam service-accounts add-iam-policy-binding {account} --project {project} \\\n"
         f'  --role roles/iam.workloadIdentityUser --member "{principal}/{sub}"\n'
-        for sub in subjects(repository, ids, "gcp", environments)
+        for sub in subjects(repository, ids, target, environments)
     )
     roles = "".join(_gcp_role(project, account, grant) for grant in gcp_grants(cloud))
-    steps = ", ".join(steps_environment("gcp", e) for e in environments)
+    steps = ", ".join(steps_environment(target, e) for e in environments)
     mapping = "google.subject=assertion.sub,attribute.repository_id=assertion.repository_id"
     condition = f"assertion.repository_owner_id == '{owner_id}' && assertion.repository_id == '{repo_id}'"
     provider = f"projects/$PROJECT_NUMBER/locations/global/workloadIdentityPools/{pool}/providers/github"
@@ -273,7 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--service-account", default="", help="GCP service account (default CLUSTER_NAME-ENVIRONMENT-deploy@...)"
     )
     parser.add_argument("--pool", default="", help="GCP Workload Identity pool (default github, github-push)")
+    parser.add_argument(
+        "--target", default="", help="the fleet target: its GitHub environments <target>-<env> (default: the cloud)"
+    )
     args = parser.parse_args(argv)
+    if args.target and not TARGET_NAME.match(args.target):
+        raise UsageError(f"--target {args.target!r}: use {TARGET_NAME_HELP}")
     if not REPOSITORY.match(args.repository):
         raise UsageError(f"--repository {args.repository!r}: give the GitHub repository as OWNER/REPO")
     ids = None
@@ -298,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cloud, args.repository, ids, role, args.allow_main, _ids_note(args.repository, ids)
             )
         else:
-            script = aws_script(cloud, args.repository, ids, [settings.environment], role)
+            script = aws_script(cloud, args.repository, ids, [settings.environment], role, args.target or "aws")
     else:
         account = args.service_account or f"{gcp_account_id(name)}@{settings['PROJECT_ID']}.iam.gserviceaccount.com"
         if args.identity == "push":
@@ -308,7 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:
             pool = args.pool or "github"
-            script = gcp_script(cloud, args.repository, ids, [settings.environment], account, pool)
+            script = gcp_script(
+                cloud, args.repository, ids, [settings.environment], account, pool, args.target or "gcp"
+            )
             script += reader_script(settings)
     sys.stdout.write(script)
     return 0

@@ -1,13 +1,15 @@
 """The fleet at a glance: per target its release, images, pods, endpoints and drift.
 
-    python -m tools.fleet_status --fleet fleet.yaml [--target NAME] [--no-endpoints]
+    python -m tools.fleet_status --fleet fleet.yaml [--target NAME [--env-file PATH]] [--no-endpoints]
 
 For each target (or the one given): the release's revision, status and age; the application
 commit (from out/<target>/images.json when its digests are the live ones) and the live image
 digests; pods ready; the public endpoints answering (skipped with --no-endpoints, e.g. a cluster
 with no ingress); and drift: live objects that differ from what the toolkit would render now from
 the settings and the release's images (tools/drift.py; Secrets by hash, never printed). Under
-GitHub Actions a table goes to the job summary. Exit 1 on drift or an unhealthy target.
+GitHub Actions a table goes to the job summary (.github/workflows/status.yml runs it per target on a
+schedule, with --env-file: the settings of the target's GitHub environment, as its deploys read
+them). Exit 1 on drift or an unhealthy target.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from tools.fleet import Fleet, load_fleet, out_dir
 from tools.helm import helm_binary, render
 from tools.report import REPORTER, markdown_table
 from tools.runner import run
-from tools.settings import REPO_ROOT, Settings
+from tools.settings import REPO_ROOT, Settings, load_settings
 
 IMAGE_VALUES = {"backend": ("backend",), "frontend": ("frontend",), "user-env": ("userEnvironment",)}
 
@@ -154,11 +156,11 @@ def endpoints(settings: Settings) -> tuple[str, bool]:
     return ("answering" if not bad else "; ".join(f"{c.name}: {c.detail}" for c in bad)), not bad
 
 
-def target_status(fleet: Fleet, target: str, check_endpoints: bool) -> Status:
+def target_status(fleet: Fleet, target: str, check_endpoints: bool, env_file: str | None = None) -> Status:
     from tools import kube
 
     status = Status(target)
-    settings = fleet.settings(target)
+    settings = load_settings(env_file=env_file) if env_file else fleet.settings(target)
     cloud = cloud_for(settings)
     with cloud.cluster_access() as kubeconfig:
         history = helm_history(settings, kubeconfig)
@@ -194,7 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fleet", required=True, metavar="PATH", help="the fleet file (waves and their targets)")
     parser.add_argument("--target", metavar="NAME", help="only this target of the fleet")
     parser.add_argument("--no-endpoints", dest="endpoints", action="store_false", help="do not call the public URLs")
+    parser.add_argument("--env-file", metavar="PATH", help="with --target: its settings from this file, not env/")
     args = parser.parse_args(argv)
+    if args.env_file and not args.target:
+        raise ToolError("--env-file is one target's settings: give --target NAME with it", 2)
     fleet = load_fleet(args.fleet)
     if args.target and args.target not in fleet.targets:
         raise ToolError(f"--target {args.target}: not in {args.fleet}: use one of {', '.join(fleet.targets)}", 2)
@@ -202,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for target in [args.target] if args.target else fleet.targets:
         start = time.monotonic()
         try:
-            status = target_status(fleet, target, args.endpoints)
+            status = target_status(fleet, target, args.endpoints, args.env_file)
         except ToolError as exc:
             status = Status(target, problems=[str(exc)])
         statuses.append(status)

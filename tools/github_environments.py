@@ -2,13 +2,17 @@
 
 `make github-setup` (tools/github_setup.py) turns it into REST request bodies; the fail-closed gate
 (tools/github_gate.py) reads an environment back and names every way it falls short of it. The
-credentials of a target exist only in the one job that names `<cloud>-<environment>`, so that
-environment's protection is the whole release gate:
+credentials of a target exist only in the jobs that name `<target>-<environment>` (the target
+named by its cloud, `aws`, `gcp`, `local`, when there is no fleet), so that environment's
+protection is the whole release gate:
 
 - production: required reviewers who are not the person who started the run, and a deployment
   policy that admits release tags only (a tag policy `v*`, the tags themselves protected by a
   ruleset so only admins create them);
-- staging (and dev): the refs the operator names (default: release tags only), reviewers optional.
+- staging (and dev): the refs the operator names (default: release tags only), reviewers optional;
+- status: the scheduled, read-only fleet status (.github/workflows/status.yml) with the target's
+  read-only identity: the default branch only (schedules run there), no reviewers (nobody is there
+  to approve a schedule).
 
 Sources: https://docs.github.com/en/rest/deployments/environments ,
 https://docs.github.com/en/rest/deployments/branch-policies ,
@@ -22,10 +26,12 @@ from dataclasses import dataclass
 
 from tools.errors import UsageError
 
-ENVIRONMENT = "{cloud}-{environment}"
+ENVIRONMENT = "{target}-{environment}"
 RELEASE_TAGS = "v*"  # the pattern release.yml's tag trigger narrows to vMAJOR.MINOR.PATCH
 TAG_RULES = ("creation", "update", "deletion")  # what the tag ruleset restricts to repository admins
 PRODUCTION = "production"
+STATUS = "status"
+DEFAULT_BRANCH = "main"  # where `schedule` runs: https://docs.github.com/en/actions/reference/workflows-and-actions/events-that-trigger-workflows#schedule
 REF_TYPES = ("branch", "tag")
 REVIEWER_TYPES = ("User", "Team")
 _REF = re.compile(r"^(branch|tag):(\S+)$")
@@ -53,9 +59,10 @@ class Protection:
     refs: tuple[Ref, ...]
 
 
-def environment_name(cloud: str, environment: str) -> str:
-    """The protected GitHub environment of one target: the only subject the cloud trusts."""
-    return ENVIRONMENT.format(cloud=cloud, environment=environment)
+def environment_name(target: str, environment: str) -> str:
+    """The protected GitHub environment of one target (a fleet target, or a cloud): the only subject its
+    cloud identity trusts."""
+    return ENVIRONMENT.format(target=target, environment=environment)
 
 
 def parse_refs(text: str) -> tuple[Ref, ...]:
@@ -85,8 +92,12 @@ def parse_reviewers(text: str) -> list[dict[str, object]]:
     return reviewers
 
 
-def protection(cloud: str, environment: str, staging_refs: tuple[Ref, ...] = ()) -> Protection:
-    """Production: reviewers, no self-review, release tags only. Others: the refs named (default tags)."""
+def protection(target: str, environment: str, staging_refs: tuple[Ref, ...] = ()) -> Protection:
+    """Production: reviewers, no self-review, release tags only. Status: the default branch only.
+    Others: the refs named (default tags)."""
+    name = environment_name(target, environment)
     if environment == PRODUCTION:
-        return Protection(environment_name(cloud, environment), True, True, (Ref("tag", RELEASE_TAGS),))
-    return Protection(environment_name(cloud, environment), False, False, staging_refs or (Ref("tag", RELEASE_TAGS),))
+        return Protection(name, True, True, (Ref("tag", RELEASE_TAGS),))
+    if environment == STATUS:
+        return Protection(name, False, False, staging_refs or (Ref("branch", DEFAULT_BRANCH),))
+    return Protection(name, False, False, staging_refs or (Ref("tag", RELEASE_TAGS),))

@@ -1,14 +1,16 @@
 """Fail closed: refuse a deploy whose GitHub environment would not stop anyone.
 
-Runs in a job with no secrets and no cloud token, before the job that names `<cloud>-<environment>`
-(the only one that may hold the target's credentials). A job naming an environment that does not
-exist creates it with no protection, and an environment's rules are what stand between a pushed
-branch and the cloud, so this reads the environment through GitHub's REST API and refuses, one line
-per missing protection with its fix, unless it is what tools/github_environments.py (and so
-`make github-setup`) describes:
+Runs in a job with no secrets and no cloud token, before the job that names `<target>-<environment>`
+(the only one that may hold the target's credentials; without a fleet the target is the cloud). A
+job naming an environment that does not exist creates it with no protection, and an environment's
+rules are what stand between a pushed branch and the cloud, so this reads the environment through
+GitHub's REST API and refuses, one line per missing protection with its fix, unless it is what
+tools/github_environments.py (and so `make github-setup`) describes:
 
     python -m tools.github_gate --cloud aws --environment production
     python -m tools.github_gate --cloud aws --environment staging --refs tag:v*,branch:main
+    python -m tools.github_gate --target aws-eu --environment production
+    python -m tools.github_gate --target aws-eu --environment status
 
 GITHUB_TOKEN (read access: the job's `actions: read`), GITHUB_REPOSITORY and GITHUB_API_URL come
 from the runner. Exit 0 when the environment is protected, 1 when it is not, 2 for bad usage.
@@ -27,10 +29,12 @@ import requests
 
 from tools import cli
 from tools.errors import ToolError, UsageError
+from tools.fleet import TARGET_NAME, TARGET_NAME_HELP
 from tools.github_environments import (
     PRODUCTION,
     REF_TYPES,
     RELEASE_TAGS,
+    STATUS,
     TAG_RULES,
     Protection,
     Ref,
@@ -215,22 +219,29 @@ def report(want: Protection, found: list[str]) -> None:
 @cli.main_boundary
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.parser(__doc__.splitlines()[0], cloud=False, dry_run=False)
-    parser.add_argument("--cloud", required=True, choices=("aws", "gcp", "local"), help="target cloud")
-    parser.add_argument("--environment", required=True, choices=("production", "staging", "dev"))
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--cloud", choices=("aws", "gcp", "local"), help="the target named by its cloud")
+    where.add_argument("--target", help="a fleet target (env/<target>.env): its environments are <target>-<env>")
+    parser.add_argument("--environment", required=True, choices=("production", "staging", "dev", STATUS))
     parser.add_argument(
-        "--refs", default="", help="staging/dev: the refs its policy admits, e.g. tag:v*,branch:main (default tag:v*)"
+        "--refs",
+        default="",
+        help="staging/dev/status: the refs its policy admits, e.g. tag:v*,branch:main (default tag:v*; status "
+        "branch:main)",
     )
     parser.add_argument("--repository", default=os.environ.get("GITHUB_REPOSITORY", ""), help="OWNER/REPO")
     args = parser.parse_args(argv)
     if args.environment == PRODUCTION and args.refs:
-        raise UsageError("--refs is for staging and dev: production admits release tags only")
+        raise UsageError("--refs is for staging, dev and status: production admits release tags only")
+    if args.target is not None and not TARGET_NAME.match(args.target):
+        raise UsageError(f"--target {args.target!r}: use {TARGET_NAME_HELP}")
     if "/" not in args.repository:
         raise UsageError(f"--repository {args.repository!r}: give OWNER/REPO (or set GITHUB_REPOSITORY)")
     token = os.environ.get("GITHUB_TOKEN", "")
     if not token:
         raise UsageError("GITHUB_TOKEN is not set: pass the job's token (env: GITHUB_TOKEN: ${{ github.token }})")
     REPORTER.register_secrets([token])
-    want = protection(args.cloud, args.environment, parse_refs(args.refs) if args.refs else ())
+    want = protection(args.target or args.cloud, args.environment, parse_refs(args.refs) if args.refs else ())
     github = GitHub(os.environ.get("GITHUB_API_URL") or API, token)
     start = time.monotonic()
     found = problems(want, read_target(github, args.repository, want))  # a failed read: its one line only

@@ -4,10 +4,14 @@ What a repository admin runs once (and may run again: every call converges), lik
 `make cloud-setup` for the cloud:
 
     make github-setup CLOUD=aws ARGS="--repository OWNER/REPO --reviewers User:1234,Team:567" > github-setup.sh
+    make github-setup ARGS="--fleet fleet.yaml --repository OWNER/REPO --reviewers User:1234" > github-setup.sh
 
-- `<cloud>-staging` and `<cloud>-production`, the only environments the cloud trusts, each with its
-  deployment policy (custom_branch_policies: production release tags `v*` only, staging the refs of
-  --staging-refs), production with required reviewers and prevent_self_review;
+- per target (`--cloud aws,gcp`: the targets named by their cloud; `--target aws-us,aws-eu` or
+  `--fleet fleet.yaml`: fleet targets) `<target>-staging` and `<target>-production`, the only
+  environments its cloud identities trust, each with its deployment policy (custom_branch_policies:
+  production release tags `v*` only, staging the refs of --staging-refs), production with required
+  reviewers and prevent_self_review; for fleet targets also `<target>-status`, the scheduled
+  read-only fleet status (.github/workflows/status.yml), admitting the default branch only;
 - a tag ruleset: only repository admins create, move or delete `v*` tags (a tag policy is only as
   strong as who may push the tag);
 - the protection `main` needs: no force push or deletion, changes through reviewed pull requests
@@ -19,6 +23,7 @@ The request bodies come from tools/github_environments.py, the description the g
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -27,8 +32,10 @@ from typing import Any
 
 from tools import cli
 from tools.errors import UsageError
+from tools.fleet import TARGET_NAME, TARGET_NAME_HELP, load_fleet
 from tools.github_environments import (
     RELEASE_TAGS,
+    STATUS,
     TAG_RULES,
     Protection,
     Ref,
@@ -176,10 +183,30 @@ def script(
     return "\n".join(parts)
 
 
+def _targets(args: argparse.Namespace) -> tuple[list[str], tuple[str, ...]]:
+    """The targets named, and the environments each gets (fleet targets: the status one too)."""
+    if args.fleet:
+        return list(load_fleet(args.fleet).targets), ("staging", "production", STATUS)
+    if args.target:
+        names = list(dict.fromkeys(t.strip() for t in args.target.split(",") if t.strip()))
+        bad = [t for t in names if not TARGET_NAME.match(t)]
+        if not names or bad:
+            raise UsageError(f"--target {args.target!r}: give comma-separated targets, each {TARGET_NAME_HELP}")
+        return names, ("staging", "production", STATUS)
+    text = args.cloud or "aws"
+    clouds = [c.strip() for c in text.split(",") if c.strip()]
+    if not clouds or not set(clouds) <= {"aws", "gcp", "local"}:
+        raise UsageError(f"--cloud {text!r}: give aws, gcp or local, comma-separated")
+    return list(dict.fromkeys(clouds)), ("staging", "production")
+
+
 @cli.main_boundary
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.parser(__doc__.splitlines()[0], cloud=False, dry_run=False)
-    parser.add_argument("--cloud", default="aws", help="comma-separated clouds, e.g. aws,gcp (default aws)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--cloud", default="", help="comma-separated clouds, e.g. aws,gcp (default aws)")
+    where.add_argument("--target", default="", help="comma-separated fleet targets, e.g. aws-us,aws-eu")
+    where.add_argument("--fleet", metavar="PATH", help="every target of this fleet file")
     parser.add_argument("--repository", default=os.environ.get("GITHUB_REPOSITORY", ""), help="OWNER/REPO")
     parser.add_argument(
         "--reviewers", default="", help="production's reviewers, User:ID or Team:ID, comma-separated (required)"
@@ -191,16 +218,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if "/" not in args.repository:
         raise UsageError(f"--repository {args.repository!r}: give the GitHub repository as OWNER/REPO")
-    clouds = [c.strip() for c in args.cloud.split(",") if c.strip()]
-    if not clouds or not set(clouds) <= {"aws", "gcp", "local"}:
-        raise UsageError(f"--cloud {args.cloud!r}: give aws, gcp or local, comma-separated")
+    names, kinds = _targets(args)
     reviewers = parse_reviewers(args.reviewers)
     if not reviewers:
         raise UsageError(
             "--reviewers: production needs required reviewers, e.g. User:1234 (gh api users/NAME --jq .id)"
         )
     staging_refs = parse_refs(args.staging_refs) if args.staging_refs else ()
-    targets = [protection(c, e, staging_refs) for c in dict.fromkeys(clouds) for e in ("staging", "production")]
+    targets = [protection(t, e, staging_refs if e != STATUS else ()) for t in names for e in kinds]
     sys.stdout.write(script(args.repository, targets, reviewers, parse_reviewers(args.staging_reviewers)))
     return 0
 
