@@ -147,3 +147,11 @@ def shim_values(cloud: str, auth: str = "google", digests: bool = False, **overr
 
 def without_checkov(annotations: dict[str, str] | None) -> dict[str, str]:
     return {k: v for k, v in (annotations or {}).items() if not k.startswith("checkov.io/")}
+
+
+def helm_install(kubeconfig: str, folder: Path, values: dict[str, Any], namespace: str) -> subprocess.CompletedProcess:
+    """`helm install` of the chart with `values` as the identity of `kubeconfig` (the simulated clouds' tests)."""
+    path = folder / "values.json"
+    path.write_text(json.dumps(values))
+    command = [str(HELMS["helm4"]), "install", "cmbcluster", str(CHART), "-n", namespace, "-f", str(path)]
+    return subprocess.run([*command, "--kubeconfig", kubeconfig], capture_output=True, text=True, check=False, cwd=REPO)

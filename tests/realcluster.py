@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.envfiles import good_env, write_env
@@ -193,6 +194,16 @@ class Site:
         )
         self.env_file = str(write_env(folder / "local.env", self.values))
         ensure_ingress_class(kubeconfig)
+
+    def install_healthy(self) -> Site:
+        """Secrets, then revision 1 of the release, healthy: the state a module's tests go back to."""
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("KUBECONFIG", self.kubeconfig)
+            patch.delenv("HELM_DRIVER", raising=False)
+            assert self.secrets().returncode == 0
+            installed = self.deploy()
+            assert installed.returncode == 0, installed.stdout + installed.stderr
+        return self
 
     def argv(self, *args: str) -> list[str]:
         return ["--cloud", "local", "--env-file", self.env_file, *args]

@@ -112,14 +112,7 @@ def test_a_connection_lost_after_a_rollout_is_tried_again_until_the_deadline(fai
 @pytest.fixture(scope="module")
 def site(cluster: str, cluster_namespace: str, stand_in_images: StandIns, tmp_path_factory) -> Site:
     """Google sign-in on a local cluster, revision 1 healthy."""
-    site = Site(tmp_path_factory.mktemp("sign-in"), cluster, cluster_namespace, stand_in_images)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KUBECONFIG", cluster)
-        patch.delenv("HELM_DRIVER", raising=False)
-        assert site.secrets().returncode == 0
-        installed = site.deploy()
-        assert installed.returncode == 0, installed.stdout + installed.stderr
-    return site
+    return Site(tmp_path_factory.mktemp("sign-in"), cluster, cluster_namespace, stand_in_images).install_healthy()
 
 
 def smoke(site: Site, capfd: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -21,14 +21,7 @@ pytestmark = pytest.mark.testbed
 @pytest.fixture(scope="module")
 def good(cluster: str, cluster_namespace: str, stand_in_images: StandIns, tmp_path_factory) -> Site:
     """A healthy release (revision 1) that every test goes back to."""
-    site = Site(tmp_path_factory.mktemp("smoke"), cluster, cluster_namespace, stand_in_images)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KUBECONFIG", cluster)
-        patch.delenv("HELM_DRIVER", raising=False)
-        assert site.secrets().returncode == 0
-        installed = site.deploy()
-        assert installed.returncode == 0, installed.stdout + installed.stderr
-    return site
+    return Site(tmp_path_factory.mktemp("smoke"), cluster, cluster_namespace, stand_in_images).install_healthy()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ import boto3
 import pytest
 import yaml
 
+from tests.chart_helpers import helm_install
 from tests.envfiles import good_env
 from tests.sim.aws_cli import run_printed_script
 from tests.sim.eks import ACCOUNT, CLUSTER, REGION
@@ -91,16 +92,6 @@ def chart_values(cloud: str, namespace: str) -> dict[str, Any]:
     return cloud_for(load_settings(cloud=cloud, environ=settings_env(cloud, namespace))).chart_values()
 
 
-def helm_install(kubeconfig: str, folder: Path, chart_cloud: str, namespace: str) -> subprocess.CompletedProcess:
-    values = folder / "values.json"
-    values.write_text(json.dumps(chart_values(chart_cloud, namespace)))
-    helm = str(Path(sys.executable).parent / "helm")
-    command = [helm, "install", "cmbcluster", str(REPO_ROOT / "helm"), "-n", namespace, "-f", str(values)]
-    return subprocess.run(
-        [*command, "--kubeconfig", kubeconfig], capture_output=True, text=True, check=False, cwd=REPO_ROOT
-    )
-
-
 # The escalation pair installs the chart with CLOUD=local values: its RBAC is the namespaced Role and
 # RoleBinding alone, so nothing but the escalation rule tells the two apart (with AWS values, Helm's first
 # read of the chart's cluster-scoped ClusterRole would already be refused to a namespace-scoped policy).
@@ -139,7 +130,7 @@ def test_deploy_role_installs_the_chart_only_through_its_access_entry_group(
         # preflight's escalation check, on the chart about to be installed
         rendered = render("cmbcluster", namespace, chart_values(chart_cloud, namespace))
         problems = escalation_problems(api_client(kubeconfig), namespace, rendered, "")
-        result = helm_install(kubeconfig, tmp_path, chart_cloud, namespace)
+        result = helm_install(kubeconfig, tmp_path, chart_values(chart_cloud, namespace), namespace)
 
     if printed:
         assert problems == []

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.chart_helpers import helm_install
 from tests.envfiles import good_env
 from tests.sim.gke import CLUSTER, CLUSTER_NAME, LOCATION, PROJECT
 from tools.cloud import GcpCloud, cloud_for
@@ -160,16 +161,6 @@ def preflight_escalation(kubeconfig: str, chart_cloud: str, namespace: str) -> l
     return escalation_problems(api_client(kubeconfig), namespace, rendered, "")
 
 
-def helm_install(kubeconfig: str, folder: Path, chart_cloud: str, namespace: str) -> subprocess.CompletedProcess:
-    values = folder / "values.json"
-    values.write_text(json.dumps(chart_values(chart_cloud, namespace)))
-    helm = str(Path(sys.executable).parent / "helm")
-    command = [helm, "install", "cmbcluster", str(REPO_ROOT / "helm"), "-n", namespace, "-f", str(values)]
-    return subprocess.run(
-        [*command, "--kubeconfig", kubeconfig], capture_output=True, text=True, check=False, cwd=REPO_ROOT
-    )
-
-
 @pytest.fixture(scope="module")
 def cert_manager(simulated_gke: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("cert-manager") / "cert-manager.yaml"
@@ -191,7 +182,7 @@ def test_the_deploy_account_as_printed_installs_the_gcp_chart_through_rbac(
     with as_account(simulated_gke, key_file, namespace, monkeypatch) as kubeconfig:
         who = simulated_gke.control_plane.kubectl("auth", "whoami", "-o", "json", kubeconfig=kubeconfig)
         problems = preflight_escalation(kubeconfig, "gcp", namespace)
-        result = helm_install(kubeconfig, tmp_path, "gcp", namespace)
+        result = helm_install(kubeconfig, tmp_path, chart_values("gcp", namespace), namespace)
 
     assert simulated_gke.api.calls[-1] == CLUSTER_NAME  # the endpoint and CA came from clusters.get
     assert who.returncode == 0, who.stderr + "\n".join(simulated_gke.hooks.log[-5:])
@@ -216,7 +207,9 @@ def test_without_the_printed_kubernetes_rights_the_deploy_account_is_refused_wit
     namespace = "cmb-gke-norbac"
     key_file = set_up(simulated_gke, tmp_path, namespace, rbac=False)
     with as_account(simulated_gke, key_file, namespace, monkeypatch) as kubeconfig:
-        result = helm_install(kubeconfig, tmp_path, "local", namespace)  # Helm's first request is refused
+        result = helm_install(
+            kubeconfig, tmp_path, chart_values("local", namespace), namespace
+        )  # Helm's first request is refused
 
     assert result.returncode != 0
     # GKE's refusal: Kubernetes' sentence for the user, then the IAM permission that would have allowed it
@@ -238,7 +231,7 @@ def test_with_iam_alone_the_charts_role_needs_the_escalate_permission(
     simulated_gke.iam.bind(f"serviceAccount:{account_for(namespace)}", role)
     with as_account(simulated_gke, key_file, namespace, monkeypatch) as kubeconfig:
         problems = preflight_escalation(kubeconfig, "local", namespace)
-        result = helm_install(kubeconfig, tmp_path, "local", namespace)
+        result = helm_install(kubeconfig, tmp_path, chart_values("local", namespace), namespace)
 
     roles = simulated_gke.control_plane.kubectl("get", "roles", "-n", namespace, "-o", "name").stdout.split()
     if role == "roles/container.admin":
