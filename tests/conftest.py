@@ -182,6 +182,41 @@ def simulated_gke() -> Iterator[Any]:
         sim.stop()
 
 
+@pytest.fixture(scope="session")
+def simulated_eks_cluster(testbed: TestBed, cluster: str, moto_url: str) -> Iterator[Any]:
+    """The simulated EKS on the real cluster: its access path is a second apiserver on the kit's etcd, so what
+    the deploy role makes runs on the kit's kubelet (tests/sim/controlplane.py)."""
+    from tests.sim.controlplane import kit_home
+    from tests.sim.eks import SimulatedEks
+    from tests.testbed import kit_dir
+
+    kit, home = kit_dir(), kit_home(cluster, testbed.env.get("K8S_HOME"))
+    if kit is None or home is None:
+        unavailable("the simulated EKS on the real cluster needs the kit's cluster (not CMB_TEST_KUBECONFIG's)")
+    sim = SimulatedEks(kit, moto_url, storage=home)
+    try:
+        yield sim.start()
+    finally:
+        sim.stop()
+
+
+@pytest.fixture(scope="session")
+def simulated_gke_cluster(testbed: TestBed, cluster: str) -> Iterator[Any]:
+    """The simulated GKE on the real cluster (a second apiserver on the kit's etcd, as for EKS above)."""
+    from tests.sim.controlplane import kit_home
+    from tests.sim.gke import SimulatedGke
+    from tests.testbed import kit_dir
+
+    kit, home = kit_dir(), kit_home(cluster, testbed.env.get("K8S_HOME"))
+    if kit is None or home is None:
+        unavailable("the simulated GKE on the real cluster needs the kit's cluster (not CMB_TEST_KUBECONFIG's)")
+    sim = SimulatedGke(kit, storage=home)
+    try:
+        yield sim.start()
+    finally:
+        sim.stop()
+
+
 # -- the stand-in bucket drivers (tests/sim/csi.py) ------------------------------------------------------
 @pytest.fixture(scope="module")
 def stand_in_csi(testbed: TestBed, cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:

@@ -33,18 +33,34 @@ BINARIES = ("kube-apiserver", "kube-controller-manager", "kubectl")
 
 
 class ControlPlane:
-    """etcd + kube-apiserver (+ the aggregation controller) under `home`, on free loopback ports."""
+    """etcd + kube-apiserver (+ the aggregation controller) under `home`, on free loopback ports.
 
-    def __init__(self, kit: Path, home: Path, hooks: WebhookServer, authorizer: str = "eks-access-policies") -> None:
-        self.kit, self.home, self.hooks = kit, home, hooks
+    With `storage` (the K8S_HOME of the test bed's running kit cluster), only a second kube-apiserver starts:
+    on that cluster's etcd, PKI and service-account keys, as a highly available control plane runs several.
+    What the provider's identities make through it is the real cluster's: its scheduler places the pods and
+    its kubelet runs them, so a whole deploy chain runs on the simulated provider. The kit's own apiserver
+    (Node,RBAC, no webhooks) keeps serving the kubelet, the controllers and every other test.
+    """
+
+    def __init__(
+        self,
+        kit: Path,
+        home: Path,
+        hooks: WebhookServer,
+        authorizer: str = "eks-access-policies",
+        storage: Path | None = None,
+    ) -> None:
+        self.kit, self.home, self.hooks, self.storage = kit, home, hooks, storage
         self.authorizer = authorizer  # the Webhook authorizer's name, after Node and RBAC
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.port = free_port()
-        self.kubeconfig = str(home / "kubeconfig")  # system:masters, for the test's set-up only
+        # system:masters, for the test's set-up only (the kit's own admin kubeconfig when on its storage)
+        self.kubeconfig = str((storage or home) / "kubeconfig")
 
     def start(self) -> None:
-        (self.home / "bin").mkdir(parents=True, exist_ok=True)
-        _unpack(self.kit, self.home / "bin")
+        if self.storage is None:
+            (self.home / "bin").mkdir(parents=True, exist_ok=True)
+            _unpack(self.kit, self.home / "bin")
         authz = self.home / "authorization.json"
         # (GKE's chain has the same shape: tests/sim/gke.py)
         # EKS's authorizer chain: Node, RBAC, then the webhook of access policies, so RBAC's escalation
@@ -96,6 +112,9 @@ class ControlPlane:
             "K8S_APISERVER_EXTRA_ARGS": " ".join(flags),
         }
         scripts = self.kit / "reference"
+        if self.storage is not None:
+            self._start_on_storage(self.storage, env, flags)
+            return
         subprocess.run(["bash", str(scripts / "mkpki.sh"), str(self.home)], env=env, check=True, capture_output=True)
         self._spawn("etcd", ["bash", str(scripts / "start-etcd.sh"), str(self.home)], env)
         self._spawn("kube-apiserver", ["bash", str(scripts / "start-kube-apiserver.sh"), str(self.home)], env)
@@ -116,6 +135,23 @@ class ControlPlane:
         )
         self._wait("kube-controller-manager", lambda: bool(self.cluster_role("admin").get("rules")))
 
+    def _start_on_storage(self, kit_home: Path, env: dict[str, str], flags: list[str]) -> None:
+        """A second kube-apiserver of the running kit cluster: its settings, PKI and binaries, its etcd."""
+        settings = _settings(kit_home / "run" / "settings.env")
+        for name in ("pki", "bin"):
+            link = self.home / name
+            if not link.exists():
+                link.symlink_to(kit_home / name)
+        for name in ("K8S_ETCD_CLIENT_PORT", "K8S_SERVICE_CIDR", "K8S_NODEPORT_RANGE"):
+            env[name] = settings[name]
+        # The kit's apiserver owns the `kubernetes` Service's endpoints (its port): this one must not rewrite them
+        # (--endpoint-reconciler-type:
+        # https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/)
+        env["K8S_APISERVER_EXTRA_ARGS"] = " ".join([*flags, "--endpoint-reconciler-type=none"])
+        script = self.kit / "reference" / "start-kube-apiserver.sh"
+        self._spawn("kube-apiserver", ["bash", str(script), str(self.home)], env)
+        self._wait("kube-apiserver", lambda: self.get("/readyz") == "ok")
+
     def get(self, path: str) -> Any:
         pki = self.home / "pki"
         context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
@@ -134,7 +170,7 @@ class ControlPlane:
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
         log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         self.procs[name] = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_own_session_ended_with_parent
         )
 
     def _wait(self, name: str, probe: Any, seconds: float = 60.0) -> None:
@@ -158,6 +194,20 @@ class ControlPlane:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.procs.clear()
+
+
+def kit_home(kubeconfig: str, k8s_home: str | None) -> Path | None:
+    """The running kit cluster's K8S_HOME (the test bed's, or the folder of a kit kubeconfig), if it is the kit."""
+    home = Path(k8s_home) if k8s_home else Path(kubeconfig).resolve().parent
+    return home if (home / "run" / "settings.env").is_file() and (home / "pki" / "sa.key").is_file() else None
+
+
+def _settings(path: Path) -> dict[str, str]:
+    """The kit's recorded settings (run/settings.env: NAME=value lines, shell-quoted as bash's printf %q does)."""
+    import shlex
+
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {name: (shlex.split(value) or [""])[0] for name, value in pairs}
 
 
 def _own_session_ended_with_parent() -> None:

@@ -28,14 +28,14 @@ MOTO_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 class SimulatedEks:
     __test__ = False
 
-    def __init__(self, kit: Path, moto_url: str) -> None:
+    def __init__(self, kit: Path, moto_url: str, storage: Path | None = None) -> None:
         self.moto_url = moto_url
         # a short folder: the kit's PKI and unix sockets live under it (at most 64 characters)
         self.home = Path(tempfile.mkdtemp(prefix="cmb-eks-", dir="/tmp"))
         self.reviewer = EksTokenReviewer(CLUSTER, moto_url)
         self.entries = AccessEntries()
         self.hooks = EksWebhooks(self.home / "webhook", self.reviewer, self.entries)
-        self.control_plane = ControlPlane(kit, self.home, self.hooks)
+        self.control_plane = ControlPlane(kit, self.home, self.hooks, storage=storage)
         self.api = EksApi(moto_url, CLUSTER, self.entries)  # AWS_ENDPOINT_URL_EKS for the tools and the test
 
     def start(self) -> SimulatedEks:

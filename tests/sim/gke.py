@@ -32,13 +32,13 @@ CLUSTER_NAME = f"projects/{PROJECT}/locations/{LOCATION}/clusters/{CLUSTER}"
 class SimulatedGke:
     __test__ = False
 
-    def __init__(self, kit: Path) -> None:
+    def __init__(self, kit: Path, storage: Path | None = None) -> None:
         # a short folder: the kit's PKI and unix sockets live under it (at most 64 characters)
         self.home = Path(tempfile.mkdtemp(prefix="cmb-gke-", dir="/tmp"))
         self.tokens = GoogleTokenServer()
         self.iam = ProjectIam(PROJECT)
         self.hooks = GkeWebhooks(self.home / "webhook", self.tokens, self.iam, CLUSTER_NAME)
-        self.control_plane = ControlPlane(kit, self.home, self.hooks, authorizer="gke-iam")
+        self.control_plane = ControlPlane(kit, self.home, self.hooks, authorizer="gke-iam", storage=storage)
         self.api = GkeClusterApi(self.tokens, self.iam, CLUSTER_NAME)
 
     def start(self) -> SimulatedGke:
