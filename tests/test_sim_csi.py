@@ -26,8 +26,8 @@ from tools.cloud import USER_SERVICE_ACCOUNT, cloud_for
 from tools.helm import render
 from tools.kube import RELEASE_ANNOTATION, api_client
 from tools.settings import load_settings
+from tools.smoke.cache import Cluster
 from tools.smoke.storage import check_storage, storage_check_manifests
-from tools.smoke.watch import Cluster
 
 pytestmark = pytest.mark.testbed
 WRITE = 'echo "written by $TOKEN" > "$MOUNT/from-the-pod.txt"'

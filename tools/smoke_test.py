@@ -58,21 +58,12 @@ from tools.errors import ToolError, UsageError
 from tools.report import REPORTER, markdown_table
 from tools.settings import SECRET_VARS, Settings
 from tools.smoke import objects
-from tools.smoke.endpoints import check_endpoints
-from tools.smoke.storage import check_storage
-from tools.smoke.watch import (
-    COMPONENT_LABEL,
-    DEFAULT_DEADLINE,
-    DEFAULT_ENDPOINT_DEADLINE,
-    DEFAULT_GRACE,
-    DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_STORAGE_DEADLINE,
-    Check,
-    Cluster,
-    check_rollout,
-    print_check,
-    release_deployments,
-)
+from tools.smoke.cache import Cluster
+from tools.smoke.endpoints import DEFAULT_ENDPOINT_DEADLINE, DEFAULT_REQUEST_TIMEOUT, check_endpoints
+from tools.smoke.objects import COMPONENT_LABEL
+from tools.smoke.results import Check, print_check
+from tools.smoke.storage import DEFAULT_STORAGE_DEADLINE, check_storage
+from tools.smoke.watch import DEFAULT_DEADLINE, DEFAULT_GRACE, check_rollout, release_deployments
 
 
 # -- helm ----------------------------------------------------------------------------------------------

@@ -26,8 +26,9 @@ from tools.auth import wiring
 from tools.kube import RELEASE_ANNOTATION, ingress_address
 from tools.settings import Settings
 from tools.smoke import objects
+from tools.smoke.cache import Cluster
 from tools.smoke.pinned import pinned_session
-from tools.smoke.watch import Check, Cluster, print_check
+from tools.smoke.results import Check, print_check
 
 FRONTEND_COMPONENT = "app.kubernetes.io/component=frontend"
 HEADERS = {"User-Agent": "cmbcluster-smoke-test"}

@@ -1,1 +1,3 @@
-"""The parts of smoke_test: rollout watching, endpoint checks and the user-storage check."""
+"""The parts of smoke_test: the watch cache (cache), the judgement of pods and Deployments (verdicts),
+what is shown for a failure (evidence), the rollout watch (watch), the endpoint checks (endpoints)
+and the user-storage check (storage); objects and results are the small shared readers and rows."""

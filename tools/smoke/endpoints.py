@@ -10,8 +10,13 @@ from urllib.parse import urlsplit, urlunsplit
 from tools.kube import ingress_address
 from tools.settings import Settings
 from tools.smoke import objects
+from tools.smoke.cache import Cluster
+from tools.smoke.evidence import describe_event
 from tools.smoke.pinned import pinned_session
-from tools.smoke.watch import Check, Cluster, describe_event, print_check
+from tools.smoke.results import Check, print_check
+
+DEFAULT_ENDPOINT_DEADLINE = 180.0  # seconds for the Ingress address and HTTPS checks together
+DEFAULT_REQUEST_TIMEOUT = 10.0  # seconds for one HTTPS request
 
 
 # -- endpoints ----------------------------------------------------------------------------------------

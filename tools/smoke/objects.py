@@ -8,6 +8,9 @@ from typing import Any
 
 from tools.errors import ToolError
 
+COMPONENT_LABEL = "app.kubernetes.io/component"
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+
 
 def name(obj: dict[str, Any]) -> str:
     return (obj.get("metadata") or {}).get("name") or ""
@@ -42,3 +45,15 @@ def short_error(exc: BaseException) -> str:
         if match:
             return match.group(1).strip(" '\")")
     return text[:200]
+
+
+def event_time(event: dict[str, Any]) -> str:
+    """When an Event (core/v1 or events.k8s.io shape) last happened, as an RFC 3339 stamp ('' when unknown)."""
+    return (
+        event.get("lastTimestamp")
+        or (event.get("series") or {}).get("lastObservedTime")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )

@@ -12,23 +12,19 @@ from typing import Any
 
 from tools.cloud import USER_SERVICE_ACCOUNT, check_bucket_name, cloud_for
 from tools.errors import ToolError
+from tools.kube import RELEASE_ANNOTATION
 from tools.report import REPORTER
 from tools.settings import Settings
 from tools.smoke import objects
-from tools.smoke.watch import (
-    COMPONENT_LABEL,
-    RELEASE_ANNOTATION,
-    STORAGE_MOUNT,
-    Check,
-    Cluster,
-    Outcome,
-    Problem,
-    container_logs,
-    pod_problem,
-    pod_summary,
-    report_problem,
-    watch_until,
-)
+from tools.smoke.cache import Cluster
+from tools.smoke.evidence import container_logs, pod_summary, report_problem
+from tools.smoke.objects import COMPONENT_LABEL
+from tools.smoke.results import Check, Outcome
+from tools.smoke.verdicts import Problem, pod_problem
+from tools.smoke.watch import watch_until
+
+DEFAULT_STORAGE_DEADLINE = 180.0  # seconds for the storage pod, from creation to its end
+STORAGE_MOUNT = "/mnt/storage-check"
 
 
 # -- user storage ---------------------------------------------------------------------------------------
