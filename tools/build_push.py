@@ -52,12 +52,10 @@ from typing import Any
 
 from tools.cli import main_boundary, parser, settings_from
 from tools.cloud import Cloud, RegistryAuth, cloud_for
-from tools.cloud.aws import ecr_repositories
 from tools.content_tag import CONTENT_TAG, content_tag
 from tools.errors import ToolError, UsageError
 from tools.image_index import checked_manifest, put_index
 from tools.images import DEFAULT_OUTPUT, write_images
-from tools.permissions import need
 from tools.platforms import DEFAULT_PLATFORMS, emulation_hint, emulation_missing, runs_commands, split, tag_suffix
 from tools.registry import Registry
 from tools.report import REPORTER, markdown_table
@@ -217,26 +215,8 @@ class Docker:
         if missing:
             raise ToolError(emulation_hint(job.name, missing, engine_arch), exit_code=1)
 
-    # `docker push` to ECR (the layers and the manifest); on GCP the registry writer's permissions
-    _PUSH = need(
-        "aws",
-        (
-            "ecr:BatchCheckLayerAvailability",
-            "ecr:InitiateLayerUpload",
-            "ecr:UploadLayerPart",
-            "ecr:CompleteLayerUpload",
-        ),
-        ecr_repositories,
-        "docker push: upload the image layers",
-    )
-    _PUSH_GCP = need(
-        "gcp",
-        ("artifactregistry.repositories.downloadArtifacts", "artifactregistry.repositories.uploadArtifacts",
-         "artifactregistry.tags.create", "artifactregistry.tags.update"),
-        lambda c: [f"projects/{c.settings['PROJECT_ID']}"],
-        "docker push, read a digest, add a release tag (Artifact Registry)",
-    )  # fmt: skip
-
+    # What the push needs of ECR or Artifact Registry is declared beside the login it pushes with
+    # (tools/cloud/ecr.py, tools/cloud/gcp.py), so the policy is collected without importing a step
     def push(self, job: Job, tag: str) -> None:
         from tools.runner import run
 

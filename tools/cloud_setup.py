@@ -99,7 +99,7 @@ def aws_script(
 ) -> str:
     from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT
     from tools.permissions import aws_policy, needs
-    from tools.rbac import deploy_group
+    from tools.rights import deploy_group
 
     s = cloud.settings
     account, cluster, namespace = s["AWS_ACCOUNT_ID"], s.cluster_name, s.namespace

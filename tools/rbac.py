@@ -21,18 +21,11 @@ from typing import Any
 
 from tools import cli
 from tools.errors import UsageError
-from tools.rights import CREATE_BOUNDS, WATCH_VERBS, Right, deploy_rights
+from tools.rights import CREATE_BOUNDS, DEPLOY_GROUP, WATCH_VERBS, Right, deploy_group, deploy_rights
 
 # User and group names may hold colons (an EKS access entry's default user is an STS ARN); a service
 # account's name is a DNS label, optionally after its namespace and a slash
 SUBJECT = re.compile(r"^(?:(User|Group):(\S+)|(ServiceAccount):((?:[a-z0-9-]+/)?[a-z0-9][a-z0-9.-]*))$")
-# The group EKS's access entry gives an environment's deploy role (tools/cloud_setup.py): one per namespace, so
-# that where staging and production share a cluster, the binding of one namespace reaches no other's role
-DEPLOY_GROUP = "cmbcluster-deployers-{namespace}"
-
-
-def deploy_group(namespace: str) -> str:
-    return DEPLOY_GROUP.format(namespace=namespace)
 
 
 def subject(text: str, namespace: str) -> dict[str, str]:

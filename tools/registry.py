@@ -25,8 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tools.cloud import RegistryAuth
-from tools.cloud.aws import ecr_repositories
+from tools.cloud import RegistryAuth, ecr_repositories
 from tools.errors import ToolError
 from tools.permissions import need
 

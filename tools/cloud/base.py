@@ -25,6 +25,8 @@ USER_ENV_PORT = 8888
 # database bucket (apart from the file the old FUSE mount left at the bucket's root).
 DATABASE_FILE = "cmbcluster.db"
 DATABASE_REPLICA_PATH = f"litestream/{DATABASE_FILE}"
+# What the smoke test's storage check writes into the smoke bucket, and the cloud empties from it afterwards
+STORAGE_PREFIX = ".cmbcluster-storage-check-"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 # What creates each ingress class the chart may use.
 INGRESS_CONTROLLERS = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from tools.cloud.googleapi import google_credentials, google_error, google_request
 from tools.dnsrecords import Change, Record, normal
 from tools.errors import ToolError
 from tools.permissions import need, with_dns_zone
@@ -34,15 +35,11 @@ class CloudDnsZone:
 
     @functools.cached_property
     def session(self) -> Any:
-        from google.auth.transport.requests import AuthorizedSession
-
-        from tools.cloud.gcp import google_credentials
+        from google.auth.transport.requests import AuthorizedSession  # heavy: only when Cloud DNS is called
 
         return AuthorizedSession(google_credentials())
 
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
-        from tools.cloud.gcp import google_error, google_request
-
         url = f"{API}/projects/{self.project}/{path}"
         response = google_request(self.session, method, url, f"Cloud DNS {what}", **kwargs)
         if response.status_code == 403:
