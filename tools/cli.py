@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tools.errors import ToolError
 from tools.report import REPORTER
@@ -36,7 +36,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(cloud=args.cloud, env_file=args.env_file)
 
 
-def main_boundary(run: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+class Main(Protocol):
+    """A tool's `main`: its arguments (the command line's when None) -> an exit code."""
+
+    def __call__(self, argv: Sequence[str] | None = None) -> int: ...
+
+
+def main_boundary(run: Callable[[Sequence[str] | None], int]) -> Main:
     """Wrap a tool's `main(argv)` so that it returns an exit code and prints no traceback."""
 
     def wrapped(argv: Sequence[str] | None = None) -> int:

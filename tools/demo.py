@@ -31,6 +31,7 @@ import shutil
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from tools import cli, kube
@@ -404,7 +405,7 @@ def down(demo: Demo) -> int:
 
 
 @cli.main_boundary
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.parser(__doc__.splitlines()[0], cloud=False, dry_run=False)
     parser.add_argument("action", nargs="?", choices=("up", "down"), default="up")
     parser.add_argument("--fail", choices=("crash",), help="then show the failure path (make demo DEMO_FAIL=crash)")

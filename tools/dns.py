@@ -97,6 +97,8 @@ def sync(settings: Settings, ingress: str, address: str, *, dry_run: bool, timeo
 
     cloud = cloud_for(settings)
     zone = cloud.dns_zone()
+    if zone is None:  # main refuses a target without DNS_ZONE before it gets here
+        raise ToolError("DNS_ZONE is not set: set it to the hosted zone (AWS) or managed zone (GCP) to manage")
     with REPORTER.action(f"reading {zone.service} zone {settings['DNS_ZONE']}") as action:
         names = record_names(settings["BASE_DOMAIN"])
         wanted = [zone.pointing(name, address) for name in names]

@@ -73,4 +73,4 @@ def covered(rule: dict[str, Any], held: list[dict[str, Any]]) -> bool:
 
 
 def _has(values: list[str] | None, value: str) -> bool:
-    return bool(values) and ("*" in values or value in values)
+    return values is not None and bool(values) and ("*" in values or value in values)

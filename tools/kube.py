@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from tools.errors import ToolError
 from tools.rights import Right
@@ -25,7 +25,11 @@ def api_client(kubeconfig: str) -> Any:
     return Kube(kubeconfig)
 
 
-def call(api: Any, fn: Callable[[], T], what: str, missing_ok: bool = False) -> T | None:
+@overload
+def call(api: Any, fn: Callable[..., T], what: str, missing_ok: Literal[False] = False) -> T: ...
+@overload
+def call(api: Any, fn: Callable[..., T], what: str, missing_ok: bool) -> T | None: ...
+def call(api: Any, fn: Callable[..., T], what: str, missing_ok: bool = False) -> T | None:
     """Run one API call; with `missing_ok` a 404 returns None. Every other failure is one clear line."""
     from tools.kubeapi import ApiError, Unreachable
 

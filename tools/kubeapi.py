@@ -85,7 +85,7 @@ def path(resource: str, namespace: str | None = None, name: str | None = None, s
     return "/".join(parts)
 
 
-def _select(items: list[dict[str, Any]], name: str, what: str, source: str) -> dict[str, Any]:
+def _select(items: list[dict[str, Any]] | None, name: str, what: str, source: str) -> dict[str, Any]:
     for item in items or []:
         if item.get("name") == name:
             return item.get(what.rstrip("s")) or {}

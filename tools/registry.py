@@ -266,7 +266,7 @@ class Registry:
 
         parts = urllib.parse.urlsplit(url)
         proxy = urllib.request.getproxies_environment().get(parts.scheme, "")
-        if proxy and urllib.request.proxy_bypass_environment(parts.hostname or ""):
+        if proxy and urllib.request.proxy_bypass_environment(parts.hostname or ""):  # type: ignore[attr-defined]
             proxy = ""
         if proxy not in self._pools:
             self._pools[proxy] = urllib3.ProxyManager(proxy, maxsize=4) if proxy else urllib3.PoolManager(maxsize=4)

@@ -127,8 +127,8 @@ def deploy_rights(rendered: list[dict[str, Any]]) -> list[Right]:
             wanted.setdefault((group, plural(kind), True, names), set()).update(NAMED_VERBS)
             verbs = (verbs - set(NAMED_VERBS)) | set(WATCH_VERBS)
         wanted.setdefault((group, plural(kind), kind in CLUSTER_SCOPED, ()), set()).update(verbs)
-    group, resource, verbs = LOCK_RIGHT
-    wanted.setdefault((group, resource, False, ()), set()).update(verbs)
+    group, resource, lock_verbs = LOCK_RIGHT
+    wanted.setdefault((group, resource, False, ()), set()).update(lock_verbs)
     for role in (o for o in rendered if o and o.get("kind") == "ClusterRole"):
         for rule in role.get("rules") or []:
             for group in rule.get("apiGroups") or [""]:

@@ -226,9 +226,9 @@ def _check_auth(settings: Settings, examples: set[str]) -> list[Finding]:
     if choice == "auto":
         if not configured:
             for provider in AUTH_SETTINGS:
-                missing = ", ".join(settings.missing_auth(provider))
+                needed = ", ".join(settings.missing_auth(provider))
                 findings.append(
-                    Finding("error", "AUTH_PROVIDER", f"auto found no complete provider: {provider} needs {missing}")
+                    Finding("error", "AUTH_PROVIDER", f"auto found no complete provider: {provider} needs {needed}")
                 )
         for provider in AUTH_SETTINGS:
             missing = settings.missing_auth(provider)

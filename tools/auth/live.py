@@ -97,7 +97,7 @@ def _frontend(cluster: Cluster, settings: Settings, args: argparse.Namespace) ->
     address = args.address
     if address == "ingress":
         found = [ingress_address(i) for i in cluster.release_objects("ingresses", settings.release)]
-        address = next((a for a in found if a), None)
+        address = next((a for a in found if a), "")
         if not address:
             raise LookupError(f"release {settings.release} has no Ingress address to send the sign-in to")
     base = f"{public.scheme}://{public.netloc}"

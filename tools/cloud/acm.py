@@ -67,7 +67,7 @@ class Certificates:
         """Certificates in `statuses` covering BASE_DOMAIN and *.BASE_DOMAIN, described, newest expiry first."""
 
         def listing() -> list[dict[str, Any]]:
-            summaries = []
+            summaries: list[dict[str, Any]] = []
             for page in self.acm.get_paginator("list_certificates").paginate(CertificateStatuses=statuses):
                 summaries += page.get("CertificateSummaryList") or []
             return summaries

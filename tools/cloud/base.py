@@ -219,8 +219,8 @@ class Cloud:
                 )
             elif not found:
                 missing.append(problem)
-        problem, unreadable = self.database_class_problem(api)
-        missing += [problem] if problem else []
+        class_problem, unreadable = self.database_class_problem(api)
+        missing += [class_problem] if class_problem else []
         unchecked += [unreadable] if unreadable else []
         return missing, unchecked
 
