@@ -30,6 +30,7 @@ from typing import Any
 
 from tools import cli
 from tools.auth.cognito import reader_script
+from tools.cloud import Cloud
 from tools.errors import UsageError
 from tools.fleet import TARGET_NAME, TARGET_NAME_HELP
 from tools.push_identity import aws_push_script, gcp_push_script
@@ -95,7 +96,7 @@ def _heredoc(path: str, document: dict[str, Any]) -> str:
 
 
 def aws_script(
-    cloud: Any, repository: str, ids: tuple[str, str] | None, environments: list[str], role: str, target: str = "aws"
+    cloud: Cloud, repository: str, ids: tuple[str, str] | None, environments: list[str], role: str, target: str = "aws"
 ) -> str:
     from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT
     from tools.permissions import aws_policy, needs
@@ -165,7 +166,7 @@ OIDC_ISSUER=$(aws eks describe-cluster --name {cluster} --query cluster.identity
 
 
 def gcp_script(
-    cloud: Any,
+    cloud: Cloud,
     repository: str,
     ids: tuple[str, str] | None,
     environments: list[str],

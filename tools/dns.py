@@ -21,6 +21,7 @@ from typing import Any
 
 from tools import cli
 from tools.errors import ToolError
+from tools.kubeapi import KubeApi
 from tools.report import REPORTER, markdown_table
 from tools.settings import Settings
 
@@ -29,7 +30,7 @@ def record_names(domain: str) -> list[str]:
     return [domain, f"api.{domain}", f"*.{domain}"]
 
 
-def ingress_address(api: Any, namespace: str, release: str, timeout: float) -> tuple[str, str]:
+def ingress_address(api: KubeApi, namespace: str, release: str, timeout: float) -> tuple[str, str]:
     """(the chart's Ingress name, its address), waiting while the controller makes the load balancer."""
     from tools import kube
     from tools.waiting import wait_for

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from tools.kubeapi import KubeApi
 from tools.rights import Right
 
 ROLE_KINDS = {"Role": "roles", "ClusterRole": "clusterroles"}
 
 
-def escalation_problems(api: Any, namespace: str, rendered: list[dict[str, Any]], hint: str) -> list[str]:
+def escalation_problems(api: KubeApi, namespace: str, rendered: list[dict[str, Any]], hint: str) -> list[str]:
     """One line per chart Role or ClusterRole these credentials could not create; [] when the server
     gives no RBAC rules to compare (an API server without SelfSubjectRulesReview)."""
     from tools import kube

@@ -29,6 +29,7 @@ from tools.drift import drift
 from tools.errors import ToolError
 from tools.fleet import Fleet, load_fleet, out_dir
 from tools.helm import helm_binary, render
+from tools.kubeapi import KubeApi
 from tools.report import REPORTER, markdown_table
 from tools.runner import run
 from tools.settings import REPO_ROOT, Settings, load_settings
@@ -121,13 +122,13 @@ def object_path(obj: dict[str, Any], namespace: str) -> str:
     return f"{prefix}{where}/{plural}/{obj['metadata']['name']}"
 
 
-def live_object(api: Any, obj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
+def live_object(api: KubeApi, obj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
     from tools import kube
 
     return kube.call(api, lambda: api.get(object_path(obj, namespace)), f"read {obj['kind']}", missing_ok=True)
 
 
-def pods_ready(api: Any, settings: Settings) -> tuple[str, bool]:
+def pods_ready(api: KubeApi, settings: Settings) -> tuple[str, bool]:
     from tools.kubeapi import path
 
     selector = f"app.kubernetes.io/instance={settings.release}"

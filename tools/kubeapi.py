@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tools.errors import ToolError
 
@@ -160,6 +160,36 @@ class Credentials:
             self._renew_at = now + max(0.0, expires - now) * 0.9
         else:
             self._renew_at = None
+
+
+class KubeApi(Protocol):
+    """The Kubernetes client seam: what the tools ask of a cluster. `Kube` answers it; a function takes
+    a `KubeApi` so that it names what it needs, not how the client is made."""
+
+    server: str  # the API server's URL, for messages
+
+    def request(
+        self,
+        method: str,
+        url_path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+        timeout: tuple[float, float] = TIMEOUT,
+        stream: bool = False,
+    ) -> Any: ...
+
+    def get(self, url_path: str, **query: Any) -> Any: ...
+
+    def create(self, url_path: str, body: dict[str, Any]) -> Any: ...
+
+    def patch(self, url_path: str, body: dict[str, Any]) -> Any: ...
+
+    def delete(self, url_path: str) -> Any: ...
+
+    def watch(
+        self, url_path: str, resource_version: str | None, seconds: int, stop: Callable[[], bool]
+    ) -> Iterator[dict[str, Any]]: ...
 
 
 class Kube:

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from tools.errors import ToolError
+from tools.kubeapi import KubeApi
 from tools.report import REPORTER
 
 REVISION_ANNOTATION = "cmbcluster.io/writing-revision"
@@ -112,7 +113,7 @@ class ReleaseLock:
 
     def __init__(
         self,
-        api: Any,
+        api: KubeApi,
         namespace: str,
         release: str,
         step: str,

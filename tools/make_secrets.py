@@ -17,11 +17,11 @@ import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from tools import cli, lease, rules
 from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET
 from tools.errors import ToolError, UsageError
+from tools.kubeapi import KubeApi
 from tools.report import REPORTER, markdown_table
 from tools.settings import Settings
 
@@ -140,7 +140,7 @@ def _target(
     return given, "settings"
 
 
-def read_live(api: Any, namespace: str) -> dict[str, dict[str, str] | None]:
+def read_live(api: KubeApi, namespace: str) -> dict[str, dict[str, str] | None]:
     from tools import kube
     from tools.settings import SECRET_VARS
 
@@ -153,7 +153,9 @@ def read_live(api: Any, namespace: str) -> dict[str, dict[str, str] | None]:
     return live
 
 
-def apply(api: Any, namespace: str, live: dict[str, dict[str, str] | None], writes: dict[str, dict[str, str]]) -> None:
+def apply(
+    api: KubeApi, namespace: str, live: dict[str, dict[str, str] | None], writes: dict[str, dict[str, str]]
+) -> None:
     from tools import kube
 
     for secret, values in writes.items():

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tools.cloud import RegistryAuth, ecr_repositories
+from tools.cloud import Cloud, RegistryAuth, ecr_repositories
 from tools.errors import ToolError
 from tools.permissions import need
 
@@ -346,7 +346,7 @@ class Headers(dict[str, str]):
 
 
 @contextmanager
-def image_registries(cloud: Any) -> Iterator[Callable[[str], Registry]]:
+def image_registries(cloud: Cloud) -> Iterator[Callable[[str], Registry]]:
     """A registry client per host, on demand: the cloud's credentials go only to the cloud's own registry."""
     own = cloud.registry().split("/")[0]
     clients: dict[str, Registry] = {}

@@ -11,6 +11,7 @@ import hmac
 from typing import Any
 
 from tools.auth import wiring
+from tools.cloud import Cloud
 from tools.cloud.awscall import aws_call
 from tools.errors import ToolError
 from tools.permissions import need
@@ -28,7 +29,7 @@ def pool_arn(settings: Settings) -> list[str]:
     return [f"arn:aws:cognito-idp:{wiring.cognito_region(settings)}:{account}:userpool/{pool}"]
 
 
-def _pool_of(cloud: Any) -> list[str]:
+def _pool_of(cloud: Cloud) -> list[str]:
     return pool_arn(cloud.settings)
 
 

@@ -16,6 +16,7 @@ from tools.cloud.acm import Certificates, ensure_certificate
 from tools.cloud.awscall import client
 from tools.cloud.base import Cloud, RegistryAuth
 from tools.cloud.route53 import Route53Zone
+from tools.kubeapi import KubeApi
 from tools.report import REPORTER
 from tools.rights import deploy_group
 from tools.settings import IMAGES
@@ -158,7 +159,7 @@ class AwsCloud(Cloud):
         return s3.ensure_bucket(self._client("s3"), name, s["AWS_REGION"], s["AWS_ACCOUNT_ID"], dry_run)
 
     # -- prerequisites -------------------------------------------------------------------------
-    def prerequisites(self, api: Any) -> tuple[list[str], list[str]]:
+    def prerequisites(self, api: KubeApi) -> tuple[list[str], list[str]]:
         missing, unchecked = super().prerequisites(api)
         enforcement = self.network_policy_warning()
         return missing + self.trust_problems(), unchecked + ([enforcement] if enforcement else [])

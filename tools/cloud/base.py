@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from tools.errors import ToolError
+from tools.kubeapi import KubeApi
 from tools.settings import IMAGES, Settings
 
 USER_SERVICE_ACCOUNT = "cmbcluster-user-sa"
@@ -187,7 +188,7 @@ class Cloud:
         """Copy object `key` to the file `path`; False when there is no such object."""
         return False
 
-    def prerequisites(self, api: Any) -> tuple[list[str], list[str]]:
+    def prerequisites(self, api: KubeApi) -> tuple[list[str], list[str]]:
         """What the cluster (or the cloud account) lacks for the chart, and what could not be checked.
 
         `api` is a `tools.kubeapi.Kube` for the target cluster. Checks the CSI driver of this
@@ -224,7 +225,7 @@ class Cloud:
         unchecked += [unreadable] if unreadable else []
         return missing, unchecked
 
-    def database_class_problem(self, api: Any) -> tuple[str | None, str | None]:
+    def database_class_problem(self, api: KubeApi) -> tuple[str | None, str | None]:
         """The database's claim binds only through a StorageClass: the one named in the settings, else
         the cluster's default; on EKS it must provision with the EBS CSI driver. (problem, unchecked)."""
         from tools import kube

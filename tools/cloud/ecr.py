@@ -11,13 +11,14 @@ from typing import Any
 
 from tools.cloud.arns import arn
 from tools.cloud.awscall import aws_call
+from tools.cloud.base import Cloud
 from tools.errors import ToolError
 from tools.permissions import everywhere, need
 from tools.report import REPORTER
 from tools.settings import IMAGES
 
 
-def ecr_repositories(cloud: Any) -> list[str]:
+def ecr_repositories(cloud: Cloud) -> list[str]:
     """The ARNs of the three images' ECR repositories."""
     return [arn(cloud.settings, "ecr", f"repository/{cloud.repository_name(image)}") for image in IMAGES]
 

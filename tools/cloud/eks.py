@@ -11,7 +11,7 @@ from typing import Any
 
 from tools.cloud.arns import arn
 from tools.cloud.awscall import aws_call
-from tools.cloud.base import temporary_kubeconfig
+from tools.cloud.base import Cloud, temporary_kubeconfig
 from tools.errors import ToolError
 from tools.permissions import need
 from tools.report import REPORTER
@@ -20,7 +20,7 @@ EXEC_API_VERSION = "client.authentication.k8s.io/v1beta1"
 EKS_TOKEN_LIFETIME = 14 * 60  # seconds: EKS accepts a token for 15 minutes; renew a minute early
 
 
-def _cluster(cloud: Any) -> list[str]:
+def _cluster(cloud: Cloud) -> list[str]:
     return [arn(cloud.settings, "eks", f"cluster/{cloud.settings.cluster_name}")]
 
 

@@ -10,6 +10,7 @@ from tools.cloud.base import Cloud, RegistryAuth, temporary_kubeconfig
 from tools.cloud.clouddns import CloudDnsZone
 from tools.cloud.googleapi import google_access_token, google_credentials, google_error, google_request
 from tools.errors import ToolError
+from tools.kubeapi import KubeApi
 from tools.permissions import need, with_dns_zone
 
 
@@ -90,7 +91,7 @@ class GcpCloud(Cloud):
         how = "DNS-01 through Cloud DNS" if self.settings["DNS_ZONE"] else "HTTP-01"
         return "skip", f"cert-manager issues the certificate in the cluster ({how}, the chart's Issuer)"
 
-    def prerequisites(self, api: Any) -> tuple[list[str], list[str]]:
+    def prerequisites(self, api: KubeApi) -> tuple[list[str], list[str]]:
         missing, unchecked = super().prerequisites(api)
         if not self.settings["DNS_ZONE"]:
             return missing, unchecked

@@ -9,7 +9,7 @@ import urllib.parse
 from typing import Any
 
 from tools.cloud.awscall import aws_call
-from tools.cloud.base import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT
+from tools.cloud.base import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT, Cloud
 from tools.permissions import need
 from tools.settings import Settings
 
@@ -17,7 +17,7 @@ from tools.settings import Settings
 IRSA_ROLES = (("AWS_IRSA_ROLE_ARN", BACKEND_SERVICE_ACCOUNT), ("AWS_USER_IRSA_ROLE_ARN", USER_SERVICE_ACCOUNT))
 
 
-def _irsa_roles(cloud: Any) -> list[str]:
+def _irsa_roles(cloud: Cloud) -> list[str]:
     return sorted({cloud.settings[key] for key, _ in IRSA_ROLES})
 
 

@@ -6,20 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from tools.cloud.awscall import aws_call
-from tools.cloud.base import STORAGE_PREFIX
+from tools.cloud.base import STORAGE_PREFIX, Cloud
 from tools.errors import ToolError
 from tools.permissions import need
 
 
-def _smoke_bucket(cloud: Any) -> list[str]:
+def _smoke_bucket(cloud: Cloud) -> list[str]:
     return [f"arn:aws:s3:::{cloud.smoke_bucket}"]
 
 
-def _storage_check_objects(cloud: Any) -> list[str]:
+def _storage_check_objects(cloud: Cloud) -> list[str]:
     return [f"arn:aws:s3:::{cloud.smoke_bucket}/{STORAGE_PREFIX}*"]
 
 
-def _buckets(cloud: Any) -> list[str]:
+def _buckets(cloud: Cloud) -> list[str]:
     return [f"arn:aws:s3:::{cloud.database_bucket}", f"arn:aws:s3:::{cloud.smoke_bucket}"]
 
 
