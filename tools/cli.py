@@ -10,6 +10,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
@@ -141,8 +142,6 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 def _on_stop_signals() -> dict[int, Any]:
     """SIGTERM and SIGINT stop the run the same way (`Terminated`, or a cancelled task in `run_async`);
     a repeated signal does not interrupt the cleanup. Returns the handlers it replaced."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return {}
 

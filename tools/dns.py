@@ -19,11 +19,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from tools import cli
+from tools import cli, kube
+from tools.cloud import cloud_for
+from tools.dnsrecords import owner_name, plan
 from tools.errors import ToolError
 from tools.kubeapi import KubeApi
 from tools.report import REPORTER, markdown_table
+from tools.rules import require_valid
 from tools.settings import Settings
+from tools.waiting import wait_for
 
 
 def record_names(domain: str) -> list[str]:
@@ -32,8 +36,6 @@ def record_names(domain: str) -> list[str]:
 
 def ingress_address(api: KubeApi, namespace: str, release: str, timeout: float) -> tuple[str, str]:
     """(the chart's Ingress name, its address), waiting while the controller makes the load balancer."""
-    from tools import kube
-    from tools.waiting import wait_for
 
     def probe() -> tuple[tuple[str, str] | None, str]:
         ingresses = kube.release_ingresses(api, namespace, release)
@@ -65,7 +67,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.timeout < float("inf"):
         raise ToolError("--timeout must be a positive number of seconds", 2)
     settings = cli.settings_from(args)
-    from tools.cloud import cloud_for
 
     cloud = cloud_for(settings)
     zone = cloud.dns_zone()
@@ -73,7 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         why = "DNS_ZONE is not set" if settings.cloud != "local" else "a local cluster has no managed DNS zone"
         REPORTER.line("skip", f"dns: {why}: point {settings['BASE_DOMAIN']} at the Ingress address yourself")
         return 0
-    from tools.rules import require_valid
 
     require_valid(settings, "dns", uses_secrets=False)
     with cloud.cluster_access() as kubeconfig:
@@ -82,8 +82,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def dns(settings: Settings, kubeconfig: str, args: argparse.Namespace) -> int:
     """The step after the settings and cluster access: address, plan, change, wait, report."""
-    from tools import kube
-
     start = time.monotonic()
     with kube.api_client(kubeconfig) as api:
         ingress, address = ingress_address(api, settings.namespace, settings.release, args.timeout)
@@ -93,9 +91,6 @@ def dns(settings: Settings, kubeconfig: str, args: argparse.Namespace) -> int:
 
 def sync(settings: Settings, ingress: str, address: str, *, dry_run: bool, timeout: float) -> int:
     """Make the three records point at `address` (the Ingress `ingress`'s), owned by this release."""
-    from tools.cloud import cloud_for
-    from tools.dnsrecords import owner_name, plan
-
     cloud = cloud_for(settings)
     zone = cloud.dns_zone()
     if zone is None:  # main refuses a target without DNS_ZONE before it gets here

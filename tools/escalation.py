@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.kubeapi import KubeApi
+from tools import kube
+from tools.kubeapi import KubeApi, path
 from tools.rights import Right
 
 ROLE_KINDS = {"Role": "roles", "ClusterRole": "clusterroles"}
@@ -22,9 +23,6 @@ ROLE_KINDS = {"Role": "roles", "ClusterRole": "clusterroles"}
 def escalation_problems(api: KubeApi, namespace: str, rendered: list[dict[str, Any]], hint: str) -> list[str]:
     """One line per chart Role or ClusterRole these credentials could not create; [] when the server
     gives no RBAC rules to compare (an API server without SelfSubjectRulesReview)."""
-    from tools import kube
-    from tools.kubeapi import path
-
     roles = [o for o in rendered if o.get("kind") in ROLE_KINDS and o.get("rules")]
     if not roles:
         return []

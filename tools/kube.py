@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar, overload
 
 from tools.errors import ToolError
-from tools.kubeapi import KubeApi
+from tools.kubeapi import ApiError, Kube, KubeApi, Unreachable, path
 from tools.rights import Right
 
 T = TypeVar("T")
@@ -21,8 +21,6 @@ RELEASE_ANNOTATION = "meta.helm.sh/release-name"  # on every object Helm made fo
 
 def api_client(kubeconfig: str) -> Any:
     """A `tools.kubeapi.Kube` for the current context of `kubeconfig`."""
-    from tools.kubeapi import Kube
-
     return Kube(kubeconfig)
 
 
@@ -32,8 +30,6 @@ def call(api: KubeApi, fn: Callable[..., T], what: str, missing_ok: Literal[Fals
 def call(api: KubeApi, fn: Callable[..., T], what: str, missing_ok: bool) -> T | None: ...
 def call(api: KubeApi, fn: Callable[..., T], what: str, missing_ok: bool = False) -> T | None:
     """Run one API call; with `missing_ok` a 404 returns None. Every other failure is one clear line."""
-    from tools.kubeapi import ApiError, Unreachable
-
     try:
         return fn()
     except ApiError as exc:
@@ -61,8 +57,6 @@ def describe(exc: Any) -> str:
 # -- secrets -----------------------------------------------------------------------------------
 def read_secret(api: KubeApi, namespace: str, name: str) -> dict[str, str] | None:
     """A Secret's data decoded to text, or None when it does not exist."""
-    from tools.kubeapi import path
-
     secret = call(api, lambda: api.get(path("secrets", namespace, name)), f"reading Secret {namespace}/{name}", True)
     if secret is None:
         return None
@@ -74,8 +68,6 @@ def encode(values: dict[str, str]) -> dict[str, str]:
 
 
 def create_secret(api: KubeApi, namespace: str, name: str, values: dict[str, str], labels: dict[str, str]) -> None:
-    from tools.kubeapi import path
-
     body = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -88,8 +80,6 @@ def create_secret(api: KubeApi, namespace: str, name: str, values: dict[str, str
 
 def patch_secret(api: KubeApi, namespace: str, name: str, values: dict[str, str]) -> None:
     """Change only the given keys (a merge patch of `data`; other keys stay as they are)."""
-    from tools.kubeapi import path
-
     call(
         api,
         lambda: api.patch(path("secrets", namespace, name), {"data": encode(values)}),
@@ -105,7 +95,6 @@ def ensure_namespace(api: KubeApi, namespace: str, dry_run: bool = False) -> tup
     exist (the writes that follow say so if not). A server error on creating is not fatal here
     for the same reason: the next write into the namespace is the definitive answer.
     """
-    from tools.kubeapi import ApiError, path
 
     def read() -> str | None:
         try:
@@ -147,8 +136,6 @@ def denied(api: KubeApi, namespace: str, rights: list[Right]) -> list[str]:
 
     Fails closed: a review the server answers without a verdict is an error, never a yes.
     """
-    from tools.kubeapi import path
-
     refused = []
     for right in rights:
         for verb, object_name, name in right.checks():
@@ -193,7 +180,6 @@ def read_cluster_objects(
     api: KubeApi, resource: str, what: str, name: str | None = None
 ) -> list[dict[str, Any]] | None:
     """The cluster-scoped object `name` ([] when missing), or every object of `resource`; None on HTTP 403."""
-    from tools.kubeapi import ApiError, path
 
     def attempt() -> list[dict[str, Any]] | None:
         try:
@@ -220,8 +206,6 @@ def ingress_address(ingress: dict[str, Any]) -> str:
 
 def release_ingresses(api: KubeApi, namespace: str, release: str) -> list[dict[str, Any]]:
     """The Ingresses Helm made for `release` (not the user environments' ones), by name."""
-    from tools.kubeapi import path
-
     listing = call(api, lambda: api.get(path("ingresses", namespace)), f"listing Ingresses in {namespace}") or {}
     found = [
         i

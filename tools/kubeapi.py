@@ -12,18 +12,22 @@ longer than one token keeps working.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import json
 import os
-import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tools.errors import ToolError
+
+if TYPE_CHECKING:
+    import ssl
+from tools.report import REPORTER
+from tools.runner import run
 
 T = TypeVar("T")
 TIMEOUT = (5.0, 30.0)  # connect, read seconds for each API request
@@ -132,9 +136,6 @@ class Credentials:
 
     def _run_exec(self) -> None:
         """Run the exec credential plugin and keep its token and expiry (client.authentication.k8s.io)."""
-        from tools.report import REPORTER
-        from tools.runner import run
-
         spec = self.exec_spec or {}
         command = [spec.get("command", ""), *(spec.get("args") or [])]
         env = {**os.environ, **{e["name"]: e["value"] for e in spec.get("env") or []}}
@@ -323,7 +324,8 @@ class Kube:
 
 def _tls_context(cluster: dict[str, Any], user: dict[str, Any], base: str) -> ssl.SSLContext:
     """Trust the cluster's CA (not the system's, as kubectl does when a CA is given); present the user's cert."""
-    import base64
+    import ssl  # with tempfile: only when a client is made, never for --help (every step imports this module)
+    import tempfile
 
     def resolve(file: str) -> str:
         return file if os.path.isabs(file) else os.path.join(base, file)

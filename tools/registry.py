@@ -260,7 +260,7 @@ class Registry:
 
     def _pool(self, url: str) -> Any:
         """The pool for `url`: through the environment's proxy for its scheme unless NO_PROXY names the host."""
-        import urllib.request
+        import urllib.request  # with urllib3: imports ssl, which --help must not pay for
 
         import urllib3
 

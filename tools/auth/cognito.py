@@ -8,6 +8,7 @@ App client -> Hosted UI): the things that otherwise surface only after a green d
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Any
 
 from tools.auth import wiring
@@ -131,7 +132,6 @@ def reader_script(settings: Settings) -> str:
     """`make cloud-setup` off AWS with Cognito sign-in: a read-only AWS identity for the online check, or ''."""
     if "cognito" not in settings.auth_providers():
         return ""
-    import json
 
     user = f"{settings.cluster_name}-cognito-reader"
     return f"""

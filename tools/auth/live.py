@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tools.auth import wiring
 from tools.kube import RELEASE_ANNOTATION, ingress_address
+from tools.kubeapi import ApiError, Unreachable, path
 from tools.settings import Settings
 from tools.smoke import objects
 from tools.smoke.pinned import pinned_session
@@ -109,8 +110,6 @@ def _frontend(cluster: Cluster, settings: Settings, args: argparse.Namespace) ->
 
 
 def _service_address(cluster: Cluster, release: str) -> str:
-    from tools.kubeapi import ApiError, Unreachable, path
-
     try:
         services = cluster.api.get(path("services", cluster.namespace), labelSelector=FRONTEND_COMPONENT)
     except (ApiError, Unreachable) as exc:

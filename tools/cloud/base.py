@@ -7,14 +7,17 @@ are imported inside the methods that talk to a cloud, so `--help` and `plan` nev
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from tools import kube
 from tools.errors import ToolError
 from tools.kubeapi import KubeApi
+from tools.report import REPORTER
 from tools.settings import IMAGES, Settings
 
 USER_SERVICE_ACCOUNT = "cmbcluster-user-sa"
@@ -196,8 +199,6 @@ class Cloud:
         one line each saying what to install, or why it was not checked (a cluster-scoped read
         that a namespace-scoped identity may not do).
         """
-        from tools import kube
-
         missing: list[str] = []
         unchecked: list[str] = []
         wanted = []
@@ -228,8 +229,6 @@ class Cloud:
     def database_class_problem(self, api: KubeApi) -> tuple[str | None, str | None]:
         """The database's claim binds only through a StorageClass: the one named in the settings, else
         the cluster's default; on EKS it must provision with the EBS CSI driver. (problem, unchecked)."""
-        from tools import kube
-
         named = self.settings["DATABASE_STORAGE_CLASS"]
         what = f"StorageClass {named}" if named else "the default StorageClass"
         classes = kube.read_cluster_objects(api, "storageclasses", what, named or None)
@@ -355,13 +354,10 @@ def temporary_kubeconfig(
     """A kubeconfig with one cluster, user and context: mode 0600 in a private temporary folder,
     removed with the folder when the block ends, whatever happens in it. The user is a bearer
     `token`, or `user` as given (e.g. an exec credential plugin that renews its token)."""
-    import os
-    import shutil
+    import shutil  # with tempfile and yaml: only when a kubeconfig is written, never for --help
     import tempfile
 
     import yaml
-
-    from tools.report import REPORTER
 
     if token:
         REPORTER.register_secrets([token])

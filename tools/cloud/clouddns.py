@@ -4,6 +4,7 @@ its record sets, changes and their status. Address records are A records to the 
 from __future__ import annotations
 
 import functools
+import ipaddress
 from typing import Any
 
 from tools.cloud.googleapi import google_credentials, google_error, google_request
@@ -92,8 +93,6 @@ class CloudDnsZone:
         return found
 
     def pointing(self, name: str, address: str) -> Record:
-        import ipaddress
-
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:

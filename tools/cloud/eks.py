@@ -3,6 +3,7 @@ renews it, and whether the VPC CNI enforces NetworkPolicy."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from collections.abc import Iterator
@@ -45,8 +46,6 @@ def eks_token(cluster: str, region: str) -> str:
 
     `k8s-aws-v1.` + unpadded base64url of a presigned STS GetCallerIdentity URL (60 s) whose
     signed headers include `x-k8s-aws-id: CLUSTER`."""
-    import base64
-
     import boto3  # heavy (~0.3 s): only when a token is made, never for --help or plan
 
     sts = boto3.client("sts", region_name=region)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -12,6 +13,7 @@ from tools.cloud.googleapi import google_access_token, google_credentials, googl
 from tools.errors import ToolError
 from tools.kubeapi import KubeApi
 from tools.permissions import need, with_dns_zone
+from tools.report import REPORTER
 
 
 def _project(cloud: GcpCloud) -> list[str]:
@@ -140,8 +142,6 @@ class GcpCloud(Cloud):
     )  # fmt: skip
 
     def registry_login(self) -> RegistryAuth:
-        from tools.report import REPORTER
-
         token = google_access_token()
         REPORTER.register_secrets([token])
         return RegistryAuth(self.registry().split("/")[0], "oauth2accesstoken", token)
@@ -307,8 +307,6 @@ class GcpCloud(Cloud):
 
     def _storage_client(self) -> Any:
         """google-cloud-storage; against STORAGE_EMULATOR_HOST (tests, local runs) with anonymous credentials."""
-        import os
-
         from google.cloud import storage
 
         emulator = os.environ.get("STORAGE_EMULATOR_HOST")
