@@ -161,9 +161,10 @@ setup-chartpress: .venv-chartpress/.installed ## Install chartpress (bench-build
 test: setup setup-checkov setup-awscli ## Run the test suite (starts its own real Kubernetes cluster, Docker engine, registry, moto, GCS)
 	$(PY) -m pytest --durations=15 $(ARGS)
 
-lint: setup ## ruff on the Python code
+lint: setup ## ruff on the Python code, mypy on tools/
 	$(VENV)/bin/ruff check tools tests .github
 	$(VENV)/bin/ruff format --check tools tests .github
+	$(VENV)/bin/mypy
 
 lint-workflows: setup ## actionlint, zizmor (offline) and yamllint on .github/
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/actionlint  # with the venv's shellcheck on run: scripts

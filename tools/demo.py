@@ -31,6 +31,7 @@ import shutil
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from tools import cli, kube
@@ -38,6 +39,7 @@ from tools.errors import ToolError
 from tools.helm import helm_binary
 from tools.images import load_images
 from tools.kit import KIT_ENV, is_kit, kit_dir, lay_out_from_release, running_kubelets
+from tools.kubeapi import ApiError, path
 from tools.report import REPORTER
 from tools.runner import run, run_lines
 from tools.settings import REPO_ROOT, read_env_file
@@ -205,8 +207,6 @@ class Demo:
 
     def prepare_cluster(self, kubeconfig: str) -> None:
         """The namespace (a cluster admin's one-time job) and an IngressClass nginx when there is none."""
-        from tools.kubeapi import ApiError, path
-
         api = kube.api_client(kubeconfig)
         with REPORTER.action(f"namespace {self.namespace}") as result:
             result.detail = kube.ensure_namespace(api, self.namespace)[1]
@@ -276,8 +276,6 @@ class Demo:
 
     # -- what runs -----------------------------------------------------------------------------
     def summary(self, env: dict[str, str], kubeconfig: str, images: Path) -> None:
-        from tools.kubeapi import path
-
         status = run(
             [helm_binary(), "status", RELEASE, "-n", self.namespace, "-o", "json", "--kubeconfig", kubeconfig],
             env={**os.environ, **env},
@@ -348,8 +346,6 @@ def up(demo: Demo, fail: str | None) -> int:
 
 def crash(demo: Demo, env: dict[str, str], kubeconfig: str) -> int:
     """Deploy a backend that crashes: smoke diagnoses it and rolls back; check the good one runs again."""
-    from tools.kubeapi import path
-
     REPORTER.info("failure path: the same chain with a backend that exits at once (smoke diagnoses it, rolls back)")
     crash_env = demo.write_config(env["REGISTRY"], demo.root / "crash.env", demo.contexts("crash"))
     start = time.monotonic()
@@ -377,8 +373,6 @@ def crash(demo: Demo, env: dict[str, str], kubeconfig: str) -> int:
 
 def down(demo: Demo) -> int:
     """Stop everything the demo started: its namespace (on your cluster), its IngressClass, the test bed."""
-    from tools.kubeapi import path
-
     state = demo.state()
     kubeconfig = str(state.get("kubeconfig") or "")
     if state.get("cluster") == "yours" and Path(kubeconfig).is_file():
@@ -404,7 +398,7 @@ def down(demo: Demo) -> int:
 
 
 @cli.main_boundary
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.parser(__doc__.splitlines()[0], cloud=False, dry_run=False)
     parser.add_argument("action", nargs="?", choices=("up", "down"), default="up")
     parser.add_argument("--fail", choices=("crash",), help="then show the failure path (make demo DEMO_FAIL=crash)")

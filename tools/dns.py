@@ -19,20 +19,23 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from tools import cli
+from tools import cli, kube
+from tools.cloud import cloud_for
+from tools.dnsrecords import owner_name, plan
 from tools.errors import ToolError
+from tools.kubeapi import KubeApi
 from tools.report import REPORTER, markdown_table
+from tools.rules import require_valid
 from tools.settings import Settings
+from tools.waiting import wait_for
 
 
 def record_names(domain: str) -> list[str]:
     return [domain, f"api.{domain}", f"*.{domain}"]
 
 
-def ingress_address(api: Any, namespace: str, release: str, timeout: float) -> tuple[str, str]:
+def ingress_address(api: KubeApi, namespace: str, release: str, timeout: float) -> tuple[str, str]:
     """(the chart's Ingress name, its address), waiting while the controller makes the load balancer."""
-    from tools import kube
-    from tools.waiting import wait_for
 
     def probe() -> tuple[tuple[str, str] | None, str]:
         ingresses = kube.release_ingresses(api, namespace, release)
@@ -64,7 +67,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.timeout < float("inf"):
         raise ToolError("--timeout must be a positive number of seconds", 2)
     settings = cli.settings_from(args)
-    from tools.cloud import cloud_for
 
     cloud = cloud_for(settings)
     zone = cloud.dns_zone()
@@ -72,7 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         why = "DNS_ZONE is not set" if settings.cloud != "local" else "a local cluster has no managed DNS zone"
         REPORTER.line("skip", f"dns: {why}: point {settings['BASE_DOMAIN']} at the Ingress address yourself")
         return 0
-    from tools.rules import require_valid
 
     require_valid(settings, "dns", uses_secrets=False)
     with cloud.cluster_access() as kubeconfig:
@@ -81,8 +82,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def dns(settings: Settings, kubeconfig: str, args: argparse.Namespace) -> int:
     """The step after the settings and cluster access: address, plan, change, wait, report."""
-    from tools import kube
-
     start = time.monotonic()
     with kube.api_client(kubeconfig) as api:
         ingress, address = ingress_address(api, settings.namespace, settings.release, args.timeout)
@@ -92,11 +91,10 @@ def dns(settings: Settings, kubeconfig: str, args: argparse.Namespace) -> int:
 
 def sync(settings: Settings, ingress: str, address: str, *, dry_run: bool, timeout: float) -> int:
     """Make the three records point at `address` (the Ingress `ingress`'s), owned by this release."""
-    from tools.cloud import cloud_for
-    from tools.dnsrecords import owner_name, plan
-
     cloud = cloud_for(settings)
     zone = cloud.dns_zone()
+    if zone is None:  # main refuses a target without DNS_ZONE before it gets here
+        raise ToolError("DNS_ZONE is not set: set it to the hosted zone (AWS) or managed zone (GCP) to manage")
     with REPORTER.action(f"reading {zone.service} zone {settings['DNS_ZONE']}") as action:
         names = record_names(settings["BASE_DOMAIN"])
         wanted = [zone.pointing(name, address) for name in names]

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 
 from tools.cli import main_boundary
+from tools.cloud.eks import EKS_TOKEN_LIFETIME, EXEC_API_VERSION, eks_token
+from tools.report import REPORTER
 
 
 @main_boundary
@@ -24,8 +26,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cluster", required=True, help="the EKS cluster's name")
     parser.add_argument("--region", required=True, help="its AWS region")
     args = parser.parse_args(argv)
-    from tools.cloud.aws import EKS_TOKEN_LIFETIME, EXEC_API_VERSION, eks_token
-    from tools.report import REPORTER
 
     REPORTER.print_to_stderr()  # stdout is the ExecCredential the caller parses, and nothing else
 

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from tools import kube
+from tools.kubeapi import KubeApi, path
 from tools.rights import Right
 
 ROLE_KINDS = {"Role": "roles", "ClusterRole": "clusterroles"}
 
 
-def escalation_problems(api: Any, namespace: str, rendered: list[dict[str, Any]], hint: str) -> list[str]:
+def escalation_problems(api: KubeApi, namespace: str, rendered: list[dict[str, Any]], hint: str) -> list[str]:
     """One line per chart Role or ClusterRole these credentials could not create; [] when the server
     gives no RBAC rules to compare (an API server without SelfSubjectRulesReview)."""
-    from tools import kube
-    from tools.kubeapi import path
-
     roles = [o for o in rendered if o.get("kind") in ROLE_KINDS and o.get("rules")]
     if not roles:
         return []
@@ -73,4 +72,4 @@ def covered(rule: dict[str, Any], held: list[dict[str, Any]]) -> bool:
 
 
 def _has(values: list[str] | None, value: str) -> bool:
-    return bool(values) and ("*" in values or value in values)
+    return values is not None and bool(values) and ("*" in values or value in values)

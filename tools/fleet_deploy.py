@@ -27,7 +27,7 @@ from pathlib import Path
 from tools import cli
 from tools.errors import ToolError
 from tools.fleet import Fleet, load_fleet, out_dir, platforms_union
-from tools.fleet_validate import validate
+from tools.fleet_checks import validate
 from tools.images import load_images
 from tools.report import REPORTER, markdown_table
 from tools.runner import run_lines

@@ -22,16 +22,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools import cli
+from tools import cli, kube
 from tools.chart_values import deploy_values
 from tools.cloud import cloud_for
 from tools.drift import drift
 from tools.errors import ToolError
 from tools.fleet import Fleet, load_fleet, out_dir
 from tools.helm import helm_binary, render
+from tools.kubeapi import KubeApi, path
 from tools.report import REPORTER, markdown_table
 from tools.runner import run
 from tools.settings import REPO_ROOT, Settings, load_settings
+from tools.smoke.endpoints import check_url
 
 IMAGE_VALUES = {"backend": ("backend",), "frontend": ("frontend",), "user-env": ("userEnvironment",)}
 
@@ -121,15 +123,11 @@ def object_path(obj: dict[str, Any], namespace: str) -> str:
     return f"{prefix}{where}/{plural}/{obj['metadata']['name']}"
 
 
-def live_object(api: Any, obj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
-    from tools import kube
-
+def live_object(api: KubeApi, obj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
     return kube.call(api, lambda: api.get(object_path(obj, namespace)), f"read {obj['kind']}", missing_ok=True)
 
 
-def pods_ready(api: Any, settings: Settings) -> tuple[str, bool]:
-    from tools.kubeapi import path
-
+def pods_ready(api: KubeApi, settings: Settings) -> tuple[str, bool]:
     selector = f"app.kubernetes.io/instance={settings.release}"
     pods = api.get(path("pods", settings.namespace), labelSelector=selector).get("items") or []
     pods = [p for p in pods if not p["metadata"].get("deletionTimestamp") and p["status"].get("phase") != "Succeeded"]
@@ -143,8 +141,6 @@ def pods_ready(api: Any, settings: Settings) -> tuple[str, bool]:
 
 def endpoints(settings: Settings) -> tuple[str, bool]:
     """The smoke test's health URLs (tools/smoke/endpoints.py), each asked once with a short deadline."""
-    from tools.smoke.endpoints import check_url
-
     urls = (
         (settings["API_URL"].rstrip("/") + "/health", "healthy"),
         (settings["FRONTEND_URL"].rstrip("/") + "/api/health", None),
@@ -157,8 +153,6 @@ def endpoints(settings: Settings) -> tuple[str, bool]:
 
 
 def target_status(fleet: Fleet, target: str, check_endpoints: bool, env_file: str | None = None) -> Status:
-    from tools import kube
-
     status = Status(target)
     settings = load_settings(env_file=env_file) if env_file else fleet.settings(target)
     cloud = cloud_for(settings)

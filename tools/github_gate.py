@@ -193,7 +193,7 @@ def _ref_problems(want: Protection, target: Target) -> list[str]:
     out = []
     # https://docs.github.com/en/rest/deployments/branch-policies : `type` branch (the default) or tag
     found = {
-        Ref(p.get("type") if p.get("type") in REF_TYPES else "branch", str(p.get("name"))) for p in target.policies
+        Ref(str(p.get("type")) if p.get("type") in REF_TYPES else "branch", str(p.get("name"))) for p in target.policies
     }
     for ref in sorted(found - set(want.refs)):
         out.append(f"environment {want.name} admits {ref}: remove that deployment policy; {fix}")

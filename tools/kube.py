@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from tools.errors import ToolError
+from tools.kubeapi import ApiError, Kube, KubeApi, Unreachable, path
 from tools.rights import Right
 
 T = TypeVar("T")
@@ -20,15 +21,15 @@ RELEASE_ANNOTATION = "meta.helm.sh/release-name"  # on every object Helm made fo
 
 def api_client(kubeconfig: str) -> Any:
     """A `tools.kubeapi.Kube` for the current context of `kubeconfig`."""
-    from tools.kubeapi import Kube
-
     return Kube(kubeconfig)
 
 
-def call(api: Any, fn: Callable[[], T], what: str, missing_ok: bool = False) -> T | None:
+@overload
+def call(api: KubeApi, fn: Callable[..., T], what: str, missing_ok: Literal[False] = False) -> T: ...
+@overload
+def call(api: KubeApi, fn: Callable[..., T], what: str, missing_ok: bool) -> T | None: ...
+def call(api: KubeApi, fn: Callable[..., T], what: str, missing_ok: bool = False) -> T | None:
     """Run one API call; with `missing_ok` a 404 returns None. Every other failure is one clear line."""
-    from tools.kubeapi import ApiError, Unreachable
-
     try:
         return fn()
     except ApiError as exc:
@@ -54,10 +55,8 @@ def describe(exc: Any) -> str:
 
 
 # -- secrets -----------------------------------------------------------------------------------
-def read_secret(api: Any, namespace: str, name: str) -> dict[str, str] | None:
+def read_secret(api: KubeApi, namespace: str, name: str) -> dict[str, str] | None:
     """A Secret's data decoded to text, or None when it does not exist."""
-    from tools.kubeapi import path
-
     secret = call(api, lambda: api.get(path("secrets", namespace, name)), f"reading Secret {namespace}/{name}", True)
     if secret is None:
         return None
@@ -68,9 +67,7 @@ def encode(values: dict[str, str]) -> dict[str, str]:
     return {k: base64.b64encode(v.encode("utf-8")).decode("ascii") for k, v in values.items()}
 
 
-def create_secret(api: Any, namespace: str, name: str, values: dict[str, str], labels: dict[str, str]) -> None:
-    from tools.kubeapi import path
-
+def create_secret(api: KubeApi, namespace: str, name: str, values: dict[str, str], labels: dict[str, str]) -> None:
     body = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -81,10 +78,8 @@ def create_secret(api: Any, namespace: str, name: str, values: dict[str, str], l
     call(api, lambda: api.create(path("secrets", namespace), body), f"creating Secret {namespace}/{name}")
 
 
-def patch_secret(api: Any, namespace: str, name: str, values: dict[str, str]) -> None:
+def patch_secret(api: KubeApi, namespace: str, name: str, values: dict[str, str]) -> None:
     """Change only the given keys (a merge patch of `data`; other keys stay as they are)."""
-    from tools.kubeapi import path
-
     call(
         api,
         lambda: api.patch(path("secrets", namespace, name), {"data": encode(values)}),
@@ -93,14 +88,13 @@ def patch_secret(api: Any, namespace: str, name: str, values: dict[str, str]) ->
 
 
 # -- namespace ---------------------------------------------------------------------------------
-def ensure_namespace(api: Any, namespace: str, dry_run: bool = False) -> tuple[bool, str]:
+def ensure_namespace(api: KubeApi, namespace: str, dry_run: bool = False) -> tuple[bool, str]:
     """Create the namespace when it is missing. Returns (settled, what happened) for the report.
 
     A 403 on reading means the credentials are namespace-scoped: the namespace is assumed to
     exist (the writes that follow say so if not). A server error on creating is not fatal here
     for the same reason: the next write into the namespace is the definitive answer.
     """
-    from tools.kubeapi import ApiError, path
 
     def read() -> str | None:
         try:
@@ -137,13 +131,11 @@ def ensure_namespace(api: Any, namespace: str, dry_run: bool = False) -> tuple[b
 
 
 # -- permissions -------------------------------------------------------------------------------
-def denied(api: Any, namespace: str, rights: list[Right]) -> list[str]:
+def denied(api: KubeApi, namespace: str, rights: list[Right]) -> list[str]:
     """Which of `rights` the credentials lack (SelfSubjectAccessReview), e.g. ["create deployments.apps"].
 
     Fails closed: a review the server answers without a verdict is an error, never a yes.
     """
-    from tools.kubeapi import path
-
     refused = []
     for right in rights:
         for verb, object_name, name in right.checks():
@@ -174,7 +166,7 @@ def denied(api: Any, namespace: str, rights: list[Right]) -> list[str]:
     return refused
 
 
-def read_cluster_object(api: Any, resource: str, name: str, what: str) -> bool | None:
+def read_cluster_object(api: KubeApi, resource: str, name: str, what: str) -> bool | None:
     """Whether a cluster-scoped object exists; None when these credentials may not read it (HTTP 403).
 
     Namespace-scoped deploy identities (`admin` in the namespace) cannot read cluster-scoped
@@ -184,9 +176,10 @@ def read_cluster_object(api: Any, resource: str, name: str, what: str) -> bool |
     return None if found is None else bool(found)
 
 
-def read_cluster_objects(api: Any, resource: str, what: str, name: str | None = None) -> list[dict[str, Any]] | None:
+def read_cluster_objects(
+    api: KubeApi, resource: str, what: str, name: str | None = None
+) -> list[dict[str, Any]] | None:
     """The cluster-scoped object `name` ([] when missing), or every object of `resource`; None on HTTP 403."""
-    from tools.kubeapi import ApiError, path
 
     def attempt() -> list[dict[str, Any]] | None:
         try:
@@ -211,10 +204,8 @@ def ingress_address(ingress: dict[str, Any]) -> str:
     return ""
 
 
-def release_ingresses(api: Any, namespace: str, release: str) -> list[dict[str, Any]]:
+def release_ingresses(api: KubeApi, namespace: str, release: str) -> list[dict[str, Any]]:
     """The Ingresses Helm made for `release` (not the user environments' ones), by name."""
-    from tools.kubeapi import path
-
     listing = call(api, lambda: api.get(path("ingresses", namespace)), f"listing Ingresses in {namespace}") or {}
     found = [
         i

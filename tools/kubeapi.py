@@ -12,18 +12,22 @@ longer than one token keeps working.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import json
 import os
-import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tools.errors import ToolError
+
+if TYPE_CHECKING:
+    import ssl
+from tools.report import REPORTER
+from tools.runner import run
 
 T = TypeVar("T")
 TIMEOUT = (5.0, 30.0)  # connect, read seconds for each API request
@@ -85,7 +89,7 @@ def path(resource: str, namespace: str | None = None, name: str | None = None, s
     return "/".join(parts)
 
 
-def _select(items: list[dict[str, Any]], name: str, what: str, source: str) -> dict[str, Any]:
+def _select(items: list[dict[str, Any]] | None, name: str, what: str, source: str) -> dict[str, Any]:
     for item in items or []:
         if item.get("name") == name:
             return item.get(what.rstrip("s")) or {}
@@ -132,9 +136,6 @@ class Credentials:
 
     def _run_exec(self) -> None:
         """Run the exec credential plugin and keep its token and expiry (client.authentication.k8s.io)."""
-        from tools.report import REPORTER
-        from tools.runner import run
-
         spec = self.exec_spec or {}
         command = [spec.get("command", ""), *(spec.get("args") or [])]
         env = {**os.environ, **{e["name"]: e["value"] for e in spec.get("env") or []}}
@@ -160,6 +161,36 @@ class Credentials:
             self._renew_at = now + max(0.0, expires - now) * 0.9
         else:
             self._renew_at = None
+
+
+class KubeApi(Protocol):
+    """The Kubernetes client seam: what the tools ask of a cluster. `Kube` answers it; a function takes
+    a `KubeApi` so that it names what it needs, not how the client is made."""
+
+    server: str  # the API server's URL, for messages
+
+    def request(
+        self,
+        method: str,
+        url_path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+        timeout: tuple[float, float] = TIMEOUT,
+        stream: bool = False,
+    ) -> Any: ...
+
+    def get(self, url_path: str, **query: Any) -> Any: ...
+
+    def create(self, url_path: str, body: dict[str, Any]) -> Any: ...
+
+    def patch(self, url_path: str, body: dict[str, Any]) -> Any: ...
+
+    def delete(self, url_path: str) -> Any: ...
+
+    def watch(
+        self, url_path: str, resource_version: str | None, seconds: int, stop: Callable[[], bool]
+    ) -> Iterator[dict[str, Any]]: ...
 
 
 class Kube:
@@ -293,7 +324,8 @@ class Kube:
 
 def _tls_context(cluster: dict[str, Any], user: dict[str, Any], base: str) -> ssl.SSLContext:
     """Trust the cluster's CA (not the system's, as kubectl does when a CA is given); present the user's cert."""
-    import base64
+    import ssl  # with tempfile: only when a client is made, never for --help (every step imports this module)
+    import tempfile
 
     def resolve(file: str) -> str:
         return file if os.path.isabs(file) else os.path.join(base, file)

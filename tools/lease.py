@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import getpass
 import os
+import socket
 import threading
 import time
 from typing import Any
 
 from tools.errors import ToolError
+from tools.kube import call, describe
+from tools.kubeapi import ApiError, KubeApi, Unreachable, path
 from tools.report import REPORTER
 
 REVISION_ANNOTATION = "cmbcluster.io/writing-revision"
@@ -72,9 +76,6 @@ def lease_name(release: str) -> str:
 
 def identity(step: str) -> str:
     """Who holds the lock: the step and the GitHub run, or user@host; and the pid."""
-    import getpass  # here, not at the top: every step's --help imports this module
-    import socket
-
     if os.environ.get("GITHUB_RUN_ID"):
         where = (
             f"GitHub run {os.environ.get('GITHUB_REPOSITORY', '?')}#{os.environ['GITHUB_RUN_ID']}"
@@ -112,7 +113,7 @@ class ReleaseLock:
 
     def __init__(
         self,
-        api: Any,
+        api: KubeApi,
         namespace: str,
         release: str,
         step: str,
@@ -135,13 +136,9 @@ class ReleaseLock:
 
     # -- API ---------------------------------------------------------------------------------
     def _path(self, named: bool = True) -> str:
-        from tools.kubeapi import path
-
         return path("leases", self.namespace, self.name if named else None)
 
     def _read(self) -> dict[str, Any] | None:
-        from tools.kube import call
-
         return call(self.api, lambda: self.api.get(self._path()), f"read Lease {self.namespace}/{self.name}", True)
 
     def _spec(self, acquired: datetime.datetime) -> dict[str, Any]:
@@ -155,9 +152,6 @@ class ReleaseLock:
 
     def _write(self, body: dict[str, Any], create: bool) -> dict[str, Any] | None:
         """Create or patch (with resourceVersion: someone else's change in between is a 409). None: lost the race."""
-        from tools.kube import describe
-        from tools.kubeapi import ApiError, Unreachable
-
         try:
             if create:
                 return self.api.create(self._path(False), body)  # type: ignore[no-any-return]

@@ -15,11 +15,13 @@ import hashlib
 import json
 import sys
 import tempfile
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
 from tools.cli import main_boundary
 from tools.report import REPORTER
+from tools.runner import run
 from tools.settings import REPO_ROOT
 
 LOCK = REPO_ROOT / "requirements" / "deploy.txt"
@@ -29,8 +31,6 @@ FINGERPRINT = "# dependencies-sha256: "
 
 
 def dependencies(pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[str]:
-    import tomllib
-
     return list(tomllib.loads(pyproject.read_text())["project"]["dependencies"])
 
 
@@ -50,7 +50,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=str(LOCK), help=f"where (default {LOCK.relative_to(REPO_ROOT)})")
     args = parser.parse_args(argv)
-    from tools.runner import run
 
     deps = dependencies()
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,13 +17,13 @@ import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from tools import cli, lease, rules
-from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET
+from tools import cli, kube, lease, rules
+from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET, cloud_for
 from tools.errors import ToolError, UsageError
+from tools.kubeapi import KubeApi
 from tools.report import REPORTER, markdown_table
-from tools.settings import Settings
+from tools.settings import SECRET_VARS, Settings
 
 GENERATED = ("SECRET_KEY", "NEXTAUTH_SECRET", "FILE_ENCRYPTION_KEY")
 ENCRYPTION_KEY = "FILE_ENCRYPTION_KEY"
@@ -140,10 +140,7 @@ def _target(
     return given, "settings"
 
 
-def read_live(api: Any, namespace: str) -> dict[str, dict[str, str] | None]:
-    from tools import kube
-    from tools.settings import SECRET_VARS
-
+def read_live(api: KubeApi, namespace: str) -> dict[str, dict[str, str] | None]:
     live = {}
     for name in (BACKEND_SECRET, FRONTEND_SECRET):
         data = kube.read_secret(api, namespace, name)
@@ -153,9 +150,9 @@ def read_live(api: Any, namespace: str) -> dict[str, dict[str, str] | None]:
     return live
 
 
-def apply(api: Any, namespace: str, live: dict[str, dict[str, str] | None], writes: dict[str, dict[str, str]]) -> None:
-    from tools import kube
-
+def apply(
+    api: KubeApi, namespace: str, live: dict[str, dict[str, str] | None], writes: dict[str, dict[str, str]]
+) -> None:
     for secret, values in writes.items():
         if not values:
             continue
@@ -205,8 +202,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = cli.settings_from(args)
     rules.require_valid(settings, "make_secrets")
-    from tools import kube
-    from tools.cloud import cloud_for
 
     namespace = settings.namespace
     with cloud_for(settings).cluster_access() as kubeconfig:

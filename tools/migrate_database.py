@@ -17,8 +17,10 @@ import contextlib
 import sys
 from collections.abc import Sequence
 
-from tools import cli, lease
+from tools import cli, database, kube, lease
+from tools.cloud import cloud_for
 from tools.report import REPORTER
+from tools.rules import require_valid
 
 
 @cli.main_boundary
@@ -32,9 +34,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     lease.add_arguments(parser)
     args = parser.parse_args(argv)
     settings = cli.settings_from(args)
-    from tools import database, kube
-    from tools.cloud import cloud_for
-    from tools.rules import require_valid
 
     require_valid(settings, "migrate_database")
     cloud = cloud_for(settings)

@@ -9,17 +9,17 @@ an identity that may not list nodes gets a warning instead of a comparison.
 
 from __future__ import annotations
 
-from typing import Any
-
 from tools import kube
+from tools.cloud import Cloud
 from tools.image_index import image_platforms
+from tools.kubeapi import KubeApi
 from tools.registry import image_registries
 from tools.report import REPORTER
 
 ARCH_LABEL = "kubernetes.io/arch"
 
 
-def node_architectures(api: Any) -> dict[str, list[str]] | None:
+def node_architectures(api: KubeApi) -> dict[str, list[str]] | None:
     """{architecture: node names} of the cluster's nodes; None when these credentials may not list nodes."""
     nodes = kube.read_cluster_objects(api, "nodes", "the nodes")
     if nodes is None:
@@ -33,7 +33,7 @@ def node_architectures(api: Any) -> dict[str, list[str]] | None:
     return found
 
 
-def platform_problems(images: dict[str, dict[str, str]], cloud: Any, api: Any) -> list[str]:
+def platform_problems(images: dict[str, dict[str, str]], cloud: Cloud, api: KubeApi) -> list[str]:
     """One line per image lacking a variant for an architecture the nodes run (a warning when nodes are hidden)."""
     nodes = node_architectures(api)
     if nodes is None:

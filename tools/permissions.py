@@ -5,8 +5,10 @@ allowed to do for it: `need(cloud, actions, resources, why, operations)`. `make 
 prints the deploy role's policy from these declarations, so the policy is exactly what the code
 calls and nothing else; an AccessDenied names the actions its operation needs (`hint`).
 
-A new step adds its own declarations the same way (e.g. a DNS step: `route53:ChangeResourceRecordSets`
-on its hosted zone) and names its module in `DECLARING_MODULES`.
+A module that calls a cloud adds its declarations the same way (e.g. Route 53: `route53:ChangeResourceRecordSets`
+on its hosted zone) and names itself in `DECLARING_MODULES`. Steps declare nothing: what a step's
+subprocess needs (docker push) is declared by the shim module that gives it its login, so the policy is
+collected without importing a step (tests/test_layers.py holds it).
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from typing import Any
 
 # Every module that declares needs (imported before the policy is read, so each one registers).
 DECLARING_MODULES = (
-    "tools.cloud.aws",
+    "tools.cloud.ecr",
+    "tools.cloud.eks",
+    "tools.cloud.vpc",
+    "tools.cloud.s3",
+    "tools.cloud.iam",
     "tools.cloud.gcp",
     "tools.cloud.route53",
     "tools.cloud.acm",
     "tools.cloud.clouddns",
     "tools.registry",
-    "tools.build_push",
     "tools.auth.cognito",
 )
 

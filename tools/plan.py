@@ -16,6 +16,7 @@ from typing import Any
 
 from tools import cli, helm, rules
 from tools.cloud import Cloud, cloud_for
+from tools.content_tag import content_tag
 from tools.report import REPORTER, markdown_table
 from tools.settings import REPO_ROOT, Settings
 
@@ -31,8 +32,6 @@ def image_tags(cloud: Cloud) -> dict[str, dict[str, str]]:
 
 
 def content_tag_or_none(settings: Settings, image: str) -> str | None:
-    from tools.content_tag import content_tag
-
     if not Path(settings.context(image)).is_dir() or not Path(settings.dockerfile(image)).is_file():
         return None
     return content_tag(Path(settings.context(image)), Path(settings.dockerfile(image)), settings.platforms)

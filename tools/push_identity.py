@@ -14,6 +14,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tools.cloud import Cloud
+from tools.permissions import needs
+
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
 RELEASE_TAGS = "refs/tags/v*"
 MAIN = "refs/heads/main"
@@ -53,11 +56,9 @@ def aws_push_trust(account: str, subjects: list[str]) -> dict[str, Any]:
     }
 
 
-def aws_push_policy(cloud: Any) -> dict[str, Any]:
+def aws_push_policy(cloud: Cloud) -> dict[str, Any]:
     """The registry's rights alone: every ECR action the tools declare (tools/permissions.py), on the
     resources they declare (the toolkit's repositories; GetAuthorizationToken on `*`)."""
-    from tools.permissions import needs
-
     grouped: dict[tuple[str, ...], set[str]] = {}
     for declared in needs("aws"):
         actions = {a for a in declared.actions if a.startswith("ecr:")}
@@ -76,7 +77,7 @@ def _heredoc(path: str, document: dict[str, Any]) -> str:
 
 
 def aws_push_script(
-    cloud: Any, repository: str, ids: tuple[str, str] | None, role: str, allow_main: bool, note: str = ""
+    cloud: Cloud, repository: str, ids: tuple[str, str] | None, role: str, allow_main: bool, note: str = ""
 ) -> str:
     account = cloud.settings["AWS_ACCOUNT_ID"]
     refs = " and ".join(push_refs(allow_main))
@@ -110,7 +111,13 @@ def gcp_push_condition(ids: tuple[str, str] | None, allow_main: bool) -> str:
 
 
 def gcp_push_script(
-    cloud: Any, repository: str, ids: tuple[str, str] | None, account: str, pool: str, allow_main: bool, note: str = ""
+    cloud: Cloud,
+    repository: str,
+    ids: tuple[str, str] | None,
+    account: str,
+    pool: str,
+    allow_main: bool,
+    note: str = "",
 ) -> str:
     """A pool of its own, whose provider's attribute condition admits only release-tag tokens
     (https://cloud.google.com/iam/docs/workload-identity-federation-with-deployment-pipelines#conditions):

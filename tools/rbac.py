@@ -20,19 +20,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from tools import cli
+from tools.cloud import cloud_for
 from tools.errors import UsageError
-from tools.rights import CREATE_BOUNDS, WATCH_VERBS, Right, deploy_rights
+from tools.helm import render
+from tools.rights import CREATE_BOUNDS, DEPLOY_GROUP, WATCH_VERBS, Right, deploy_group, deploy_rights, lock_right_names
 
 # User and group names may hold colons (an EKS access entry's default user is an STS ARN); a service
 # account's name is a DNS label, optionally after its namespace and a slash
 SUBJECT = re.compile(r"^(?:(User|Group):(\S+)|(ServiceAccount):((?:[a-z0-9-]+/)?[a-z0-9][a-z0-9.-]*))$")
-# The group EKS's access entry gives an environment's deploy role (tools/cloud_setup.py): one per namespace, so
-# that where staging and production share a cluster, the binding of one namespace reaches no other's role
-DEPLOY_GROUP = "cmbcluster-deployers-{namespace}"
-
-
-def deploy_group(namespace: str) -> str:
-    return DEPLOY_GROUP.format(namespace=namespace)
 
 
 def subject(text: str, namespace: str) -> dict[str, str]:
@@ -118,10 +113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = cli.settings_from(args)
     who = subject(args.subject or f"Group:{deploy_group(settings.namespace)}", settings.namespace)
     import yaml
-
-    from tools.cloud import cloud_for
-    from tools.helm import render
-    from tools.rights import lock_right_names
 
     rendered = [o for o in render(settings.release, settings.namespace, cloud_for(settings).chart_values()) if o]
     docs = manifests(rendered, settings.namespace, who)

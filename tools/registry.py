@@ -25,8 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tools.cloud import RegistryAuth
-from tools.cloud.aws import ecr_repositories
+from tools.cloud import Cloud, RegistryAuth, ecr_repositories
 from tools.errors import ToolError
 from tools.permissions import need
 
@@ -261,13 +260,13 @@ class Registry:
 
     def _pool(self, url: str) -> Any:
         """The pool for `url`: through the environment's proxy for its scheme unless NO_PROXY names the host."""
-        import urllib.request
+        import urllib.request  # with urllib3: imports ssl, which --help must not pay for
 
         import urllib3
 
         parts = urllib.parse.urlsplit(url)
         proxy = urllib.request.getproxies_environment().get(parts.scheme, "")
-        if proxy and urllib.request.proxy_bypass_environment(parts.hostname or ""):
+        if proxy and urllib.request.proxy_bypass_environment(parts.hostname or ""):  # type: ignore[attr-defined]
             proxy = ""
         if proxy not in self._pools:
             self._pools[proxy] = urllib3.ProxyManager(proxy, maxsize=4) if proxy else urllib3.PoolManager(maxsize=4)
@@ -347,7 +346,7 @@ class Headers(dict[str, str]):
 
 
 @contextmanager
-def image_registries(cloud: Any) -> Iterator[Callable[[str], Registry]]:
+def image_registries(cloud: Cloud) -> Iterator[Callable[[str], Registry]]:
     """A registry client per host, on demand: the cloud's credentials go only to the cloud's own registry."""
     own = cloud.registry().split("/")[0]
     clients: dict[str, Registry] = {}

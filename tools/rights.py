@@ -23,6 +23,9 @@ WATCH_VERBS = ("list", "watch")
 EXTRA_VERBS = {"Secret": ("list", "update")}
 # The release's lock (tools/lease.py): a coordination.k8s.io Lease in the namespace, read, made and renewed.
 LOCK_RIGHT = ("coordination.k8s.io", "leases", ("get", "create", "patch"))
+# The group EKS's access entry gives an environment's deploy role (tools/cloud_setup.py): one per namespace, so
+# that where staging and production share a cluster, the binding of one namespace reaches no other's role
+DEPLOY_GROUP = "cmbcluster-deployers-{namespace}"
 # Kinds a namespace cannot hold: their rights are cluster-wide.
 CLUSTER_SCOPED = frozenset(
     {
@@ -61,6 +64,10 @@ CREATE_BOUNDS = {
     "(whose volumes the chart's ValidatingAdmissionPolicy holds to user buckets) and the smoke test makes "
     "one; keep the deploy identity's credentials where only the deploy runs",
 }
+
+
+def deploy_group(namespace: str) -> str:
+    return DEPLOY_GROUP.format(namespace=namespace)
 
 
 @dataclass(frozen=True)
@@ -120,8 +127,8 @@ def deploy_rights(rendered: list[dict[str, Any]]) -> list[Right]:
             wanted.setdefault((group, plural(kind), True, names), set()).update(NAMED_VERBS)
             verbs = (verbs - set(NAMED_VERBS)) | set(WATCH_VERBS)
         wanted.setdefault((group, plural(kind), kind in CLUSTER_SCOPED, ()), set()).update(verbs)
-    group, resource, verbs = LOCK_RIGHT
-    wanted.setdefault((group, resource, False, ()), set()).update(verbs)
+    group, resource, lock_verbs = LOCK_RIGHT
+    wanted.setdefault((group, resource, False, ()), set()).update(lock_verbs)
     for role in (o for o in rendered if o and o.get("kind") == "ClusterRole"):
         for rule in role.get("rules") or []:
             for group in rule.get("apiGroups") or [""]:

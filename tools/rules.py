@@ -10,12 +10,15 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import secrets
 from collections import Counter
 from dataclasses import dataclass
 
 from tools.auth.wiring import cognito_issuer
 from tools.cloud import check_bucket_name, cloud_for
-from tools.settings import AUTH_SETTINGS, Settings, example_values
+from tools.errors import ToolError
+from tools.report import REPORTER
+from tools.settings import AUTH_SETTINGS, SECRET_VARS, Settings, example_values, replace
 
 # Placeholders seen in the original scripts, docs and common templates.
 KNOWN_PLACEHOLDERS = frozenset(
@@ -82,8 +85,6 @@ def errors(findings: list[Finding]) -> list[Finding]:
 
 def report(findings: list[Finding], verbose: bool = True, title: str = "validate_secrets") -> None:
     """One line per finding (errors and warnings also as annotations); notes only when verbose."""
-    from tools.report import REPORTER
-
     for finding in findings:
         if finding.level == "error":
             REPORTER.error(str(finding), title=title)
@@ -100,12 +101,6 @@ def require_valid(settings: Settings, step: str, uses_secrets: bool = True) -> N
     judged as if each secret it was not given were set: every other rule applies, and every
     secret it was given must still be strong.
     """
-    import secrets
-
-    from tools.errors import ToolError
-    from tools.report import REPORTER
-    from tools.settings import SECRET_VARS, replace
-
     example = example_file_problem(settings)
     if example:  # never deploy from the tracked example (it invites filling in a tracked file)
         raise ToolError(f"{example}; {step} does not run on an example file", 2)
@@ -166,8 +161,6 @@ def _repeats_pattern(value: str) -> bool:
 
 
 def _example_secret_values() -> set[str]:
-    from tools.settings import SECRET_VARS
-
     return {v for values in example_values().values() for k, v in values.items() if k in SECRET_VARS and v}
 
 
@@ -226,9 +219,9 @@ def _check_auth(settings: Settings, examples: set[str]) -> list[Finding]:
     if choice == "auto":
         if not configured:
             for provider in AUTH_SETTINGS:
-                missing = ", ".join(settings.missing_auth(provider))
+                needed = ", ".join(settings.missing_auth(provider))
                 findings.append(
-                    Finding("error", "AUTH_PROVIDER", f"auto found no complete provider: {provider} needs {missing}")
+                    Finding("error", "AUTH_PROVIDER", f"auto found no complete provider: {provider} needs {needed}")
                 )
         for provider in AUTH_SETTINGS:
             missing = settings.missing_auth(provider)

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.errors import ToolError
-from tools.platforms import DEFAULT_PLATFORMS, PLATFORMS_PATTERN
+from tools.platforms import DEFAULT_PLATFORMS, PLATFORMS_PATTERN, parse_platforms
+from tools.report import REPORTER
 
 CLOUDS = ("aws", "gcp", "local")
 ENVIRONMENTS = ("production", "staging", "dev")
@@ -381,8 +382,6 @@ class Settings:
     @property
     def platforms(self) -> tuple[str, ...]:
         """IMAGE_PLATFORMS as a tuple, in the order given (build_push, plan)."""
-        from tools.platforms import parse_platforms
-
         return parse_platforms(self["IMAGE_PLATFORMS"] or "")
 
 
@@ -453,8 +452,6 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Merge process environment over the env file, fill defaults, check every variable."""
-    from tools.report import REPORTER
-
     environ = os.environ if environ is None else environ
     from_file = read_env_file(env_file) if env_file else {}
     raw: dict[str, str] = {}

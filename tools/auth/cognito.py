@@ -8,9 +8,11 @@ App client -> Hosted UI): the things that otherwise surface only after a green d
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Any
 
 from tools.auth import wiring
+from tools.cloud import Cloud
 from tools.cloud.awscall import aws_call
 from tools.errors import ToolError
 from tools.permissions import need
@@ -28,7 +30,7 @@ def pool_arn(settings: Settings) -> list[str]:
     return [f"arn:aws:cognito-idp:{wiring.cognito_region(settings)}:{account}:userpool/{pool}"]
 
 
-def _pool_of(cloud: Any) -> list[str]:
+def _pool_of(cloud: Cloud) -> list[str]:
     return pool_arn(cloud.settings)
 
 
@@ -130,7 +132,6 @@ def reader_script(settings: Settings) -> str:
     """`make cloud-setup` off AWS with Cognito sign-in: a read-only AWS identity for the online check, or ''."""
     if "cognito" not in settings.auth_providers():
         return ""
-    import json
 
     user = f"{settings.cluster_name}-cognito-reader"
     return f"""

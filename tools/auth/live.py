@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tools.auth import wiring
 from tools.kube import RELEASE_ANNOTATION, ingress_address
+from tools.kubeapi import ApiError, Unreachable, path
 from tools.settings import Settings
 from tools.smoke import objects
 from tools.smoke.cache import Cluster
@@ -98,7 +99,7 @@ def _frontend(cluster: Cluster, settings: Settings, args: argparse.Namespace) ->
     address = args.address
     if address == "ingress":
         found = [ingress_address(i) for i in cluster.release_objects("ingresses", settings.release)]
-        address = next((a for a in found if a), None)
+        address = next((a for a in found if a), "")
         if not address:
             raise LookupError(f"release {settings.release} has no Ingress address to send the sign-in to")
     base = f"{public.scheme}://{public.netloc}"
@@ -110,8 +111,6 @@ def _frontend(cluster: Cluster, settings: Settings, args: argparse.Namespace) ->
 
 
 def _service_address(cluster: Cluster, release: str) -> str:
-    from tools.kubeapi import ApiError, Unreachable, path
-
     try:
         services = cluster.api.get(path("services", cluster.namespace), labelSelector=FRONTEND_COMPONENT)
     except (ApiError, Unreachable) as exc:

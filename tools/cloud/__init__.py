@@ -6,7 +6,7 @@ are in `base`; each provider in a module of its own.
 
 from __future__ import annotations
 
-from tools.cloud.aws import AwsCloud, trust_admits
+from tools.cloud.aws import AwsCloud
 from tools.cloud.base import (
     BACKEND_SECRET,
     BACKEND_SERVICE_ACCOUNT,
@@ -23,7 +23,10 @@ from tools.cloud.base import (
     temporary_kubeconfig,
     user_bucket_prefix,
 )
-from tools.cloud.gcp import GcpCloud, google_access_token, google_credentials
+from tools.cloud.ecr import ecr_repositories
+from tools.cloud.gcp import GcpCloud
+from tools.cloud.googleapi import google_access_token, google_credentials
+from tools.cloud.iam import trust_admits
 from tools.cloud.local import LocalCloud
 from tools.settings import IMAGES, Settings
 
@@ -53,6 +56,7 @@ __all__ = [
     "cloud_for",
     "database_bucket_name",
     "database_replica_url",
+    "ecr_repositories",
     "google_access_token",
     "google_credentials",
     "temporary_kubeconfig",

@@ -13,6 +13,7 @@ import hashlib
 from typing import Any
 
 from tools.cloud.awscall import aws_call
+from tools.cloud.base import Cloud
 from tools.cloud.route53 import AWS_ACTIONS as ROUTE53_ACTIONS
 from tools.cloud.route53 import Route53Zone
 from tools.dnsrecords import HERITAGE, Record, normal, owner_name, plan
@@ -33,7 +34,7 @@ AWS_ACTIONS = (
 OWNER_TAG = f"{HERITAGE}/owner"
 
 
-def _certificates(cloud: Any) -> list[str]:
+def _certificates(cloud: Cloud) -> list[str]:
     s = cloud.settings
     return [f"arn:aws:acm:{s['AWS_REGION']}:{s['AWS_ACCOUNT_ID']}:certificate/*"]
 
@@ -67,7 +68,7 @@ class Certificates:
         """Certificates in `statuses` covering BASE_DOMAIN and *.BASE_DOMAIN, described, newest expiry first."""
 
         def listing() -> list[dict[str, Any]]:
-            summaries = []
+            summaries: list[dict[str, Any]] = []
             for page in self.acm.get_paginator("list_certificates").paginate(CertificateStatuses=statuses):
                 summaries += page.get("CertificateSummaryList") or []
             return summaries

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from tools.errors import ToolError
+from tools.permissions import hint
 
 
 def aws_call(call: Any, what: str) -> Any:
     """Turn botocore's errors into one clear line."""
-    import botocore.exceptions
+    import botocore.exceptions  # heavy: only when a cloud is called, never for --help or plan
 
     try:
         return call()
@@ -18,9 +19,16 @@ def aws_call(call: Any, what: str) -> Any:
     except botocore.exceptions.EndpointConnectionError as exc:
         raise ToolError(f"{what}: cannot reach AWS at {exc.kwargs.get('endpoint_url')}: check network/region") from None
     except botocore.exceptions.ClientError as exc:
-        from tools.permissions import hint
-
         err = exc.response.get("Error", {})
         code = err.get("Code", "error")
         denied = hint(exc.operation_name) if code in ("AccessDenied", "AccessDeniedException") else ""
         raise ToolError(f"{what}: {code}: {err.get('Message', '')}{denied}", code=code) from None
+    except botocore.exceptions.BotoCoreError as exc:  # e.g. a read timeout: one line, not a traceback
+        raise ToolError(f"{what}: {exc}") from None
+
+
+def client(service: str, region: str) -> Any:
+    """A boto3 client of `service` in `region` (credentials: whatever boto3 finds)."""
+    import boto3  # heavy (~0.3 s): only when a cloud is called, never for --help or plan
+
+    return boto3.client(service, region_name=region)

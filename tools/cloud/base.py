@@ -7,13 +7,17 @@ are imported inside the methods that talk to a cloud, so `--help` and `plan` nev
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from tools import kube
 from tools.errors import ToolError
+from tools.kubeapi import KubeApi
+from tools.report import REPORTER
 from tools.settings import IMAGES, Settings
 
 USER_SERVICE_ACCOUNT = "cmbcluster-user-sa"
@@ -25,6 +29,8 @@ USER_ENV_PORT = 8888
 # database bucket (apart from the file the old FUSE mount left at the bucket's root).
 DATABASE_FILE = "cmbcluster.db"
 DATABASE_REPLICA_PATH = f"litestream/{DATABASE_FILE}"
+# What the smoke test's storage check writes into the smoke bucket, and the cloud empties from it afterwards
+STORAGE_PREFIX = ".cmbcluster-storage-check-"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 # What creates each ingress class the chart may use.
 INGRESS_CONTROLLERS = {
@@ -185,7 +191,7 @@ class Cloud:
         """Copy object `key` to the file `path`; False when there is no such object."""
         return False
 
-    def prerequisites(self, api: Any) -> tuple[list[str], list[str]]:
+    def prerequisites(self, api: KubeApi) -> tuple[list[str], list[str]]:
         """What the cluster (or the cloud account) lacks for the chart, and what could not be checked.
 
         `api` is a `tools.kubeapi.Kube` for the target cluster. Checks the CSI driver of this
@@ -193,8 +199,6 @@ class Cloud:
         one line each saying what to install, or why it was not checked (a cluster-scoped read
         that a namespace-scoped identity may not do).
         """
-        from tools import kube
-
         missing: list[str] = []
         unchecked: list[str] = []
         wanted = []
@@ -217,16 +221,14 @@ class Cloud:
                 )
             elif not found:
                 missing.append(problem)
-        problem, unreadable = self.database_class_problem(api)
-        missing += [problem] if problem else []
+        class_problem, unreadable = self.database_class_problem(api)
+        missing += [class_problem] if class_problem else []
         unchecked += [unreadable] if unreadable else []
         return missing, unchecked
 
-    def database_class_problem(self, api: Any) -> tuple[str | None, str | None]:
+    def database_class_problem(self, api: KubeApi) -> tuple[str | None, str | None]:
         """The database's claim binds only through a StorageClass: the one named in the settings, else
         the cluster's default; on EKS it must provision with the EBS CSI driver. (problem, unchecked)."""
-        from tools import kube
-
         named = self.settings["DATABASE_STORAGE_CLASS"]
         what = f"StorageClass {named}" if named else "the default StorageClass"
         classes = kube.read_cluster_objects(api, "storageclasses", what, named or None)
@@ -352,13 +354,10 @@ def temporary_kubeconfig(
     """A kubeconfig with one cluster, user and context: mode 0600 in a private temporary folder,
     removed with the folder when the block ends, whatever happens in it. The user is a bearer
     `token`, or `user` as given (e.g. an exec credential plugin that renews its token)."""
-    import os
-    import shutil
+    import shutil  # with tempfile and yaml: only when a kubeconfig is written, never for --help
     import tempfile
 
     import yaml
-
-    from tools.report import REPORTER
 
     if token:
         REPORTER.register_secrets([token])

@@ -4,8 +4,10 @@ its record sets, changes and their status. Address records are A records to the 
 from __future__ import annotations
 
 import functools
+import ipaddress
 from typing import Any
 
+from tools.cloud.googleapi import google_credentials, google_error, google_request
 from tools.dnsrecords import Change, Record, normal
 from tools.errors import ToolError
 from tools.permissions import need, with_dns_zone
@@ -34,15 +36,11 @@ class CloudDnsZone:
 
     @functools.cached_property
     def session(self) -> Any:
-        from google.auth.transport.requests import AuthorizedSession
-
-        from tools.cloud.gcp import google_credentials
+        from google.auth.transport.requests import AuthorizedSession  # heavy: only when Cloud DNS is called
 
         return AuthorizedSession(google_credentials())
 
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
-        from tools.cloud.gcp import google_error, google_request
-
         url = f"{API}/projects/{self.project}/{path}"
         response = google_request(self.session, method, url, f"Cloud DNS {what}", **kwargs)
         if response.status_code == 403:
@@ -95,8 +93,6 @@ class CloudDnsZone:
         return found
 
     def pointing(self, name: str, address: str) -> Record:
-        import ipaddress
-
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:

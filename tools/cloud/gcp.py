@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from tools.cloud.base import Cloud, RegistryAuth, temporary_kubeconfig
+from tools.cloud.clouddns import CloudDnsZone
+from tools.cloud.googleapi import google_access_token, google_credentials, google_error, google_request
 from tools.errors import ToolError
+from tools.kubeapi import KubeApi
 from tools.permissions import need, with_dns_zone
+from tools.report import REPORTER
 
 
 def _project(cloud: GcpCloud) -> list[str]:
@@ -82,15 +87,13 @@ class GcpCloud(Cloud):
     def dns_zone(self) -> Any | None:
         if not self.settings["DNS_ZONE"]:
             return None
-        from tools.cloud.clouddns import CloudDnsZone
-
         return CloudDnsZone(self.settings["DNS_ZONE"], self.settings["PROJECT_ID"])
 
     def ensure_certificate(self, *, dry_run: bool, timeout: float) -> tuple[str, str]:
         how = "DNS-01 through Cloud DNS" if self.settings["DNS_ZONE"] else "HTTP-01"
         return "skip", f"cert-manager issues the certificate in the cluster ({how}, the chart's Issuer)"
 
-    def prerequisites(self, api: Any) -> tuple[list[str], list[str]]:
+    def prerequisites(self, api: KubeApi) -> tuple[list[str], list[str]]:
         missing, unchecked = super().prerequisites(api)
         if not self.settings["DNS_ZONE"]:
             return missing, unchecked
@@ -129,9 +132,16 @@ class GcpCloud(Cloud):
             None,
         )
 
-    def registry_login(self) -> RegistryAuth:
-        from tools.report import REPORTER
+    # `docker push` (the build_push step, with the login below) and the registry client (tools/registry.py)
+    need(
+        "gcp",
+        ("artifactregistry.repositories.downloadArtifacts", "artifactregistry.repositories.uploadArtifacts",
+         "artifactregistry.tags.create", "artifactregistry.tags.update"),
+        _project,
+        "docker push, read a digest, add a release tag (Artifact Registry)",
+    )  # fmt: skip
 
+    def registry_login(self) -> RegistryAuth:
         token = google_access_token()
         REPORTER.register_secrets([token])
         return RegistryAuth(self.registry().split("/")[0], "oauth2accesstoken", token)
@@ -297,8 +307,6 @@ class GcpCloud(Cloud):
 
     def _storage_client(self) -> Any:
         """google-cloud-storage; against STORAGE_EMULATOR_HOST (tests, local runs) with anonymous credentials."""
-        import os
-
         from google.cloud import storage
 
         emulator = os.environ.get("STORAGE_EMULATOR_HOST")
@@ -312,55 +320,3 @@ class GcpCloud(Cloud):
 
             return storage.Client(project=self.settings["PROJECT_ID"], credentials=AnonymousCredentials())
         return storage.Client(project=self.settings["PROJECT_ID"], credentials=google_credentials())
-
-
-def google_credentials() -> Any:
-    """Application Default Credentials for the cloud-platform scope (no gcloud needed), not yet refreshed."""
-    import google.auth
-    import google.auth.exceptions
-
-    try:
-        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-    except google.auth.exceptions.DefaultCredentialsError:
-        raise ToolError(
-            "no Google credentials: run `gcloud auth application-default login` or set "
-            "GOOGLE_APPLICATION_CREDENTIALS (in CI use google-github-actions/auth)"
-        ) from None
-    return credentials
-
-
-def google_access_token() -> str:
-    """An OAuth access token from Application Default Credentials (no gcloud needed)."""
-    import google.auth.exceptions
-    import google.auth.transport.requests
-
-    credentials = google_credentials()
-    try:
-        credentials.refresh(google.auth.transport.requests.Request())
-    except google.auth.exceptions.RefreshError as exc:
-        raise ToolError(f"Google credentials were refused: {exc.args[0] if exc.args else exc}") from None
-    return credentials.token
-
-
-def google_request(session: Any, method: str, url: str, what: str, **kwargs: Any) -> Any:
-    """One Google REST call on an AuthorizedSession: the response, whatever its status, or one clear
-    line when the credentials are refused or the API cannot be reached."""
-    import urllib.parse
-
-    import google.auth.exceptions
-    import requests
-
-    try:
-        return session.request(method, url, timeout=30, **kwargs)
-    except google.auth.exceptions.RefreshError as exc:
-        raise ToolError(f"Google credentials were refused: {exc.args[0] if exc.args else exc}") from None
-    except requests.RequestException as exc:
-        host = urllib.parse.urlsplit(url).hostname
-        raise ToolError(f"{what}: cannot reach {host} ({type(exc).__name__}): check the network") from None
-
-
-def google_error(response: Any) -> str:
-    try:
-        return str(response.json()["error"]["message"]).splitlines()[0]
-    except (ValueError, KeyError, TypeError, IndexError):
-        return response.reason or "no message"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -30,8 +31,7 @@ class LocalCloud(Cloud):
     @contextmanager
     def cluster_access(self) -> Iterator[str]:
         """The user's own kubeconfig (KUBECONFIG or ~/.kube/config), pinned to KUBE_CONTEXT if given."""
-        import os
-        import tempfile
+        import tempfile  # with yaml: only when a cluster is reached, never for --help
 
         import yaml
 

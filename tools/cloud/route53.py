@@ -8,6 +8,7 @@ the ALB's DNS name through ELBv2, as the AWS Load Balancer Controller's Ingress 
 from __future__ import annotations
 
 import functools
+import ipaddress
 from typing import Any
 
 from tools.cloud.awscall import aws_call
@@ -160,8 +161,6 @@ def _rrset(record: Record) -> dict[str, Any]:
 
 
 def _is_ip(address: str) -> bool:
-    import ipaddress
-
     try:
         ipaddress.ip_address(address)
         return True

@@ -123,7 +123,7 @@ def resolved_names(urls: list[str], ingress_addresses: list[str]) -> Check:
 
     def addresses(host: str) -> set[str]:
         try:
-            return {info[4][0] for info in socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)}
+            return {str(info[4][0]) for info in socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)}
         except OSError:
             return set()
 
@@ -156,7 +156,7 @@ def served_certificate(url: str, *, address: str | None, ca_bundle: str | None, 
             socket.create_connection((name, int(port or 443)), timeout=timeout) as raw,
             context.wrap_socket(raw, server_hostname=host) as tls,
         ):
-            served = tls.getpeercert() or {}
+            served: dict[str, Any] = tls.getpeercert() or {}
     except (OSError, ValueError) as exc:
         return Check(
             "certificate", "warning", time.monotonic() - start, f"{host}: not read: {objects.short_error(exc)}"

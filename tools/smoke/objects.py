@@ -1,7 +1,5 @@
 """Small readers of Kubernetes objects (as JSON dicts) and of error text, shared by the smoke checks."""
 
-from __future__ import annotations
-
 import json
 import re
 from typing import Any

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tools.cloud import USER_SERVICE_ACCOUNT, check_bucket_name, cloud_for
+from tools.cloud.base import STORAGE_PREFIX
 from tools.errors import ToolError
 from tools.kube import RELEASE_ANNOTATION
 from tools.report import REPORTER
@@ -57,7 +58,6 @@ def user_environment(cluster: Cluster, release: str) -> tuple[dict[str, str], st
     return maps[0].get("data") or {}, service_account or USER_SERVICE_ACCOUNT
 
 
-STORAGE_PREFIX = ".cmbcluster-storage-check-"  # what the check writes; emptied from the bucket afterwards
 # Write a new file, save it again (an overwrite: Mountpoint refuses it without allow-overwrite),
 # rename it where the mount can (RENAME=1: GCS FUSE, a local volume; Mountpoint for S3 cannot
 # rename in general-purpose buckets, so trying would fail every healthy EKS release), read it
