@@ -133,8 +133,9 @@ def test_gcs_through_storage_googleapis_com(network_edge: Any, gcs_url: str, mon
     assert anonymous.status_code == 401, "GCS at the edge wants a token its token endpoint issued"
 
     # A key the token endpoint does not know is refused there, as Google refuses an unknown key.
-    stranger = network_edge.google_service_account("stranger@cmb-project.iam.gserviceaccount.com", "cmb-project")
-    network_edge.proxy.google_keys.pop("stranger@cmb-project.iam.gserviceaccount.com")
+    stranger = network_edge.google_service_account(
+        "stranger@cmb-project.iam.gserviceaccount.com", "cmb-project", registered=False
+    )
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(stranger))
     with pytest.raises(Exception, match="invalid_grant"):
         cloud_for(load_settings(environ=settings)).ensure_bucket(bucket)
