@@ -35,9 +35,11 @@ from tests.envfiles import good_env, write_env
 from tests.fixtures.apps import stage_apps
 from tests.realcluster import RELEASE, build_and_push, core, delete_namespace, ensure_ingress_class
 from tests.sim.edge import containerd_certs_dir, containerd_mirror
-from tests.sim.edge_routes import GKE
+from tests.sim.edge_routes import CLOUD_DNS, GKE, RESOURCE_MANAGER
 from tests.sim.gke import CLUSTER, CLUSTER_NAME, LOCATION, PROJECT
 from tests.sim.gke_setup import account_for, apply_printed_rbac, grant_printed_iam, printed_script
+from tests.sim.google_apis import CloudDnsProject
+from tests.sim.ingress_status import ADDRESS, publishing
 from tests.sim.litestream import stand_in_context
 from tests.skips import unavailable
 from tests.testbed import recycle_test_volumes
@@ -47,6 +49,8 @@ from tools.settings import REPO_ROOT, load_settings
 
 pytestmark = pytest.mark.testbed
 AR_HOST = f"{LOCATION}-docker.pkg.dev"  # good_env("gcp")'s REGION
+ZONE, ZONE_DOMAIN = "cmb-zone", "example.org"  # good_env's BASE_DOMAIN is cmb.example.org
+CERT_MANAGER = f"cert-manager@{PROJECT}.iam.gserviceaccount.com"
 STEPS = ("validate_secrets", "build_push", "make_secrets", "certs", "helm_deploy", "dns", "smoke_test")
 
 
@@ -117,6 +121,8 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
         GKE_LOCATION=LOCATION,
         LITESTREAM_IMAGE=f"{AR_HOST}/{path}@{digest}",
         DATABASE_SIZE="1Gi",  # the test bed's volumes (tests/testbed.py) are 2Gi
+        DNS_ZONE=ZONE_DOMAIN,
+        CERT_MANAGER_SERVICE_ACCOUNT_EMAIL=CERT_MANAGER,
         **{f"{n.upper().replace('-', '_')}_CONTEXT": str(p) for n, p in contexts.items()},
     )
     env_file = write_env(tmp_path / "gcp.env", environ)
@@ -128,6 +134,10 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
     assert created.returncode == 0, created.stderr
     ensure_ingress_class(cluster)
     assert apply_printed_rbac(sim, environ, script, tmp_path) == f"User:{account}"
+    # the README's prerequisites with DNS_ZONE: the public managed zone, cert-manager's roles/dns.admin
+    google = CloudDnsProject(network_edge.google, sim.iam)
+    google.add_zone(ZONE, ZONE_DOMAIN)
+    sim.iam.bind(f"serviceAccount:{CERT_MANAGER}", "roles/dns.admin")
     key_file = network_edge.google_service_account(account, PROJECT)
     # the CI job's environment: the edge's proxy and CA, the key file; no emulator or cluster variable of the bed
     env = {k: v for k, v in os.environ.items() if k not in testbed.env and k != "KUBECONFIG"}
@@ -141,7 +151,13 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
     )
     seen = len(sim.hooks.log)
     try:
-        with network_edge.routed(GKE, sim.api.serve_http()), containerd_mirror(certs, [AR_HOST], registry):
+        with (
+            network_edge.routed(GKE, sim.api.serve_http()),
+            network_edge.routed(CLOUD_DNS, google.serve_http()),
+            network_edge.routed(RESOURCE_MANAGER, google.serve_http()),
+            containerd_mirror(certs, [AR_HOST], registry),
+            publishing(cluster, namespace),
+        ):
             first = make_deploy_gcp(env_file, tmp_path, env)
             text = first.stdout + first.stderr
             assert first.returncode == 0, text[-5000:] + "\n" + "\n".join(sim.hooks.log[-10:])
@@ -163,12 +179,19 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
             f"ok      preflight of gcp cluster, namespace {namespace}",
             "ok      database bucket: gs://cmb-project-cmbsim-db ",
             f"helm install cmbcluster in {namespace}: revision 1 deployed",
-            "skipped dns: DNS_ZONE is not set",
+            f"Ingress {namespace}/cmbcluster address: {ADDRESS}",
+            f"ok      6 change(s) in Cloud DNS managed zone {ZONE} ({ZONE_DOMAIN}), waiting until in sync: change 1 ",
             f"ok      user storage: bucket {smoke}: ",
             f"smoke test of release cmbcluster in {namespace} (gcp): healthy",
         ):
             assert line in text, f"{line!r} not in:\n{text[-4000:]}"
         assert text.count(f"image backend: {AR_HOST}/{PROJECT}/cmbcluster/{CLUSTER}-backend@sha256:") == 1
+        # the records in the zone, each name with its ownership TXT record; preflight read cert-manager's role
+        records = google.records(ZONE)
+        for name in ("cmb.example.org.", "api.cmb.example.org.", "*.cmb.example.org."):
+            assert records[(name, "A")]["rrdatas"] == [ADDRESS], records
+        assert sum(kind == "TXT" for _, kind in records) == 3, records
+        assert "roles/dns.admin" not in text, text[-4000:]
         # the storage check's pod mounted the smoke bucket through the stand-in gcsfuse driver
         assert "gcsfuse.csi.storage.gke.io: published " in stand_in_csi.log()
         # the account did it: through GKE's cluster API and authenticator, its rights from RBAC alone
@@ -181,11 +204,13 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
 
         # the second run converges: nothing built, no secret rotated, no pod restarted
         assert "3 image(s) ready, 0 built" in again, again[-3000:]
+        assert "dns: 3 records in sync, nothing to change" in again and google.records(ZONE) == records, again[-3000:]
         assert "0 created, 0 updated, 0 rotated, 13 kept" in again, again[-3000:]
         assert f"helm upgrade cmbcluster in {namespace}: revision 2 deployed" in again, again[-3000:]
         assert secret_data(cluster, namespace) == secrets
         assert running(cluster, namespace) == pods
     finally:
+        google.stop()
         subprocess.run(
             [helm_binary(), "uninstall", RELEASE, "-n", namespace, "--kubeconfig", cluster, "--wait"],
             capture_output=True,

@@ -26,7 +26,18 @@ from tests.envfiles import good_env, write_env
 from tests.fixtures.apps import NAMES, stage_apps
 from tests.realcluster import core, run_tool
 from tests.sim.edge import MARK, containerd_certs_dir, containerd_mirror
-from tests.sim.edge_routes import AR_REGISTRY, ECR_REGISTRY, EKS, GCS, GKE, GOOGLE_TOKEN, MOTO, part_for
+from tests.sim.edge_routes import (
+    AR_REGISTRY,
+    CLOUD_DNS,
+    ECR_REGISTRY,
+    EKS,
+    GCS,
+    GKE,
+    GOOGLE_TOKEN,
+    MOTO,
+    RESOURCE_MANAGER,
+    part_for,
+)
 from tests.skips import unavailable
 from tools.cloud import cloud_for
 from tools.settings import load_settings
@@ -60,7 +71,8 @@ def test_routes_map_the_providers_host_names_and_nothing_else() -> None:
     assert part_for("cmb-db.s3.us-east-1.amazonaws.com") == part_for("s3.amazonaws.com") == MOTO
     assert part_for("us-central1-docker.pkg.dev") == AR_REGISTRY
     assert part_for("storage.googleapis.com") == GCS and part_for("oauth2.googleapis.com") == GOOGLE_TOKEN
-    assert part_for("container.googleapis.com") == GKE
+    assert part_for("container.googleapis.com") == GKE and part_for("dns.googleapis.com") == CLOUD_DNS
+    assert part_for("cloudresourcemanager.googleapis.com") == RESOURCE_MANAGER
     for outside in ("pypi.org", "amazonaws.com.evil.org", "s3.us-east-1.amazonaws.com.evil.org", "ec2.amazonaws.com"):
         assert part_for(outside) is None, outside
 
