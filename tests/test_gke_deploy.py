@@ -11,14 +11,16 @@ which pulls the images by their Artifact Registry names through containerd's mir
 mounts the smoke bucket with the stand-in `gcsfuse.csi.storage.gke.io` driver (tests/sim/csi.py).
 
 Ran: validate, build (pushed through the edge), secrets, certs (GKE's is cert-manager's: skipped by the tool),
-helm-deploy (preflight, the database bucket in the GCS emulator, the release), dns (no DNS_ZONE: skipped)
-and smoke (rollout, images by digest, user storage). Not run, and why: the HTTPS endpoints and the Ingress's
-address (SMOKE_ARGS=--no-endpoints: the kit has no ingress controller, nor a load balancer); Cloud DNS
-records (no DNS_ZONE: no Cloud DNS stand-in here); cert-manager (not on the kit: the chart's existing
-ClusterIssuer option, as tests/test_cluster_user_environment.py does, so no Issuer is made); Litestream
-(a stand-in image, tests/sim/litestream.py: pods have no route to the bucket). The simulated GCS emulator
-and IAM say "yes" where Google would check more: the deploy account's bucket rights are not enforced by
-the emulator (it takes any token the edge let through), only its Kubernetes rights are (RBAC + GKE's IAM).
+helm-deploy (preflight, reading cert-manager's roles/dns.admin through Resource Manager; the database bucket in
+the GCS emulator; the release), dns (the Cloud DNS stand-in of tests/sim/google_apis.py, with the Ingress's
+address written as ingress-nginx would, tests/sim/ingress_status.py) and smoke (rollout, images by digest, user
+storage). Not run, and why: the HTTPS endpoints and what the names resolve to (SMOKE_ARGS=--no-endpoints: no
+ingress controller or load balancer answers at the address); cert-manager (not on the kit: the chart's
+existing-ClusterIssuer option, as tests/test_cluster_user_environment.py does, so no Issuer is made and no
+certificate issued); Litestream (a stand-in image, tests/sim/litestream.py: pods have no route to the bucket).
+Where a stand-in says "yes" and Google might not: the GCS emulator and the registry take any token the edge's
+issuer issued, whatever the account's storage or Artifact Registry roles; only its Kubernetes rights (RBAC and
+GKE's IAM), Cloud DNS's and Resource Manager's permissions and clusters.get are checked against the printed IAM.
 """
 
 from __future__ import annotations
