@@ -129,17 +129,13 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
     )
     env_file = write_env(tmp_path / "gcp.env", environ)
 
-    # the cluster admin: the namespace, the IngressClass ingress-nginx would make, `make rbac`; IAM as printed
-    script = printed_script(environ, tmp_path, account)
-    assert grant_printed_iam(sim, environ, script, account) == {"container.clusters.get"}
-    created = sim.control_plane.kubectl("create", "namespace", namespace)
-    assert created.returncode == 0, created.stderr
-    ensure_ingress_class(cluster)
-    assert apply_printed_rbac(sim, environ, script, tmp_path) == f"User:{account}"
     # the README's prerequisites with DNS_ZONE: the public managed zone, cert-manager's roles/dns.admin
     google = CloudDnsProject(network_edge.google, sim.iam)
     google.add_zone(ZONE, ZONE_DOMAIN)
     sim.iam.bind(f"serviceAccount:{CERT_MANAGER}", "roles/dns.admin")
+    # the deploy account as printed: its IAM; below, the admin's namespace, IngressClass and `make rbac`
+    script = printed_script(environ, tmp_path, account)
+    assert grant_printed_iam(sim, environ, script, account) == {"container.clusters.get"}
     key_file = network_edge.google_service_account(account, PROJECT)
     # the CI job's environment: the edge's proxy and CA, the key file; no emulator or cluster variable of the bed
     env = {k: v for k, v in os.environ.items() if k not in testbed.env and k != "KUBECONFIG"}
@@ -153,6 +149,10 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
     )
     seen = len(sim.hooks.log)
     try:
+        created = sim.control_plane.kubectl("create", "namespace", namespace)
+        assert created.returncode == 0, created.stderr
+        ensure_ingress_class(cluster)
+        assert apply_printed_rbac(sim, environ, script, tmp_path) == f"User:{account}"
         with (
             network_edge.routed(GKE, sim.api.serve_http()),
             network_edge.routed(CLOUD_DNS, google.serve_http()),
