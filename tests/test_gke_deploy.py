@@ -39,6 +39,7 @@ from tests.realcluster import RELEASE, build_and_push, core, delete_namespace, e
 from tests.sim.edge import containerd_certs_dir, containerd_mirror
 from tests.sim.edge_routes import CLOUD_DNS, GKE, RESOURCE_MANAGER
 from tests.sim.gke import CLUSTER, CLUSTER_NAME, LOCATION, PROJECT
+from tests.sim.gke_iam import ProjectIam
 from tests.sim.gke_setup import account_for, apply_printed_rbac, grant_printed_iam, printed_script
 from tests.sim.google_apis import CloudDnsProject
 from tests.sim.ingress_status import ADDRESS, publishing
@@ -46,6 +47,9 @@ from tests.sim.litestream import stand_in_context
 from tests.skips import unavailable
 from tests.testbed import recycle_test_volumes
 from tools.cloud import cloud_for
+from tools.cloud.clouddns import CloudDnsZone
+from tools.dnsrecords import Change, Record
+from tools.errors import ToolError
 from tools.helm import helm_binary
 from tools.settings import REPO_ROOT, load_settings
 
@@ -220,3 +224,47 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
             timeout=300,
         )
         delete_namespace(cluster, namespace)
+
+
+def test_the_cloud_dns_stand_in_refuses_as_cloud_dns_does(
+    network_edge: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stand-in's refusals that `make dns` relies on meeting (its "yes" above means something): a change
+    from an account without roles/dns.admin's permissions (403), a deletion that does not match the record
+    set (412) and an addition that exists (409), each refused whole; tools/cloud/clouddns.py, through the edge."""
+    iam = ProjectIam(PROJECT)
+    google = CloudDnsProject(network_edge.google, iam)
+    google.add_zone(ZONE, ZONE_DOMAIN)
+    admin, reader = (f"{n}@{PROJECT}.iam.gserviceaccount.com" for n in ("dns-admin", "dns-reader"))
+    iam.bind(f"serviceAccount:{admin}", "roles/dns.admin")
+    iam.create_role("dnsReader", ("dns.managedZones.list", "dns.resourceRecordSets.list"))
+    iam.bind(f"serviceAccount:{reader}", f"projects/{PROJECT}/roles/dnsReader")
+    for key, value in network_edge.client_env().items():
+        monkeypatch.setenv(key, value)
+    record = Record("cmb.example.org", "A", ("203.0.113.10",))
+    moved = Record("cmb.example.org", "A", ("203.0.113.11",))
+
+    def as_account(email: str) -> CloudDnsZone:
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(network_edge.google_service_account(email, PROJECT)))
+        return CloudDnsZone(ZONE_DOMAIN, PROJECT)
+
+    try:
+        with network_edge.routed(CLOUD_DNS, google.serve_http()):
+            with pytest.raises(ToolError, match=r"^Cloud DNS changing example.org: .* grant roles/dns.admin"):
+                as_account(reader).apply([Change("create", record)], "refused")
+            zone = as_account(admin)
+            zone.wait(zone.apply([Change("create", record)], "made"), timeout=10)
+            with pytest.raises(ToolError, match="HTTP 409"):
+                zone.apply([Change("create", record)], "exists")
+            with pytest.raises(ToolError, match="HTTP 412"):
+                zone.apply(
+                    [
+                        Change("update", moved, before=moved),
+                        Change("create", Record("api.cmb.example.org", "A", ("1.2.3.4",))),
+                    ],
+                    "",
+                )
+            found = zone.records(["cmb.example.org", "api.cmb.example.org"])
+    finally:
+        google.stop()
+    assert found == {"cmb.example.org": {"A": record}}  # the refused changes changed nothing
