@@ -201,8 +201,9 @@ def simulated_eks_cluster(testbed: TestBed, cluster: str, moto_url: str) -> Iter
 
 
 @pytest.fixture(scope="session")
-def simulated_gke_cluster(testbed: TestBed, cluster: str) -> Iterator[Any]:
-    """The simulated GKE on the real cluster (a second apiserver on the kit's etcd, as for EKS above)."""
+def simulated_gke_cluster(testbed: TestBed, cluster: str, network_edge: Any) -> Iterator[Any]:
+    """The simulated GKE on the real cluster (a second apiserver on the kit's etcd, as for EKS above), taking
+    the access tokens of the network edge's one Google token issuer."""
     from tests.sim.controlplane import kit_home
     from tests.sim.gke import SimulatedGke
     from tests.testbed import kit_dir
@@ -210,7 +211,7 @@ def simulated_gke_cluster(testbed: TestBed, cluster: str) -> Iterator[Any]:
     kit, home = kit_dir(), kit_home(cluster, testbed.env.get("K8S_HOME"))
     if kit is None or home is None:
         unavailable("the simulated GKE on the real cluster needs the kit's cluster (not CMB_TEST_KUBECONFIG's)")
-    sim = SimulatedGke(kit, storage=home)
+    sim = SimulatedGke(kit, storage=home, tokens=network_edge.google)
     try:
         yield sim.start()
     finally:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,17 +26,16 @@ import yaml
 from tests.chart_helpers import helm_install
 from tests.envfiles import good_env
 from tests.sim.gke import CLUSTER, CLUSTER_NAME, LOCATION, PROJECT
+from tests.sim.gke_setup import account_for, apply_printed_rbac, grant_printed_iam, printed_script
 from tools.cloud import GcpCloud, cloud_for, google_access_token
 from tools.errors import ToolError
 from tools.escalation import escalation_problems
 from tools.helm import render
 from tools.kube import api_client
-from tools.permissions import gcp_grants
-from tools.settings import REPO_ROOT, load_settings
+from tools.settings import load_settings
 
 ESCALATION = "attempting to grant RBAC permissions not currently held"
 REQUIRES = re.compile(r'requires one of \["container\.[A-Za-z]+\.[A-Za-z]+"\] permission\(s\)')
-RBAC_LINE = re.compile(r'make rbac CLOUD=gcp ARGS="--subject (User:\S+)"')
 # cert-manager's Issuer, as its install makes it (a documented prerequisite of the GCP chart): the CRD, schema
 # left open (the chart's own tests check the Issuer), and its role aggregated into `admin` as cert-manager's
 # chart aggregates `cert-manager-edit` (https://cert-manager.io/docs/installation/best-practice/ , RBAC)
@@ -90,43 +88,18 @@ def settings_env(namespace: str) -> dict[str, str]:
     return good_env("gcp", CLUSTER_NAME=CLUSTER, NAMESPACE=namespace, GKE_LOCATION=LOCATION)
 
 
-def tool(module: str, folder: Path, namespace: str, *args: str) -> str:
-    env = folder / "gcp.env"
-    env.write_text("".join(f"{k}={v}\n" for k, v in settings_env(namespace).items()))
-    command = [sys.executable, "-m", module, "--cloud", "gcp", "--env-file", str(env), *args]
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def account_for(namespace: str) -> str:
-    return f"deploy-{namespace}@{PROJECT}.iam.gserviceaccount.com"
-
-
 def set_up(sim: Any, folder: Path, namespace: str, rbac: bool = True) -> Path:
-    """The printed set-up for one deploy service account: its IAM grants, applied from the structured source
-    the script is printed from (no installable gcloud runs here), and, as a cluster admin, the namespace and
-    the RBAC of the script's `make rbac` line (unless `rbac` is False). Returns the account's key file."""
-    account = account_for(namespace)
-    script = tool("tools.cloud_setup", folder, namespace, "--repository", "o/r", "--service-account", account)
-    cloud = cloud_for(load_settings(cloud="gcp", environ=settings_env(namespace)))
-    granted = {p for grant in gcp_grants(cloud) for p in grant.permissions if p.startswith("container.")}
-    assert granted == {"container.clusters.get"}  # nothing inside the cluster comes from IAM
-    for grant in gcp_grants(cloud):
-        role = f"projects/{PROJECT}/roles/{grant.role_id}"
-        assert f"gcloud iam roles create {grant.role_id} " in script and f"--role {role}" in script
-        sim.iam.create_role(grant.role_id, grant.permissions)
-        sim.iam.bind(f"serviceAccount:{account}", role, grant.condition)
-    admin = sim.control_plane
-    created = admin.kubectl("create", "namespace", namespace)
+    """The printed set-up for one deploy service account (tests/sim/gke_setup.py): its IAM grants and, as a
+    cluster admin, the namespace and the RBAC of the script's `make rbac` line (unless `rbac` is False).
+    Returns the account's key file."""
+    account, environ = account_for(namespace), settings_env(namespace)
+    script = printed_script(environ, folder, account)
+    assert grant_printed_iam(sim, environ, script, account) == {"container.clusters.get"}  # nothing inside
+    created = sim.control_plane.kubectl("create", "namespace", namespace)
     assert created.returncode == 0, created.stderr
     if rbac:
-        (subject,) = RBAC_LINE.findall(script)
-        assert subject == f"User:{account}"  # GKE's Kubernetes user for a service account: its email
-        manifests = folder / "rbac.yaml"
-        manifests.write_text(tool("tools.rbac", folder, namespace, "--subject", subject))
-        applied = admin.kubectl("apply", "-f", str(manifests))
-        assert applied.returncode == 0, applied.stderr
+        # GKE's Kubernetes user for a service account: its email
+        assert apply_printed_rbac(sim, environ, script, folder) == f"User:{account}"
     return sim.tokens.key_file(folder, account, PROJECT)
 
 

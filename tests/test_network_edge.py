@@ -26,7 +26,18 @@ from tests.envfiles import good_env, write_env
 from tests.fixtures.apps import NAMES, stage_apps
 from tests.realcluster import core, run_tool
 from tests.sim.edge import MARK, containerd_certs_dir, containerd_mirror
-from tests.sim.edge_routes import AR_REGISTRY, ECR_REGISTRY, EKS, GCS, GOOGLE_TOKEN, MOTO, part_for
+from tests.sim.edge_routes import (
+    AR_REGISTRY,
+    CLOUD_DNS,
+    ECR_REGISTRY,
+    EKS,
+    GCS,
+    GKE,
+    GOOGLE_TOKEN,
+    MOTO,
+    RESOURCE_MANAGER,
+    part_for,
+)
 from tests.skips import unavailable
 from tools.cloud import cloud_for
 from tools.settings import load_settings
@@ -60,6 +71,8 @@ def test_routes_map_the_providers_host_names_and_nothing_else() -> None:
     assert part_for("cmb-db.s3.us-east-1.amazonaws.com") == part_for("s3.amazonaws.com") == MOTO
     assert part_for("us-central1-docker.pkg.dev") == AR_REGISTRY
     assert part_for("storage.googleapis.com") == GCS and part_for("oauth2.googleapis.com") == GOOGLE_TOKEN
+    assert part_for("container.googleapis.com") == GKE and part_for("dns.googleapis.com") == CLOUD_DNS
+    assert part_for("cloudresourcemanager.googleapis.com") == RESOURCE_MANAGER
     for outside in ("pypi.org", "amazonaws.com.evil.org", "s3.us-east-1.amazonaws.com.evil.org", "ec2.amazonaws.com"):
         assert part_for(outside) is None, outside
 
@@ -133,8 +146,9 @@ def test_gcs_through_storage_googleapis_com(network_edge: Any, gcs_url: str, mon
     assert anonymous.status_code == 401, "GCS at the edge wants a token its token endpoint issued"
 
     # A key the token endpoint does not know is refused there, as Google refuses an unknown key.
-    stranger = network_edge.google_service_account("stranger@cmb-project.iam.gserviceaccount.com", "cmb-project")
-    network_edge.proxy.google_keys.pop("stranger@cmb-project.iam.gserviceaccount.com")
+    stranger = network_edge.google_service_account(
+        "stranger@cmb-project.iam.gserviceaccount.com", "cmb-project", registered=False
+    )
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(stranger))
     with pytest.raises(Exception, match="invalid_grant"):
         cloud_for(load_settings(environ=settings)).ensure_bucket(bucket)

@@ -33,7 +33,6 @@ the mapped registry hosts, which `containerd_mirror` removes on exit.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -43,7 +42,8 @@ import certifi
 
 from tests.sim.edge_ca import TestCa
 from tests.sim.edge_proxy import TOKEN_URI, EdgeProxy
-from tests.sim.edge_routes import AR_REGISTRY, ECR_REGISTRY, EKS, GCS, MOTO
+from tests.sim.edge_routes import AR_REGISTRY, ECR_REGISTRY, EKS, GCS, GOOGLE_TOKEN, MOTO
+from tests.sim.gke_tokens import GoogleTokenServer
 
 LOOPBACK = "127.0.0.1,localhost,::1"
 
@@ -57,8 +57,11 @@ class NetworkEdge:
         self.bundle = folder / "ca-bundle.pem"  # the public roots and the test CA: one file for every client
         self.bundle.write_bytes(Path(certifi.where()).read_bytes() + b"\n" + self.ca.cert_file.read_bytes())
         registry_url = f"http://{registry}"
+        # the one issuer of Google access tokens: the edge's token endpoint, GCS, Artifact Registry and the
+        # simulated GKE (its authenticator and cluster API, tests/sim/gke.py) all take its tokens
+        self.google = GoogleTokenServer()
         parts = {MOTO: moto, EKS: eks or moto, ECR_REGISTRY: registry_url, AR_REGISTRY: registry_url, GCS: gcs}
-        self.proxy = EdgeProxy(self.ca, parts)
+        self.proxy = EdgeProxy(self.ca, {**parts, GOOGLE_TOKEN: self.google.url}, self.google)
 
     def client_env(self) -> dict[str, str]:
         """What a process needs to reach the providers' hosts through the edge (see the table above)."""
@@ -75,44 +78,27 @@ class NetworkEdge:
 
     @contextlib.contextmanager
     def routed(self, part: str, url: str) -> Iterator[None]:
-        """`part` answered by `url` for a while (e.g. `eks` by tests/sim/eks_api.py), then as before."""
-        before = self.proxy.parts[part]
+        """`part` answered by `url` for a while (e.g. `eks` by tests/sim/eks_api.py), then as before (a part
+        with no answer before, e.g. `gke`, is refused again)."""
+        before = self.proxy.parts.get(part)
         self.proxy.parts[part] = url
         try:
             yield
         finally:
-            self.proxy.parts[part] = before
+            if before is None:
+                self.proxy.parts.pop(part, None)
+            else:
+                self.proxy.parts[part] = before
 
-    def google_service_account(self, email: str, project: str) -> Path:
-        """A service-account key file (as IAM's keys.create gives it) whose JWTs the edge's token endpoint
-        accepts; point GOOGLE_APPLICATION_CREDENTIALS at it."""
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        private = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        public = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        self.proxy.google_keys[email] = public
-        path = self.folder / f"{email.split('@')[0]}-key.json"
-        document = {
-            "type": "service_account",
-            "project_id": project,
-            "private_key_id": "edge",
-            "private_key": private.decode(),
-            "client_email": email,
-            "client_id": "100000000000000000001",
-            "token_uri": TOKEN_URI,
-        }
-        path.write_text(json.dumps(document))
-        path.chmod(0o600)
-        return path
+    def google_service_account(self, email: str, project: str, registered: bool = True) -> Path:
+        """A service-account key file (as IAM's keys.create gives it) whose token_uri is Google's real endpoint,
+        answered through the edge by the one issuer (unless `registered` is False: a key Google never issued);
+        point GOOGLE_APPLICATION_CREDENTIALS at it."""
+        return self.google.key_file(self.folder, email, project, registered=registered, token_uri=TOKEN_URI)
 
     def stop(self) -> None:
         self.proxy.stop()
+        self.google.stop()
 
 
 def containerd_certs_dir(kubeconfig: str, k8s_home: str | None) -> Path | None:

@@ -11,10 +11,9 @@ from the provider's documentation:
   `authorizationToken` (base64 of `AWS:PASSWORD`; moto issues the password `ACCOUNT-auth-token`),
   challenged as ECR does (`WWW-Authenticate: Basic realm=...,service="ecr.amazonaws.com"`):
   https://docs.aws.amazon.com/AmazonECR/latest/userguide/registry_auth.html
-- Google's token endpoint: the JWT-bearer grant of a service-account key, its RS256 signature checked
-  against the key's public half, answered with an access token:
-  https://developers.google.com/identity/protocols/oauth2/service-account#httprest
-- Cloud Storage refuses a request without an access token the token endpoint issued (401), as GCS
+- Google's token endpoint is forwarded to the test bed's one issuer of Google access tokens
+  (tests/sim/gke_tokens.py GoogleTokenServer), whose tokens the simulated GKE accepts too
+- Cloud Storage refuses a request without an access token that issuer issued (401), as GCS
   does: https://cloud.google.com/storage/docs/authentication
 - Artifact Registry: `docker login -u oauth2accesstoken -p ACCESS_TOKEN`, the Docker token flow
   (`Bearer realm=https://HOST/v2/token`) exchanging it for a registry token:
@@ -37,7 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.sim.edge_ca import TestCa
-from tests.sim.edge_routes import AR_REGISTRY, ECR_REGISTRY, GCS, GOOGLE_TOKEN, part_for
+from tests.sim.edge_routes import AR_REGISTRY, ECR_REGISTRY, GCS, part_for
+from tests.sim.gke_tokens import GoogleTokenServer
 
 HOP_BY_HOP = {
     "connection",
@@ -51,17 +51,15 @@ HOP_BY_HOP = {
     "expect",  # answered here (100 Continue); the part gets the whole body
 }
 TOKEN_URI = "https://oauth2.googleapis.com/token"
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
 class EdgeProxy:
-    """The proxy: `parts` maps a part name of edge_routes to the base URL of the test bed part."""
+    """The proxy: `parts` maps a part name of edge_routes to the base URL of the test bed part; `google` is
+    the issuer of the Google access tokens the Google parts accept."""
 
-    def __init__(self, ca: TestCa, parts: dict[str, str]) -> None:
-        self.ca, self.parts = ca, dict(parts)
+    def __init__(self, ca: TestCa, parts: dict[str, str], google: GoogleTokenServer) -> None:
+        self.ca, self.parts, self.google = ca, dict(parts), google
         self.seen: list[tuple[str, str, str]] = []
-        self.google_keys: dict[str, bytes] = {}  # service-account email -> public key (PEM)
-        self.google_tokens: set[str] = set()  # access tokens the token endpoint issued
         self.registry_tokens: set[str] = set()  # Artifact Registry tokens issued for them
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _connect_handler(self))
@@ -69,8 +67,7 @@ class EdgeProxy:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def answers(self, host: str) -> bool:
-        part = part_for(host)
-        return part == GOOGLE_TOKEN or part in self.parts
+        return part_for(host) in self.parts
 
     def record(self, host: str, method: str, path: str) -> None:
         with self._lock:
@@ -129,8 +126,6 @@ class _Tunnel(BaseHTTPRequestHandler):
     def _request(self) -> None:
         body = self._body()
         self.edge.record(self.host, self.command, self.path)
-        if self.part == GOOGLE_TOKEN:
-            return self._google_token(body)
         if self.part == ECR_REGISTRY and not self._ecr_authorized():
             return self._send(
                 401,
@@ -142,7 +137,7 @@ class _Tunnel(BaseHTTPRequestHandler):
                 return self._ar_token()
             realm = f'Bearer realm="https://{self.host}/v2/token",service="{self.host}"'
             return self._send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": realm})
-        if self.part == GCS and self._bearer() not in self.edge.google_tokens:
+        if self.part == GCS and not self.edge.google.issued(self._bearer()):
             error = {"error": {"code": 401, "message": "Invalid Credentials", "errors": [{"reason": "authError"}]}}
             return self._send(401, json.dumps(error).encode(), {"WWW-Authenticate": 'Bearer realm="Google"'})
         self._forward(body)
@@ -217,28 +212,11 @@ class _Tunnel(BaseHTTPRequestHandler):
 
     def _ar_token(self) -> None:
         user, password = self._basic()
-        if user != "oauth2accesstoken" or password not in self.edge.google_tokens:
+        if user != "oauth2accesstoken" or not self.edge.google.issued(password):
             return self._send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"denied"}]}', {})
         token = f"edge-ar-{secrets.token_urlsafe(24)}"
         self.edge.registry_tokens.add(token)
         self._json(200, {"token": token, "access_token": token, "expires_in": 3600})
-
-    def _google_token(self, body: bytes | None) -> None:
-        from google.auth import exceptions, jwt
-
-        form = urllib.parse.parse_qs((body or b"").decode())
-        assertion = (form.get("assertion") or [""])[0]
-        if self.path != "/token" or (form.get("grant_type") or [""])[0] != JWT_BEARER or not assertion:
-            return self._json(400, {"error": "unsupported_grant_type"})
-        try:
-            claims = jwt.decode(assertion, verify=False)
-            key = self.edge.google_keys[claims.get("iss", "")]
-            jwt.decode(assertion, certs=key.decode(), audience=TOKEN_URI)
-        except (KeyError, ValueError, exceptions.GoogleAuthError):
-            return self._json(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
-        token = f"ya29.edge-{secrets.token_urlsafe(24)}"
-        self.edge.google_tokens.add(token)
-        self._json(200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
 
     def _json(self, status: int, document: dict[str, Any]) -> None:
         self._send(status, json.dumps(document).encode(), {"Content-Type": "application/json"})

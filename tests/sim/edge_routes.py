@@ -11,6 +11,10 @@ Host names are the providers' documented endpoints:
 - Artifact Registry's Docker hosts `LOCATION-docker.pkg.dev`:
   https://cloud.google.com/artifact-registry/docs/docker/names
 - Cloud Storage's JSON API `storage.googleapis.com`: https://cloud.google.com/storage/docs/request-endpoints
+- GKE's cluster API `container.googleapis.com`:
+  https://cloud.google.com/kubernetes-engine/docs/reference/rest (service endpoint); Cloud DNS
+  `dns.googleapis.com`: https://cloud.google.com/dns/docs/reference/rest/v1 ; Resource Manager
+  `cloudresourcemanager.googleapis.com`: https://cloud.google.com/resource-manager/reference/rest
 - Google's OAuth 2.0 token endpoint `oauth2.googleapis.com/token` (service-account key files name it as
   `token_uri`): https://developers.google.com/identity/protocols/oauth2/service-account#httprest
 
@@ -24,6 +28,8 @@ import re
 from dataclasses import dataclass
 
 MOTO, EKS, ECR_REGISTRY, AR_REGISTRY, GCS, GOOGLE_TOKEN = "moto", "eks", "ecr", "artifact-registry", "gcs", "token"
+# no part until a simulated GKE (and its project's Google APIs) is routed in (NetworkEdge.routed)
+GKE, CLOUD_DNS, RESOURCE_MANAGER = "gke", "clouddns", "resourcemanager"
 _REGION = r"[a-z]{2}(?:-[a-z]+)+-[0-9]"  # AWS: us-east-1, ap-southeast-2, us-gov-west-1
 _LOCATION = r"(?:[a-z]+-[a-z]+[0-9]+|us|europe|asia)"  # Artifact Registry: us-central1, or a multi-region
 
@@ -47,6 +53,9 @@ ROUTES = (
     _route(rf"{_LOCATION}-docker\.pkg\.dev", AR_REGISTRY),
     _route(r"storage\.googleapis\.com", GCS),
     _route(r"oauth2\.googleapis\.com", GOOGLE_TOKEN),
+    _route(r"container\.googleapis\.com", GKE),
+    _route(r"dns\.googleapis\.com", CLOUD_DNS),
+    _route(r"cloudresourcemanager\.googleapis\.com", RESOURCE_MANAGER),
 )
 
 

@@ -32,10 +32,13 @@ CLUSTER_NAME = f"projects/{PROJECT}/locations/{LOCATION}/clusters/{CLUSTER}"
 class SimulatedGke:
     __test__ = False
 
-    def __init__(self, kit: Path, storage: Path | None = None) -> None:
+    def __init__(self, kit: Path, storage: Path | None = None, tokens: GoogleTokenServer | None = None) -> None:
         # a short folder: the kit's PKI and unix sockets live under it (at most 64 characters)
         self.home = Path(tempfile.mkdtemp(prefix="cmb-gke-", dir="/tmp"))
-        self.tokens = GoogleTokenServer()
+        # `tokens`: the one issuer of the test bed's network edge (tests/sim/edge.py), when the tools reach
+        # Google through it; otherwise a token server of its own, stopped with it
+        self.owns_tokens = tokens is None
+        self.tokens = tokens or GoogleTokenServer()
         self.iam = ProjectIam(PROJECT)
         self.hooks = GkeWebhooks(self.home / "webhook", self.tokens, self.iam, CLUSTER_NAME)
         self.control_plane = ControlPlane(kit, self.home, self.hooks, authorizer="gke-iam", storage=storage)
@@ -49,5 +52,7 @@ class SimulatedGke:
     def stop(self) -> None:
         self.control_plane.stop()
         self.hooks.stop()
-        self.tokens.stop()
+        self.api.stop()
+        if self.owns_tokens:
+            self.tokens.stop()
         shutil.rmtree(self.home, ignore_errors=True)

@@ -4,7 +4,9 @@
 AuthorizedSession (requests), with no endpoint override of its own, and gcloud's
 `CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINER` is read by gcloud alone; the call crosses no process
 boundary, so `responses` answers it at the network edge (the token endpoint passes through to the test
-bed's token server). The answer is Google's: 401 for a token Google would not accept, 403 without
+bed's token server). A process of its own (`make deploy-gcp`) reaches it through the network edge instead:
+`serve_http` answers the same calls on loopback, the edge's `gke` part (tests/sim/edge_routes.py). The
+answer is Google's: 401 for a token Google would not accept, 403 without
 `container.clusters.get` on the cluster, 404 for another cluster, else the cluster with the simulated
 apiserver's endpoint (host:port, no scheme, as GKE's `endpoint` is an address) and its CA
 (https://cloud.google.com/kubernetes-engine/docs/reference/rest/v1/projects.locations.clusters#Cluster,
@@ -17,7 +19,10 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import responses
@@ -36,6 +41,7 @@ class GkeClusterApi:
         self.tokens, self.iam, self.cluster = tokens, iam, cluster  # projects/P/locations/L/clusters/C
         self.endpoint, self.ca = "", ""
         self.calls: list[str] = []
+        self.server: ThreadingHTTPServer | None = None
 
     def serve(self, port: int, ca: Path) -> None:
         self.endpoint = f"127.0.0.1:{port}"
@@ -47,6 +53,19 @@ class GkeClusterApi:
         mock.add_callback(responses.GET, CLUSTER_URL, callback=self._get)
         mock.add_passthru(self.tokens.url)
         return mock
+
+    def serve_http(self) -> str:
+        """The same answers over HTTP on loopback, for the network edge to forward to; its base URL."""
+        if self.server is None:
+            self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+            threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
 
     def _get(self, request: Any) -> tuple[int, dict[str, str], str]:
         name = CLUSTER_URL.match(request.url).group(1)  # type: ignore[union-attr]
@@ -77,3 +96,25 @@ def _error(code: int, status: str, message: str) -> tuple[int, dict[str, str], s
     """Google's JSON error body (https://cloud.google.com/apis/design/errors#http_mapping)."""
     body = {"error": {"code": code, "message": message, "status": status}}
     return code, {"Content-Type": "application/json"}, json.dumps(body)
+
+
+def _handler(api: GkeClusterApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = HOST + self.path
+            if CLUSTER_URL.match(url):
+                status, headers, body = api._get(SimpleNamespace(url=url, headers=self.headers))
+            else:
+                status, headers, body = _error(404, "NOT_FOUND", f"the simulated GKE API has no {self.path}")
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            data = body.encode()
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    return Handler

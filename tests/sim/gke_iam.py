@@ -78,6 +78,9 @@ PREDEFINED: dict[str, Callable[[str], bool]] = {
         _read_cluster(p) or (_kubernetes(p) and p.rsplit(".", 1)[1] in READ and not p.startswith("container.secrets."))
     ),
     "roles/container.clusterViewer": _read_cluster,
+    # Cloud DNS's admin role, "read-write access to all Cloud DNS resources" (cert-manager's, the README's
+    # prerequisite with DNS_ZONE): https://cloud.google.com/dns/docs/access-control#roles
+    "roles/dns.admin": lambda p: p.startswith("dns."),
 }
 
 

@@ -61,9 +61,12 @@ class GoogleTokenServer:
         self.server.shutdown()
         self.server.server_close()
 
-    def key_file(self, folder: Path, email: str, project: str, registered: bool = True) -> Path:
+    def key_file(
+        self, folder: Path, email: str, project: str, registered: bool = True, token_uri: str | None = None
+    ) -> Path:
         """A service-account key file (the JSON `gcloud iam service-accounts keys create` writes), its
-        public key registered with the server unless `registered` is False (a key Google never issued)."""
+        public key registered with the server unless `registered` is False (a key Google never issued).
+        `token_uri`: Google's real endpoint when the network edge forwards it here (tests/sim/edge.py)."""
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         key_id = secrets.token_hex(20)
         if registered:
@@ -75,6 +78,7 @@ class GoogleTokenServer:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ).decode()
         path = folder / f"{email.split('@')[0]}-{key_id[:6]}.json"
+        path.touch(mode=0o600)
         path.write_text(
             json.dumps(
                 {
@@ -84,7 +88,7 @@ class GoogleTokenServer:
                     "private_key": private,
                     "client_email": email,
                     "client_id": str(int(key_id[:12], 16)),
-                    "token_uri": self.token_uri,
+                    "token_uri": token_uri or self.token_uri,
                 }
             )
         )
@@ -114,6 +118,14 @@ class GoogleTokenServer:
         now = datetime.datetime.now(datetime.UTC)
         self.tokens[token] = AccessToken(email, now + LIFETIME, scopes)
         return 200, {"access_token": token, "expires_in": int(LIFETIME.total_seconds()), "token_type": "Bearer"}
+
+    def issued(self, token: str) -> bool:
+        """Whether `token` is a live access token of this issuer (what a Google API checks first)."""
+        try:
+            self.lookup(token)
+        except TokenRefused:
+            return False
+        return True
 
     def lookup(self, token: str) -> AccessToken:
         """The account behind a bearer token, or TokenRefused (unknown or expired, as Google's tokeninfo says)."""

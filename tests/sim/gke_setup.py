@@ -1,0 +1,65 @@
+"""The GCP deploy service account set up as `make cloud-setup CLOUD=gcp` and `make rbac` print it, on a simulated GKE.
+
+No installable gcloud runs here: the IAM grants are applied to the simulation's project IAM
+(tests/sim/gke_iam.py) from the structured source the printed script is made from
+(tools/permissions.py gcp_grants), each checked to be in the printed script; the Kubernetes rights are
+`make rbac`'s manifests for the subject the script names, applied by the cluster admin.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.envfiles import write_env
+from tests.sim.gke import PROJECT
+from tools.cloud import cloud_for
+from tools.permissions import gcp_grants
+from tools.settings import REPO_ROOT, load_settings
+
+RBAC_LINE = re.compile(r'make rbac CLOUD=gcp ARGS="--subject (User:\S+)"')
+
+
+def account_for(namespace: str) -> str:
+    return f"deploy-{namespace}@{PROJECT}.iam.gserviceaccount.com"
+
+
+def gcp_tool(module: str, environ: dict[str, str], folder: Path, *args: str) -> str:
+    """`python -m MODULE --cloud gcp` with `environ` as its env file: its output (exit 0 asserted)."""
+    env_file = write_env(folder / "setup-gcp.env", environ)
+    command = [sys.executable, "-m", module, "--cloud", "gcp", "--env-file", str(env_file), *args]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def printed_script(environ: dict[str, str], folder: Path, account: str) -> str:
+    """What `make cloud-setup CLOUD=gcp` prints for the deploy service account `account`."""
+    return gcp_tool("tools.cloud_setup", environ, folder, "--repository", "o/r", "--service-account", account)
+
+
+def grant_printed_iam(sim: Any, environ: dict[str, str], script: str, account: str) -> set[str]:
+    """The deploy role(s) of the printed script, created and bound in the simulation's IAM; the
+    container.* permissions they hold."""
+    cloud = cloud_for(load_settings(cloud="gcp", environ=environ))
+    granted: set[str] = set()
+    for grant in gcp_grants(cloud):
+        role = f"projects/{PROJECT}/roles/{grant.role_id}"
+        assert f"gcloud iam roles create {grant.role_id} " in script and f"--role {role}" in script
+        sim.iam.create_role(grant.role_id, grant.permissions)
+        sim.iam.bind(f"serviceAccount:{account}", role, grant.condition)
+        granted |= {p for p in grant.permissions if p.startswith("container.")}
+    return granted
+
+
+def apply_printed_rbac(sim: Any, environ: dict[str, str], script: str, folder: Path) -> str:
+    """`make rbac` for the subject the printed script names, applied as the cluster admin; the subject."""
+    (subject,) = RBAC_LINE.findall(script)
+    manifests = folder / "rbac.yaml"
+    manifests.write_text(gcp_tool("tools.rbac", environ, folder, "--subject", subject))
+    applied = sim.control_plane.kubectl("apply", "-f", str(manifests))
+    assert applied.returncode == 0, applied.stderr
+    return subject
