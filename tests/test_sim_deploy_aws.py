@@ -38,13 +38,13 @@ import pytest
 
 from tests.envfiles import good_env, write_env
 from tests.fixtures.apps import stage_apps
-from tests.realcluster import api, create_namespace, delete_namespace
+from tests.realcluster import api, build_and_push, create_namespace, delete_namespace
 from tests.sim.alb_controller import AlbController
 from tests.sim.edge import containerd_certs_dir, containerd_mirror
 from tests.sim.edge_routes import EKS
 from tests.sim.eks import ACCOUNT, CLUSTER, MOTO_KEYS, REGION
 from tests.sim.eks_setup import apply_rbac, printed_setup
-from tests.sim.litestream import stand_in_litestream
+from tests.sim.litestream import stand_in_context
 from tests.skips import unavailable
 from tools.helm import helm_binary
 from tools.settings import REPO_ROOT
@@ -118,14 +118,15 @@ def test_make_deploy_aws_runs_whole_on_the_simulated_eks_and_converges(
         zone_id = route53.create_hosted_zone(Name=zone, CallerReference=uuid.uuid4().hex)["HostedZone"]["Id"]
         base = f"cmb.{zone}"
         contexts = stage_apps(tmp_path / "apps")
-        litestream = stand_in_litestream(tmp_path, {"DOCKER_HOST": edge_docker}, registry)
+        reference = f"{registry}/cmbsim-litestream:stand-in"
+        digest = build_and_push({"DOCKER_HOST": edge_docker}, stand_in_context(tmp_path), reference)
         values = good_env(
             "aws",
             CLUSTER_NAME=CLUSTER,
             NAMESPACE=namespace,
             BASE_DOMAIN=base,
             DNS_ZONE=zone,
-            LITESTREAM_IMAGE=litestream,
+            LITESTREAM_IMAGE=f"{reference}@{digest}",
             DATABASE_SIZE="1Gi",  # the test bed's volumes hold 2Gi (tests/testbed.py), EBS would make any size
             **{f"{n.upper().replace('-', '_')}_CONTEXT": str(p) for n, p in contexts.items()},
         )
@@ -185,6 +186,8 @@ def test_make_deploy_aws_runs_whole_on_the_simulated_eks_and_converges(
         ):
             assert sum(line.startswith(result) for line in lines) == 1, result
         assert f"{ECR_HOST}/{CLUSTER}-backend" in images.read_text()  # pushed under ECR's host name
+        for image in ("backend", "frontend"):  # and run by that name: the kubelet pulled it through containerd's mirror
+            assert f"image {image}: {ECR_HOST}/{CLUSTER}-{image}@sha256:" in text
         assert any(h == ECR_HOST and m == "PUT" and "/manifests/" in p for h, m, p in network_edge.proxy.seen)
         assert "revision 1 deployed" in text and f"in {namespace} (aws): healthy" in text, text[-3000:]
         # the release is the deploy role's: the simulated EKS authenticated its session through the access entry

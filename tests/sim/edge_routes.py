@@ -5,8 +5,6 @@ Host names are the providers' documented endpoints:
   `route53.amazonaws.com`, `sts.amazonaws.com`): https://docs.aws.amazon.com/general/latest/gr/rande.html
 - S3, path style and virtual-hosted style (`BUCKET.s3.REGION.amazonaws.com`):
   https://docs.aws.amazon.com/AmazonS3/latest/userguide/VirtualHosting.html
-- EC2's API `ec2.REGION.amazonaws.com` (the cluster VPC's subnets):
-  https://docs.aws.amazon.com/general/latest/gr/ec2-service.html
 - ECR's API `api.ecr.REGION.amazonaws.com` (https://docs.aws.amazon.com/general/latest/gr/ecr.html) and its
   registry `ACCOUNT.dkr.ecr.REGION.amazonaws.com`:
   https://docs.aws.amazon.com/AmazonECR/latest/userguide/Registries.html
@@ -44,6 +42,7 @@ ROUTES = (
     _route(rf"\d{{12}}\.dkr\.ecr\.{_REGION}\.amazonaws\.com", ECR_REGISTRY),
     _route(rf"eks\.{_REGION}\.amazonaws\.com", EKS),
     _route(r"(?:sts|iam|route53)\.amazonaws\.com", MOTO),
+    # ec2: the cluster VPC's subnets (https://docs.aws.amazon.com/general/latest/gr/ec2-service.html)
     _route(rf"(?:sts|api\.ecr|acm|elasticloadbalancing|cognito-idp|ec2)\.{_REGION}\.amazonaws\.com", MOTO),
     _route(rf"(?:[a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9]\.)?s3(?:\.{_REGION})?\.amazonaws\.com", MOTO),
     _route(rf"{_LOCATION}-docker\.pkg\.dev", AR_REGISTRY),
