@@ -35,6 +35,7 @@ from typing import Any
 
 import boto3
 import pytest
+from kubernetes import client
 
 from tests.envfiles import good_env, write_env
 from tests.fixtures.apps import stage_apps
@@ -70,8 +71,6 @@ def make(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def ensure_alb_class(cluster: str) -> None:
     """The IngressClass the AWS Load Balancer Controller installs (cluster-scoped; left for other runs, as the
     session's nginx class is)."""
-    from kubernetes import client
-
     body = {"metadata": {"name": "alb"}, "spec": {"controller": "ingress.k8s.aws/alb"}}
     try:
         client.NetworkingV1Api(api(cluster)).create_ingress_class(body)
@@ -82,8 +81,6 @@ def ensure_alb_class(cluster: str) -> None:
 
 def running_pods(cluster: str, namespace: str) -> dict[str, str]:
     """{component: pod uid} of the release's backend and frontend, each Running and Ready."""
-    from kubernetes import client
-
     pods = client.CoreV1Api(api(cluster)).list_namespaced_pod(namespace).items
     found = {}
     for pod in pods:
@@ -151,8 +148,6 @@ def test_make_deploy_aws_runs_whole_on_the_simulated_eks_and_converges(
         }
         images = tmp_path / "images.json"
         args = [f"ENV_FILE={env_file}", f"IMAGES_FILE={images}", "SMOKE_ARGS=--no-endpoints"]
-        from kubernetes import client
-
         networking = client.NetworkingV1Api(api(cluster))
         balancer = f"k8s-{namespace}"[:32]
         with (
