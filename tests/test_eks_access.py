@@ -30,7 +30,8 @@ from tests.envfiles import good_env
 from tests.sim.aws_cli import run_printed_script
 from tests.sim.eks import ACCOUNT, CLUSTER, REGION
 from tests.sim.eks_access import Association
-from tests.sim.eks_token_review import Credential, EksTokenReviewer, TokenRejected
+from tests.sim.eks_setup import apply_rbac, printed_setup, tool
+from tests.sim.eks_token_review import STS_HOST, Credential, EksTokenReviewer, TokenRejected
 from tools.cloud import AwsCloud, cloud_for
 from tools.cloud.eks import eks_token
 from tools.escalation import escalation_problems
@@ -53,26 +54,11 @@ def env_file(folder: Path, namespace: str) -> Path:
     return path
 
 
-def tool(module: str, env: Path, *args: str) -> str:
-    command = [sys.executable, "-m", module, "--cloud", "aws", "--env-file", str(env), *args]
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def set_up(
     sim: Any, moto_url: str, folder: Path, namespace: str, role: str, drop: str = ""
 ) -> tuple[str, subprocess.CompletedProcess]:
-    """The printed set-up script (less `drop`), whole, run by bash with the AWS CLI against moto and the simulated
-    EKS API (tests/sim/aws_cli.py): the deploy role, its policy, the access entry, the IRSA roles.
-    Returns the deploy role's ARN and the finished run."""
-    script = tool("tools.cloud_setup", env_file(folder, namespace), "--repository", "o/r", "--role-name", role)
-    if drop:
-        assert drop in script
-        script = script.replace(drop, "")
-    ran = run_printed_script(script, folder, region=REGION, moto_url=moto_url, eks_url=sim.api.url)
-    assert ran.returncode == 0, f"the printed set-up stopped:\n{ran.stderr[-3000:]}"
-    return f"arn:aws:iam::{ACCOUNT}:role/{role}", ran
+    """The printed set-up script (less `drop`) for this namespace's settings (tests/sim/eks_setup.py)."""
+    return printed_setup(sim, moto_url, folder, env_file(folder, namespace), role, drop)
 
 
 @contextmanager
@@ -81,7 +67,10 @@ def as_deploy_role(
 ) -> Iterator[str]:
     """The CI job's login (the deploy role, assumed) and the tools' own kubeconfig for the cluster."""
     credentials = sim.reviewer.issue(role_arn, SESSION)
-    environment = {**credentials, "AWS_ENDPOINT_URL": moto_url, "AWS_ENDPOINT_URL_EKS": sim.api.url}
+    # EKS's API at the simulated one; no general endpoint, so the token is presigned for STS's real host name, the
+    # only one EKS accepts (the token is never sent there: the simulated webhook asks moto who signed it)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    environment = {**credentials, "AWS_ENDPOINT_URL_EKS": sim.api.url}
     for key, value in {**environment, "AWS_DEFAULT_REGION": REGION, "PYTHONPATH": str(REPO_ROOT)}.items():
         monkeypatch.setenv(key, value)
     with AwsCloud(load_settings(cloud="aws", environ=settings_env("aws", namespace))).cluster_access() as kubeconfig:
@@ -121,10 +110,7 @@ def test_deploy_role_installs_the_chart_only_through_its_access_entry_group(
     # a cluster admin: the namespace, and the RBAC `make rbac` prints for the access entry's group
     admin = simulated_eks.control_plane
     assert admin.kubectl("create", "namespace", namespace).returncode == 0
-    rbac = tmp_path / "rbac.yaml"
-    rbac.write_text(tool("tools.rbac", env_file(tmp_path, namespace)))
-    applied = admin.kubectl("apply", "-f", str(rbac))
-    assert applied.returncode == 0, applied.stderr
+    apply_rbac(simulated_eks, env_file(tmp_path, namespace), tmp_path)
 
     with as_deploy_role(simulated_eks, moto_url, role_arn, namespace, monkeypatch) as kubeconfig:
         # preflight's escalation check, on the chart about to be installed
@@ -184,7 +170,11 @@ def test_the_token_webhook_checks_the_signature_the_cluster_id_and_the_expiry(
     reviewer = EksTokenReviewer(CLUSTER, moto_url)
     for key, value in reviewer.issue(role_arn, SESSION).items():
         monkeypatch.setenv(key, value)
-    token = eks_token(CLUSTER, REGION)  # the toolkit's own token
+    presigned_for_moto = eks_token(CLUSTER, REGION)  # AWS_ENDPOINT_URL: signed for moto's plain-HTTP address
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://sts.amazonaws.com.example.org")
+    presigned_elsewhere = eks_token(CLUSTER, REGION)
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    token = eks_token(CLUSTER, REGION)  # the toolkit's own token, for STS's regional host name
 
     caller = reviewer.review(token)
     assert caller.arn == f"arn:aws:sts::{ACCOUNT}:assumed-role/{CLUSTER}-token/{SESSION}"
@@ -209,6 +199,15 @@ def test_the_token_webhook_checks_the_signature_the_cluster_id_and_the_expiry(
         stranger.review(token)
     with pytest.raises(TokenRejected, match="k8s-aws-v1"):
         reviewer.review("Bearer " + token)
+    # a correctly signed token whose URL is not STS's: EKS would send it to a server of the caller's choosing
+    with pytest.raises(TokenRejected, match="unexpected scheme 'http'"):
+        reviewer.review(presigned_for_moto)
+    with pytest.raises(TokenRejected, match=r"unexpected hostname 'sts\.amazonaws\.com\.example\.org'"):
+        reviewer.review(presigned_elsewhere)
+    for host in ("sts.amazonaws.com", "sts.eu-west-1.amazonaws.com"):
+        assert STS_HOST.match(host), host
+    for host in ("sts.amazonaws.com.evil.org", "evilsts.amazonaws.com", "sts.amazonaws.com:8443", "iam.amazonaws.com"):
+        assert not STS_HOST.match(host), host
 
 
 def test_make_rbac_binds_a_user_name_with_colons_and_refuses_one_for_a_service_account(tmp_path: Path) -> None:
@@ -250,10 +249,7 @@ def test_stagings_role_is_refused_in_productions_namespace_of_a_shared_cluster(
         entry = eks.describe_access_entry(clusterName=CLUSTER, principalArn=roles[environment])["accessEntry"]
         assert entry["kubernetesGroups"] == [f"cmbcluster-deployers-{namespace}"]
         assert admin.kubectl("create", "namespace", namespace).returncode == 0
-        rbac = folder / "rbac.yaml"
-        rbac.write_text(tool("tools.rbac", env))
-        applied = admin.kubectl("apply", "-f", str(rbac))
-        assert applied.returncode == 0, applied.stderr
+        apply_rbac(simulated_eks, env, folder)
 
     with as_deploy_role(simulated_eks, moto_url, roles["staging"], "cmb-env-staging", monkeypatch) as kubeconfig:
         own = admin.kubectl("create", "configmap", "probe", "-n", "cmb-env-staging", kubeconfig=kubeconfig)

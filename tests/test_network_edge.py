@@ -67,6 +67,7 @@ def test_routes_map_the_providers_host_names_and_nothing_else() -> None:
     assert part_for(ECR_HOST) == ECR_REGISTRY
     assert part_for("api.ecr.us-east-1.amazonaws.com") == MOTO
     assert part_for("eks.eu-west-2.amazonaws.com") == EKS
+    assert part_for("ec2.us-east-1.amazonaws.com") == MOTO  # helm_deploy reads the cluster VPC's subnets
     assert part_for("sts.amazonaws.com") == part_for("iam.amazonaws.com") == MOTO
     assert part_for("cmb-db.s3.us-east-1.amazonaws.com") == part_for("s3.amazonaws.com") == MOTO
     assert part_for("us-central1-docker.pkg.dev") == AR_REGISTRY

@@ -48,7 +48,8 @@ ROUTES = (
     _route(rf"\d{{12}}\.dkr\.ecr\.{_REGION}\.amazonaws\.com", ECR_REGISTRY),
     _route(rf"eks\.{_REGION}\.amazonaws\.com", EKS),
     _route(r"(?:sts|iam|route53)\.amazonaws\.com", MOTO),
-    _route(rf"(?:sts|api\.ecr|acm|elasticloadbalancing|cognito-idp)\.{_REGION}\.amazonaws\.com", MOTO),
+    # ec2: the cluster VPC's subnets (https://docs.aws.amazon.com/general/latest/gr/ec2-service.html)
+    _route(rf"(?:sts|api\.ecr|acm|elasticloadbalancing|cognito-idp|ec2)\.{_REGION}\.amazonaws\.com", MOTO),
     _route(rf"(?:[a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9]\.)?s3(?:\.{_REGION})?\.amazonaws\.com", MOTO),
     _route(rf"{_LOCATION}-docker\.pkg\.dev", AR_REGISTRY),
     _route(r"storage\.googleapis\.com", GCS),

@@ -11,6 +11,7 @@ import contextlib
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -23,6 +24,8 @@ from tests.sim.eks_webhook import EksWebhooks
 CLUSTER = "cmbsim"  # the simulated cluster's name: tokens must be signed for it (x-k8s-aws-id)
 ACCOUNT, REGION = "123456789012", "us-east-1"  # moto's default account
 MOTO_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+# The subnets the AWS Load Balancer Controller puts internet-facing ALBs in (tools/cloud/aws.py reads the same tag)
+ALB_SUBNET_TAG = "kubernetes.io/role/elb"
 
 
 class SimulatedEks:
@@ -37,12 +40,40 @@ class SimulatedEks:
         self.hooks = EksWebhooks(self.home / "webhook", self.reviewer, self.entries)
         self.control_plane = ControlPlane(kit, self.home, self.hooks, storage=storage)
         self.api = EksApi(moto_url, CLUSTER, self.entries)  # AWS_ENDPOINT_URL_EKS for the tools and the test
+        self.vpc_id = ""  # the cluster's VPC in moto
 
     def start(self) -> SimulatedEks:
         self.control_plane.start()
         eks = boto3.client("eks", endpoint_url=self.api.url, region_name=REGION, **MOTO_KEYS)
-        with contextlib.suppress(eks.exceptions.ResourceInUseException):
-            eks.create_cluster(name=CLUSTER, roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks", resourcesVpcConfig={})
+        with contextlib.suppress(eks.exceptions.ResourceNotFoundException):
+            eks.describe_cluster(name=CLUSTER)
+            return self._serve(eks)  # made by an earlier start in this moto (the simulated EKS on the kit's cluster)
+        config = {"subnetIds": self._vpc_subnets()}
+        eks.create_cluster(name=CLUSTER, roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks", resourcesVpcConfig=config)
+        return self._serve(eks)
+
+    def _vpc_subnets(self) -> list[str]:
+        """The cluster's VPC in moto, as EKS requires one: two subnets tagged for internet-facing ALBs (two zones,
+        as ELBv2 requires) and one for the nodes (https://docs.aws.amazon.com/eks/latest/userguide/network-reqs.html)."""
+        ec2 = boto3.client("ec2", endpoint_url=self.moto_url, region_name=REGION, **MOTO_KEYS)
+        vpc = ec2.create_vpc(CidrBlock="10.80.0.0/16")["Vpc"]["VpcId"]
+        subnets = []
+        for block, zone, tags in (
+            ("10.80.1.0/24", "a", True),
+            ("10.80.2.0/24", "b", True),
+            ("10.80.8.0/22", "a", False),
+        ):
+            subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=block, AvailabilityZone=f"{REGION}{zone}")["Subnet"]
+            if tags:
+                ec2.create_tags(Resources=[subnet["SubnetId"]], Tags=[{"Key": ALB_SUBNET_TAG, "Value": "1"}])
+            subnets.append(subnet["SubnetId"])
+        return subnets
+
+    def _serve(self, eks: Any) -> SimulatedEks:
+        config = eks.describe_cluster(name=CLUSTER)["cluster"].get("resourcesVpcConfig") or {}
+        ec2 = boto3.client("ec2", endpoint_url=self.moto_url, region_name=REGION, **MOTO_KEYS)
+        subnets = ec2.describe_subnets(SubnetIds=config["subnetIds"])["Subnets"] if config.get("subnetIds") else []
+        self.vpc_id = subnets[0]["VpcId"] if subnets else ""
         self.api.serve_cluster(f"https://127.0.0.1:{self.control_plane.port}", self.home / "pki" / "ca.crt")
         for policy, role in USER_FACING_ROLE.items():  # the access policies' rules (see eks_access.py)
             self.entries.policy_rules[policy] = self.control_plane.cluster_role(role)["rules"]

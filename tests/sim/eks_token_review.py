@@ -15,6 +15,7 @@ import base64
 import datetime
 import hashlib
 import hmac
+import re
 import urllib.parse
 from dataclasses import dataclass
 
@@ -27,6 +28,11 @@ CLUSTER_HEADER = "x-k8s-aws-id"
 # SigV4 of a presigned GET: the payload hash is that of the empty body
 # (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html, "HashedPayload")
 EMPTY_PAYLOAD = hashlib.sha256(b"").hexdigest()
+# STS's own host names only, global or regional (https://docs.aws.amazon.com/general/latest/gr/sts.html): the
+# authenticator refuses any other host, scheme or path before it sends the URL anywhere (pkg/token/token.go,
+# Verify: "unexpected scheme", "unexpected hostname", "unexpected path"), else a token could make EKS call a
+# server of the caller's choosing that answers with any identity
+STS_HOST = re.compile(r"^sts(?:\.[a-z]{2}(?:-[a-z]+)+-[0-9])?\.amazonaws\.com$")
 
 
 class TokenRejected(Exception):
@@ -106,6 +112,12 @@ class EksTokenReviewer:
         except ValueError:
             raise TokenRejected("could not base64 decode token") from None
         parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme != "https":
+            raise TokenRejected(f"unexpected scheme {parsed.scheme!r} in pre-signed URL")
+        if not STS_HOST.match(parsed.netloc):
+            raise TokenRejected(f"unexpected hostname {parsed.netloc!r} in pre-signed URL")
+        if parsed.path != "/":
+            raise TokenRejected("unexpected path in pre-signed URL")
         query = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
         # token.go: only GetCallerIdentity of version 2011-06-15, with the cluster-id header signed
         if query.get("Action") != "GetCallerIdentity" or query.get("Version") != "2011-06-15":
