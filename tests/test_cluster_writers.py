@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.realcluster import RELEASE, Site, apps, create_namespace, delete_namespace
+from tests.waiting import eventually
 from tools.settings import REPO_ROOT
 
 pytestmark = pytest.mark.testbed
@@ -53,11 +54,15 @@ class Run:
         return self.log.read_text()
 
     def until(self, condition: Callable[[], bool], what: str, seconds: float = 90) -> None:
-        deadline = time.monotonic() + seconds
-        while not condition():
+        """Once `condition` holds, while the tool still runs: polled often, a signal aims at a short state."""
+
+        def reached() -> bool:
+            if condition():
+                return True
             assert self.proc.poll() is None, f"exited {self.proc.returncode} before {what}:\n{self.text()}"
-            assert time.monotonic() < deadline, f"no {what} in {seconds}s:\n{self.text()}"
-            time.sleep(0.05)
+            return False
+
+        eventually(reached, lambda: f"{what}:\n{self.text()}", seconds, pause=0.05)
 
     def wait(self) -> tuple[int, str]:
         try:
