@@ -18,8 +18,6 @@ from tests.realcluster import (
     Site,
     api,
     bind,
-    create_namespace,
-    delete_namespace,
     litestream_image,
     service_account_kubeconfig,
 )
@@ -255,7 +253,7 @@ def table(path: Path) -> list[tuple]:
 
 
 def test_on_the_real_cluster_the_sidecar_backs_up_and_a_lost_volume_is_restored(
-    cluster: str, on_cluster, stand_in_images, docker_host: str, registry: str, testbed, tmp_path: Path
+    site: Site, cluster: str, docker_host: str, registry: str, testbed, tmp_path: Path
 ) -> None:
     """The chart's pod on a real kubelet: the restore container runs first (nothing to restore on
     the first install), the native sidecar runs beside the backend under the restricted security
@@ -265,54 +263,50 @@ def test_on_the_real_cluster_the_sidecar_backs_up_and_a_lost_volume_is_restored(
     restore container brings every row back onto the new, empty volume."""
     from kubernetes import client
 
-    namespace = create_namespace(cluster, "database-backup")
-    try:
-        image = litestream_image(tmp_path, testbed.env, registry)
-        site = Site(tmp_path, cluster, namespace, stand_in_images)
-        claim(cluster, namespace, "database-backup")
-        backup = {"url": "file:///backup/cmbcluster.db", "claimName": "database-backup"}
-        values = {"database": {"backup": {**backup, "image": {**image, "pullPolicy": "IfNotPresent"}}}}
-        assert site.secrets().returncode == 0
-        first = site.deploy(values=values)
-        assert first.returncode == 0, first.stdout + first.stderr
-        (pod,) = site.pods("backend")
-        statuses = {s.name: s for s in pod.status.init_container_statuses}
-        assert statuses["restore-database"].state.terminated.exit_code == 0  # first install: nothing to restore
-        assert statuses["litestream"].started and statuses["litestream"].state.running  # the native sidecar
+    image = litestream_image(tmp_path, testbed.env, registry)
+    namespace = site.namespace
+    claim(cluster, namespace, "database-backup")
+    backup = {"url": "file:///backup/cmbcluster.db", "claimName": "database-backup"}
+    values = {"database": {"backup": {**backup, "image": {**image, "pullPolicy": "IfNotPresent"}}}}
+    assert site.secrets().returncode == 0
+    first = site.deploy(values=values)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (pod,) = site.pods("backend")
+    statuses = {s.name: s for s in pod.status.init_container_statuses}
+    assert statuses["restore-database"].state.terminated.exit_code == 0  # first install: nothing to restore
+    assert statuses["litestream"].started and statuses["litestream"].state.running  # the native sidecar
 
-        stand_in = stand_in_images.images()["backend"]
-        helper_image = f"{stand_in['repository']}@{stand_in['digest']}"
-        data, rows = seed_database(tmp_path)
-        helper_pod(cluster, namespace, "app-writes", helper_image, "cp /seed/cmbcluster.db /app/data/", seed=data)
-        # the sidecar's first snapshot of the copied file, in the replica (it syncs the rest when the pod stops)
-        eventually(
-            lambda: replica_files(cluster, namespace, "database-backup", "cmbcluster.db"),
-            "the sidecar's first snapshot in the replica",
-        )
+    stand_in = site.stand_ins.images()["backend"]
+    helper_image = f"{stand_in['repository']}@{stand_in['digest']}"
+    data, rows = seed_database(tmp_path)
+    helper_pod(cluster, namespace, "app-writes", helper_image, "cp /seed/cmbcluster.db /app/data/", seed=data)
+    # the sidecar's first snapshot of the copied file, in the replica (it syncs the rest when the pod stops)
+    eventually(
+        lambda: replica_files(cluster, namespace, "database-backup", "cmbcluster.db"),
+        "the sidecar's first snapshot in the replica",
+    )
 
-        apps, core = client.AppsV1Api(api(cluster)), client.CoreV1Api(api(cluster))
-        apps.patch_namespaced_deployment_scale(f"{RELEASE}-backend", namespace, {"spec": {"replicas": 0}})
-        wait_gone(cluster, namespace, "backend")
-        core.delete_namespaced_persistent_volume_claim(f"{RELEASE}-database", namespace)  # the disk is lost
-        eventually(
-            lambda: (
-                not [
-                    c
-                    for c in core.list_namespaced_persistent_volume_claim(namespace).items
-                    if c.metadata.name.endswith("-database")
-                ]
-            ),
-            "the database claim deleted",
-        )
+    apps, core = client.AppsV1Api(api(cluster)), client.CoreV1Api(api(cluster))
+    apps.patch_namespaced_deployment_scale(f"{RELEASE}-backend", namespace, {"spec": {"replicas": 0}})
+    wait_gone(cluster, namespace, "backend")
+    core.delete_namespaced_persistent_volume_claim(f"{RELEASE}-database", namespace)  # the disk is lost
+    eventually(
+        lambda: (
+            not [
+                c
+                for c in core.list_namespaced_persistent_volume_claim(namespace).items
+                if c.metadata.name.endswith("-database")
+            ]
+        ),
+        "the database claim deleted",
+    )
 
-        again = site.deploy(values=values)  # makes the claim anew, scales the backend back up
-        assert again.returncode == 0, again.stdout + again.stderr
-        (pod,) = site.pods("backend")
-        statuses = {s.name: s for s in pod.status.init_container_statuses}
-        assert statuses["restore-database"].state.terminated.exit_code == 0
-        dump = helper_pod(cluster, namespace, "app-reads", helper_image, "base64 /app/data/cmbcluster.db")
-        restored = tmp_path / "restored.db"
-        restored.write_bytes(base64.b64decode(dump))
-        assert table(restored) == rows
-    finally:
-        delete_namespace(cluster, namespace)
+    again = site.deploy(values=values)  # makes the claim anew, scales the backend back up
+    assert again.returncode == 0, again.stdout + again.stderr
+    (pod,) = site.pods("backend")
+    statuses = {s.name: s for s in pod.status.init_container_statuses}
+    assert statuses["restore-database"].state.terminated.exit_code == 0
+    dump = helper_pod(cluster, namespace, "app-reads", helper_image, "base64 /app/data/cmbcluster.db")
+    restored = tmp_path / "restored.db"
+    restored.write_bytes(base64.b64decode(dump))
+    assert table(restored) == rows

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.envfiles import secret_values
-from tests.realcluster import Site, create_namespace, delete_namespace, ensure_ingress_class
+from tests.realcluster import Site, ensure_ingress_class
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.testbed
@@ -38,10 +38,9 @@ def helm(request, monkeypatch) -> str:
 
 
 @pytest.fixture
-def site(tmp_path, cluster, on_cluster, stand_in_images, helm):
-    namespace = create_namespace(cluster, f"deploy-{helm}")
-    yield Site(tmp_path, cluster, namespace, stand_in_images)
-    delete_namespace(cluster, namespace)
+def site(site: Site, helm: str) -> Site:
+    """conftest's new site, with each Helm."""
+    return site
 
 
 def out(result: subprocess.CompletedProcess) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.realcluster import RELEASE, Site, apps, create_namespace, delete_namespace
+from tests.realcluster import RELEASE, Site, apps
 from tests.waiting import eventually
 from tools.settings import REPO_ROOT
 
@@ -24,15 +24,13 @@ NOISE = ("Traceback", "Exception ignored", "Task was destroyed", "Event loop is 
 
 
 @pytest.fixture
-def site(tmp_path, cluster, on_cluster, stand_in_images, monkeypatch):
+def site(site: Site, monkeypatch: pytest.MonkeyPatch) -> Site:
+    """conftest's new site with revision 1 installed (not waited for), by Helm 4."""
     monkeypatch.delenv("HELM_BIN", raising=False)
-    namespace = create_namespace(cluster, "writers")
-    site = Site(tmp_path, cluster, namespace, stand_in_images)
     assert site.secrets().returncode == 0
     installed = site.deploy("--no-wait")
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    yield site
-    delete_namespace(cluster, namespace)
+    return site
 
 
 class Run:
