@@ -20,8 +20,9 @@ import pytest
 import yaml
 
 from tests.envfiles import secret_values
-from tests.realcluster import Site, ensure_ingress_class
+from tests.realcluster import RELEASE, Site, ensure_ingress_class
 from tests.waiting import eventually
+from tools.helm import helm_binary
 
 pytestmark = pytest.mark.testbed
 HELM3 = str(Path(sys.executable).parent / "helm3")
@@ -50,10 +51,8 @@ def out(result: subprocess.CompletedProcess) -> str:
 def revision_age(site: Site, revision: int) -> float:
     """Seconds since helm last updated `revision`: the age by which helm_deploy judges a pending revision no
     lock names."""
-    from tools.helm import helm_binary
-
     proc = subprocess.run(
-        [helm_binary(), "history", "cmbcluster", "-n", site.namespace, "-o", "json", "--kubeconfig", site.kubeconfig],
+        [helm_binary(), "history", RELEASE, "-n", site.namespace, "-o", "json", "--kubeconfig", site.kubeconfig],
         capture_output=True,
         text=True,
         check=True,
@@ -140,8 +139,6 @@ def test_a_failed_first_install_is_removed(site: Site, tmp_path: Path) -> None:
 def test_a_release_left_pending_outside_the_toolkit_is_recovered_by_its_age(site: Site, tmp_path: Path) -> None:
     """A pending revision no lock names (helm by hand, an older toolkit): only its age says its writer is
     gone. (The toolkit's own interrupted revisions are recovered at once: tests/test_cluster_writers.py.)"""
-    from tools.helm import helm_binary
-
     assert site.secrets().returncode == 0
     assert site.deploy("--no-wait").returncode == 0
     crash = site.stand_ins.with_backend(tmp_path, "crash")
