@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.realcluster import Site, create_namespace, delete_namespace
 from tests.skips import unavailable
 from tests.testbed import PartUnavailable, TestBed
 from tools.report import REPORTER
@@ -139,6 +141,24 @@ def on_cluster(testbed: TestBed, cluster: str, monkeypatch: pytest.MonkeyPatch) 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture
+def site(
+    tmp_path: Path, cluster: str, on_cluster: dict[str, str], stand_in_images: Any, request: pytest.FixtureRequest
+) -> Iterator[Site]:
+    """A local-cloud site in a namespace of its own for this test (deleted after), nothing installed yet."""
+    namespace = create_namespace(cluster, request.module.__name__.rpartition(".")[2].removeprefix("test_"))
+    yield Site(tmp_path, cluster, namespace, stand_in_images)
+    delete_namespace(cluster, namespace)
+
+
+@pytest.fixture(scope="module")
+def healthy_site(
+    cluster: str, cluster_namespace: str, stand_in_images: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Site:
+    """A site in the module's namespace with revision 1 of the release healthy: the state its tests go back to."""
+    return Site(tmp_path_factory.mktemp("site"), cluster, cluster_namespace, stand_in_images).install_healthy()
 
 
 @pytest.fixture(scope="session")

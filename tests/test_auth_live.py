@@ -14,7 +14,7 @@ import responses
 
 from tests import nextauth
 from tests.envfiles import COGNITO, COMMON, good_env
-from tests.realcluster import RELEASE, Site, StandIns
+from tests.realcluster import RELEASE, Site
 from tools.auth.live import check_sign_in
 from tools.settings import load_settings
 
@@ -109,10 +109,10 @@ def test_a_connection_lost_after_a_rollout_is_tried_again_until_the_deadline(fai
 
 
 # -- the real cluster ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def site(cluster: str, cluster_namespace: str, stand_in_images: StandIns, tmp_path_factory) -> Site:
+@pytest.fixture
+def site(healthy_site: Site) -> Site:
     """Google sign-in on a local cluster, revision 1 healthy."""
-    return Site(tmp_path_factory.mktemp("sign-in"), cluster, cluster_namespace, stand_in_images).install_healthy()
+    return healthy_site
 
 
 def smoke(site: Site, capfd: pytest.CaptureFixture[str]) -> tuple[int, str]:

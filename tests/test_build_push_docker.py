@@ -12,7 +12,6 @@ import base64
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -24,6 +23,7 @@ import pytest
 from tests.envfiles import auth_lines
 from tests.fixtures.apps import HEALTH, NAMES, env_lines, stage_apps
 from tests.testbed import free_port
+from tests.waiting import eventually
 from tools.build_push import main
 from tools.content_tag import content_tag
 from tools.images import load_images
@@ -202,13 +202,8 @@ def test_stand_ins_answer_their_health_checks(project: Project, docker_host: str
             check=True,
         ).stdout.strip()
         try:
-            deadline, body = time.monotonic() + 10, None
-            while body is None and time.monotonic() < deadline:
-                try:
-                    body = http_json(f"http://127.0.0.1:{port}{HEALTH[image]}")
-                except OSError:
-                    time.sleep(0.1)
-            assert body is not None, f"{image} did not answer {HEALTH[image]}"
+            url = f"http://127.0.0.1:{port}{HEALTH[image]}"
+            body = eventually(lambda url=url: http_json(url), f"{image} answering {HEALTH[image]}", 10)
             assert body["status"] == ("healthy" if image == "backend" else "ok")
         finally:
             subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)

@@ -534,6 +534,7 @@ def test_network_policies(case) -> None:
 
 def test_standard_labels_and_namespace_on_everything(case) -> None:
     r = case[3]
+    assert r.docs
     for doc in r.docs:
         labels = doc["metadata"]["labels"]
         for key in ("name", "instance", "version", "managed-by", "part-of"):
@@ -547,6 +548,7 @@ def test_standard_labels_and_namespace_on_everything(case) -> None:
 def test_no_scanner_notes_reach_the_cluster(case) -> None:
     """checkov's accepted findings live in .checkov.yaml, not on the objects users deploy."""
     r = case[3]
+    assert r.docs
     for doc in r.docs:
         for meta in (doc["metadata"], ((doc.get("spec") or {}).get("template") or {}).get("metadata") or {}):
             assert not any(k.startswith("checkov.io/") for k in meta.get("annotations") or {}), doc["kind"]

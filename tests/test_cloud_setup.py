@@ -327,7 +327,9 @@ def test_the_printed_aws_policy_runs_the_chain_and_each_action_is_needed(
 
 
 def test_every_declared_need_says_why_and_names_its_operations() -> None:
-    for declared in needs("aws"):
+    declared_needs = needs("aws")
+    assert declared_needs
+    for declared in declared_needs:
         assert declared.why and all(":" in a for a in declared.actions)
         assert declared.operations or set(declared.actions) <= NOT_EMULATED, declared
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,11 @@ from tests.realcluster import (
     Site,
     api,
     bind,
-    create_namespace,
-    delete_namespace,
     litestream_image,
     service_account_kubeconfig,
 )
 from tests.testbed import TEST_STORAGE_CLASS
+from tests.waiting import eventually
 from tools import database
 from tools.cloud import AwsCloud, LocalCloud
 from tools.kubeapi import Kube
@@ -111,10 +109,10 @@ def old_aws_release(cluster: str, namespace: str, image: str) -> str:
             },
         },
     )
-    deadline = time.monotonic() + 60
-    while not core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=backend").items:
-        assert time.monotonic() < deadline, "the old backend's pod never appeared"
-        time.sleep(0.5)
+    eventually(
+        lambda: core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=backend").items,
+        "the old backend's pod",
+    )
     return volume
 
 
@@ -141,10 +139,10 @@ def test_migration_stops_the_old_backend_and_removes_only_the_bucket_claim(
 
         done = database.release_bucket_claim(kube, cluster_namespace, RELEASE, AwsCloud.csi_driver, dry_run=False)
         assert done == f"deleted claim {RELEASE}-database and volume {volume} (the bucket stays)"
-        deadline = time.monotonic() + 60
-        while [v for v in core.list_persistent_volume().items if v.metadata.name == volume]:
-            assert time.monotonic() < deadline, "the old volume was not deleted"
-            time.sleep(0.5)
+        eventually(
+            lambda: not [v for v in core.list_persistent_volume().items if v.metadata.name == volume],
+            "the old volume deleted",
+        )
         claims = [c.metadata.name for c in core.list_namespaced_persistent_volume_claim(cluster_namespace).items]
         assert claims == [f"{RELEASE}-scratch"]
         # a second run finds nothing left to do
@@ -193,16 +191,19 @@ def helper_pod(cluster: str, namespace: str, name: str, image: str, script: str,
             },
         },
     )
-    deadline = time.monotonic() + 120
-    while (phase := core.read_namespaced_pod(name, namespace).status.phase) not in ("Succeeded", "Failed"):
-        assert time.monotonic() < deadline, f"pod {name} is still {phase}"
-        time.sleep(0.5)
+
+    def ended() -> str | None:
+        phase = core.read_namespaced_pod(name, namespace).status.phase
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = eventually(ended, f"pod {name} at its end", seconds=120)
     log = core.read_namespaced_pod_log(name, namespace)
     assert phase == "Succeeded", log
     core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)  # a pod that exists holds the claim
-    while [p for p in core.list_namespaced_pod(namespace).items if p.metadata.name == name]:
-        assert time.monotonic() < deadline + 60, f"pod {name} was not deleted"
-        time.sleep(0.5)
+    eventually(
+        lambda: not [p for p in core.list_namespaced_pod(namespace).items if p.metadata.name == name],
+        f"pod {name} deleted",
+    )
     return log
 
 
@@ -210,10 +211,27 @@ def wait_gone(cluster: str, namespace: str, component: str) -> None:
     from kubernetes import client
 
     core = client.CoreV1Api(api(cluster))
-    deadline = time.monotonic() + 120
-    while core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/component={component}").items:
-        assert time.monotonic() < deadline, f"the {component} pods did not stop"
-        time.sleep(0.5)
+    eventually(
+        lambda: (
+            not core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/component={component}").items
+        ),
+        f"the {component} pods stopped",
+        seconds=120,
+    )
+
+
+def replica_files(cluster: str, namespace: str, claim_name: str, replica: str) -> list[Path]:
+    """The LTX files Litestream wrote into the file replica `replica` (a folder of the claim's volume): the
+    test bed's volumes are hostPath folders of this machine, read here as the node sees them."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api(cluster))
+    volume = core.read_persistent_volume(
+        core.read_namespaced_persistent_volume_claim(claim_name, namespace).spec.volume_name
+    )
+    folder = Path(volume.spec.host_path.path) if volume.spec.host_path else None
+    assert folder and folder.is_dir(), f"claim {claim_name}'s volume is not a hostPath folder of this machine"
+    return sorted((folder / replica).rglob("*.ltx"))
 
 
 def seed_database(folder: Path) -> tuple[bytes, list[tuple]]:
@@ -235,7 +253,7 @@ def table(path: Path) -> list[tuple]:
 
 
 def test_on_the_real_cluster_the_sidecar_backs_up_and_a_lost_volume_is_restored(
-    cluster: str, on_cluster, stand_in_images, docker_host: str, registry: str, testbed, tmp_path: Path
+    site: Site, cluster: str, docker_host: str, registry: str, testbed, tmp_path: Path
 ) -> None:
     """The chart's pod on a real kubelet: the restore container runs first (nothing to restore on
     the first install), the native sidecar runs beside the backend under the restricted security
@@ -245,48 +263,50 @@ def test_on_the_real_cluster_the_sidecar_backs_up_and_a_lost_volume_is_restored(
     restore container brings every row back onto the new, empty volume."""
     from kubernetes import client
 
-    namespace = create_namespace(cluster, "database-backup")
-    try:
-        image = litestream_image(tmp_path, testbed.env, registry)
-        site = Site(tmp_path, cluster, namespace, stand_in_images)
-        claim(cluster, namespace, "database-backup")
-        backup = {"url": "file:///backup/cmbcluster.db", "claimName": "database-backup"}
-        values = {"database": {"backup": {**backup, "image": {**image, "pullPolicy": "IfNotPresent"}}}}
-        assert site.secrets().returncode == 0
-        first = site.deploy(values=values)
-        assert first.returncode == 0, first.stdout + first.stderr
-        (pod,) = site.pods("backend")
-        statuses = {s.name: s for s in pod.status.init_container_statuses}
-        assert statuses["restore-database"].state.terminated.exit_code == 0  # first install: nothing to restore
-        assert statuses["litestream"].started and statuses["litestream"].state.running  # the native sidecar
+    image = litestream_image(tmp_path, testbed.env, registry)
+    namespace = site.namespace
+    claim(cluster, namespace, "database-backup")
+    backup = {"url": "file:///backup/cmbcluster.db", "claimName": "database-backup"}
+    values = {"database": {"backup": {**backup, "image": {**image, "pullPolicy": "IfNotPresent"}}}}
+    assert site.secrets().returncode == 0
+    first = site.deploy(values=values)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (pod,) = site.pods("backend")
+    statuses = {s.name: s for s in pod.status.init_container_statuses}
+    assert statuses["restore-database"].state.terminated.exit_code == 0  # first install: nothing to restore
+    assert statuses["litestream"].started and statuses["litestream"].state.running  # the native sidecar
 
-        stand_in = stand_in_images.images()["backend"]
-        helper_image = f"{stand_in['repository']}@{stand_in['digest']}"
-        data, rows = seed_database(tmp_path)
-        helper_pod(cluster, namespace, "app-writes", helper_image, "cp /seed/cmbcluster.db /app/data/", seed=data)
-        time.sleep(3)  # the sidecar's first snapshot (and the final sync when the pod stops)
+    stand_in = site.stand_ins.images()["backend"]
+    helper_image = f"{stand_in['repository']}@{stand_in['digest']}"
+    data, rows = seed_database(tmp_path)
+    helper_pod(cluster, namespace, "app-writes", helper_image, "cp /seed/cmbcluster.db /app/data/", seed=data)
+    # the sidecar's first snapshot of the copied file, in the replica (it syncs the rest when the pod stops)
+    eventually(
+        lambda: replica_files(cluster, namespace, "database-backup", "cmbcluster.db"),
+        "the sidecar's first snapshot in the replica",
+    )
 
-        apps, core = client.AppsV1Api(api(cluster)), client.CoreV1Api(api(cluster))
-        apps.patch_namespaced_deployment_scale(f"{RELEASE}-backend", namespace, {"spec": {"replicas": 0}})
-        wait_gone(cluster, namespace, "backend")
-        core.delete_namespaced_persistent_volume_claim(f"{RELEASE}-database", namespace)  # the disk is lost
-        deadline = time.monotonic() + 60
-        while [
-            c
-            for c in core.list_namespaced_persistent_volume_claim(namespace).items
-            if c.metadata.name.endswith("-database")
-        ]:
-            assert time.monotonic() < deadline, "the database claim was not deleted"
-            time.sleep(0.5)
+    apps, core = client.AppsV1Api(api(cluster)), client.CoreV1Api(api(cluster))
+    apps.patch_namespaced_deployment_scale(f"{RELEASE}-backend", namespace, {"spec": {"replicas": 0}})
+    wait_gone(cluster, namespace, "backend")
+    core.delete_namespaced_persistent_volume_claim(f"{RELEASE}-database", namespace)  # the disk is lost
+    eventually(
+        lambda: (
+            not [
+                c
+                for c in core.list_namespaced_persistent_volume_claim(namespace).items
+                if c.metadata.name.endswith("-database")
+            ]
+        ),
+        "the database claim deleted",
+    )
 
-        again = site.deploy(values=values)  # makes the claim anew, scales the backend back up
-        assert again.returncode == 0, again.stdout + again.stderr
-        (pod,) = site.pods("backend")
-        statuses = {s.name: s for s in pod.status.init_container_statuses}
-        assert statuses["restore-database"].state.terminated.exit_code == 0
-        dump = helper_pod(cluster, namespace, "app-reads", helper_image, "base64 /app/data/cmbcluster.db")
-        restored = tmp_path / "restored.db"
-        restored.write_bytes(base64.b64decode(dump))
-        assert table(restored) == rows
-    finally:
-        delete_namespace(cluster, namespace)
+    again = site.deploy(values=values)  # makes the claim anew, scales the backend back up
+    assert again.returncode == 0, again.stdout + again.stderr
+    (pod,) = site.pods("backend")
+    statuses = {s.name: s for s in pod.status.init_container_statuses}
+    assert statuses["restore-database"].state.terminated.exit_code == 0
+    dump = helper_pod(cluster, namespace, "app-reads", helper_image, "base64 /app/data/cmbcluster.db")
+    restored = tmp_path / "restored.db"
+    restored.write_bytes(base64.b64decode(dump))
+    assert table(restored) == rows

@@ -6,13 +6,13 @@ Helm 4 (server-side apply, Secrets storage) and Helm 3."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -20,7 +20,9 @@ import pytest
 import yaml
 
 from tests.envfiles import secret_values
-from tests.realcluster import Site, create_namespace, delete_namespace, ensure_ingress_class
+from tests.realcluster import RELEASE, Site, ensure_ingress_class
+from tests.waiting import eventually
+from tools.helm import helm_binary
 
 pytestmark = pytest.mark.testbed
 HELM3 = str(Path(sys.executable).parent / "helm3")
@@ -37,14 +39,26 @@ def helm(request, monkeypatch) -> str:
 
 
 @pytest.fixture
-def site(tmp_path, cluster, on_cluster, stand_in_images, helm):
-    namespace = create_namespace(cluster, f"deploy-{helm}")
-    yield Site(tmp_path, cluster, namespace, stand_in_images)
-    delete_namespace(cluster, namespace)
+def site(site: Site, helm: str) -> Site:
+    """conftest's new site, with each Helm."""
+    return site
 
 
 def out(result: subprocess.CompletedProcess) -> str:
     return result.stdout + result.stderr
+
+
+def revision_age(site: Site, revision: int) -> float:
+    """Seconds since helm last updated `revision`: the age by which helm_deploy judges a pending revision no
+    lock names."""
+    proc = subprocess.run(
+        [helm_binary(), "history", RELEASE, "-n", site.namespace, "-o", "json", "--kubeconfig", site.kubeconfig],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    updated = next(r["updated"] for r in json.loads(proc.stdout) if r["revision"] == revision)
+    return (datetime.datetime.now(datetime.UTC) - datetime.datetime.fromisoformat(updated)).total_seconds()
 
 
 def uids(site: Site) -> dict[str, str]:
@@ -125,8 +139,6 @@ def test_a_failed_first_install_is_removed(site: Site, tmp_path: Path) -> None:
 def test_a_release_left_pending_outside_the_toolkit_is_recovered_by_its_age(site: Site, tmp_path: Path) -> None:
     """A pending revision no lock names (helm by hand, an older toolkit): only its age says its writer is
     gone. (The toolkit's own interrupted revisions are recovered at once: tests/test_cluster_writers.py.)"""
-    from tools.helm import helm_binary
-
     assert site.secrets().returncode == 0
     assert site.deploy("--no-wait").returncode == 0
     crash = site.stand_ins.with_backend(tmp_path, "crash")
@@ -152,11 +164,15 @@ def test_a_release_left_pending_outside_the_toolkit_is_recovered_by_its_age(site
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+    def pending() -> bool:
+        if (4, "pending-rollback") in site.history():
+            return True
+        assert by_hand.poll() is None, (tmp_path / "by-hand.log").read_text()
+        return False
+
     try:
-        deadline = time.monotonic() + 90
-        while (4, "pending-rollback") not in site.history():
-            assert by_hand.poll() is None and time.monotonic() < deadline, (tmp_path / "by-hand.log").read_text()
-            time.sleep(0.2)
+        eventually(pending, lambda: f"revision 4 pending-rollback: {(tmp_path / 'by-hand.log').read_text()}", 90)
     finally:
         os.killpg(by_hand.pid, signal.SIGKILL)
         by_hand.wait()
@@ -168,7 +184,7 @@ def test_a_release_left_pending_outside_the_toolkit_is_recovered_by_its_age(site
     assert "another deploy may still be running" in refused.stderr
     assert site.history()[-1] == (4, "pending-rollback")
 
-    time.sleep(2)
+    eventually(lambda: revision_age(site, 4) > 2, "revision 4 older than 2s (--timeout 2s)", 10)
     recovered = site.deploy("--no-wait", "--timeout", "2s")
     assert recovered.returncode == 0, out(recovered)
     assert (

@@ -5,29 +5,14 @@ the HTTPS checks (SMOKE_ARGS=--no-endpoints)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
 
 from tests.envfiles import good_env, write_env
 from tests.fixtures.apps import stage_apps
+from tests.make import make
 from tests.realcluster import Site, create_namespace, delete_namespace
-from tools.settings import REPO_ROOT
 
 pytestmark = pytest.mark.testbed
-
-
-def make(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["make", "--no-print-directory", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env, "NO_COLOR": "1"},
-        timeout=900,
-        check=False,
-    )
 
 
 def test_make_deploy_local_builds_deploys_and_converges(tmp_path, cluster, on_cluster, registry, stand_in_images):

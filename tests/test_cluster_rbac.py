@@ -11,16 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.realcluster import Site, api, bind, create_namespace, delete_namespace, service_account_kubeconfig
+from tests.realcluster import Site, api, bind, service_account_kubeconfig
 
 pytestmark = pytest.mark.testbed
-
-
-@pytest.fixture
-def site(tmp_path, cluster, on_cluster, stand_in_images):
-    namespace = create_namespace(cluster, "rbac")
-    yield Site(tmp_path, cluster, namespace, stand_in_images)
-    delete_namespace(cluster, namespace)
 
 
 def test_admin_in_the_namespace_only_deploys_and_warns_about_what_it_cannot_read(

@@ -9,24 +9,20 @@ TriggeredScaleUp, and an Ingress that gets an address (no ingress controller).""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.realcluster import RELEASE, Site, StandIns
+from tests.realcluster import RELEASE, Site
 
 pytestmark = pytest.mark.testbed
 
 
-@pytest.fixture(scope="module")
-def good(cluster: str, cluster_namespace: str, stand_in_images: StandIns, tmp_path_factory) -> Site:
-    """A healthy release (revision 1) that every test goes back to."""
-    return Site(tmp_path_factory.mktemp("smoke"), cluster, cluster_namespace, stand_in_images).install_healthy()
-
-
 @pytest.fixture
-def site(good: Site, on_cluster: dict[str, str]) -> Site:
-    return good
+def site(healthy_site: Site, on_cluster: dict[str, str]) -> Site:
+    """A healthy release (revision 1) that every test goes back to."""
+    return healthy_site
 
 
 def good_backend(site: Site) -> str:
@@ -50,58 +46,77 @@ def assert_rolled_back(site: Site, out: str) -> None:
     assert site.history()[-1][1] == "deployed"
 
 
-def test_a_crashing_backend_is_diagnosed_with_its_log_and_rolled_back(site: Site, tmp_path: Path) -> None:
-    deploy_bad(site, tmp_path, "crash")
-    # A deadline shorter than the kubelet's first CrashLoopBackOff state (~15 s): the verdict must
-    # come from the second crash itself (restartCount 1, or the BackOff event).
-    result = site.smoke("--deadline", "12", "--no-storage-check")
-    out = result.stdout + result.stderr
-    assert result.returncode == 1, out
-    assert "rollout failed: pod cmbcluster-backend-" in out, out
-    assert "exited with code 3 again after 1 restart" in out or "Back-off restarting failed container" in out, out
-    assert "backend cannot start: database is locked" in out  # the container's own last log line
-    assert_rolled_back(site, out)
-
-
-def test_an_image_that_cannot_be_pulled_is_diagnosed(site: Site, tmp_path: Path) -> None:
+def never_pushed(site: Site) -> dict:
+    """The backend's image as a tag the registry never had."""
     missing = {"repository": f"{site.stand_ins.registry}/cmbtest-backend", "tag": "never-pushed", "digest": ""}
-    deploy_bad(site, tmp_path, "good", values={"backend": {"image": missing}})
-    result = site.smoke("--deadline", "60", "--no-storage-check")
+    return {"backend": {"image": missing}}
+
+
+LIMITS = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "1", "memory": "24Mi"}}
+HUGE = {"requests": {"cpu": "64", "memory": "16Mi"}, "limits": {"cpu": "64", "memory": "1Gi"}}
+# Each failure: the backend variant (or values) deployed, smoke_test's arguments, and what its diagnosis says
+# (each tuple: one of its texts). The verdict and the rollback are asserted alike for all.
+FAILURES = [
+    pytest.param(
+        "crash",
+        None,
+        # A deadline shorter than the kubelet's first CrashLoopBackOff state (~15 s): the verdict must
+        # come from the second crash itself (restartCount 1, or the BackOff event).
+        ("--deadline", "12"),
+        [
+            ("rollout failed: pod cmbcluster-backend-",),
+            ("exited with code 3 again after 1 restart", "Back-off restarting failed container"),
+            ("backend cannot start: database is locked",),  # the container's own last log line
+        ],
+        id="crash",
+    ),
+    pytest.param(
+        "good",
+        never_pushed,
+        ("--deadline", "60"),
+        [("ErrImagePull", "ImagePullBackOff"), ("never-pushed",), ("no logs: the container never started",)],
+        id="image-pull",
+    ),
+    pytest.param(
+        "oom",
+        {"backend": {"resources": LIMITS}},
+        ("--deadline", "60"),
+        [("OOMKilled",), ("killed for using more memory than its limit",)],
+        id="memory",
+    ),
+    pytest.param(
+        "unready",
+        None,
+        ("--deadline", "20"),
+        [("rollout not finished: not done after 20s",), ("container backend runs but is not ready",)],
+        id="readiness-deadline",
+    ),
+    pytest.param(
+        "good",
+        {"backend": {"resources": HUGE}},
+        ("--deadline", "60", "--grace", "2"),
+        [("Unschedulable",), ("Insufficient cpu",), ("no node can take the pod",)],
+        id="unschedulable-after-grace",
+    ),
+]
+
+
+@pytest.mark.parametrize(("variant", "values", "smoke_args", "diagnosis"), FAILURES)
+def test_a_failing_backend_is_diagnosed_and_rolled_back(
+    site: Site,
+    tmp_path: Path,
+    variant: str,
+    values: dict | Callable[[Site], dict] | None,
+    smoke_args: tuple[str, ...],
+    diagnosis: list[tuple[str, ...]],
+) -> None:
+    deploy_bad(site, tmp_path, variant, values=values(site) if callable(values) else values)
+    result = site.smoke(*smoke_args, "--no-storage-check")
     out = result.stdout + result.stderr
     assert result.returncode == 1, out
-    assert "ErrImagePull" in out or "ImagePullBackOff" in out, out
-    assert "never-pushed" in out and "no logs: the container never started" in out
-    assert_rolled_back(site, out)
-
-
-def test_a_container_killed_for_memory_is_diagnosed(site: Site, tmp_path: Path) -> None:
-    limits = {"resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "1", "memory": "24Mi"}}}
-    deploy_bad(site, tmp_path, "oom", values={"backend": limits})
-    result = site.smoke("--deadline", "60", "--no-storage-check")
-    out = result.stdout + result.stderr
-    assert result.returncode == 1, out
-    assert "OOMKilled" in out and "killed for using more memory than its limit" in out, out
-    assert_rolled_back(site, out)
-
-
-def test_a_readiness_probe_that_never_passes_hits_the_deadline(site: Site, tmp_path: Path) -> None:
-    deploy_bad(site, tmp_path, "unready")
-    result = site.smoke("--deadline", "20", "--no-storage-check")
-    out = result.stdout + result.stderr
-    assert result.returncode == 1, out
-    assert "rollout not finished: not done after 20s" in out, out
-    assert "container backend runs but is not ready" in out, out
-    assert_rolled_back(site, out)
-
-
-def test_a_pod_no_node_can_take_is_reported_after_the_grace(site: Site, tmp_path: Path) -> None:
-    huge = {"resources": {"requests": {"cpu": "64", "memory": "16Mi"}, "limits": {"cpu": "64", "memory": "1Gi"}}}
-    deploy_bad(site, tmp_path, "good", values={"backend": huge})
-    result = site.smoke("--deadline", "60", "--grace", "2", "--no-storage-check")
-    out = result.stdout + result.stderr
-    assert result.returncode == 1, out
-    assert "Unschedulable" in out and "Insufficient cpu" in out, out
-    assert "no node can take the pod" in out
+    assert diagnosis
+    for texts in diagnosis:
+        assert any(text in out for text in texts), (texts, out)
     assert_rolled_back(site, out)
 
 

@@ -15,10 +15,10 @@ are evaluated against the running user pod instead (README, "Not verifiable offl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +29,7 @@ import pytest
 
 from tests.envfiles import good_env
 from tests.realcluster import RELEASE, api, create_namespace, delete_namespace, service_account_kubeconfig
+from tests.waiting import eventually
 from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT, cloud_for
 from tools.helm import helm_binary
 from tools.settings import REPO_ROOT, load_settings
@@ -81,9 +82,8 @@ def installed(cluster: str, cloud: str, folder: Path) -> Iterator[Release]:
         # drivers are registered, so the kubelet unpublishes their volumes.
         helm(cluster, "uninstall", RELEASE, "-n", namespace, check=False)
         admin.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
-        deadline = time.monotonic() + 60
-        while admin.list_namespaced_pod(namespace).items and time.monotonic() < deadline:
-            time.sleep(0.5)
+        with contextlib.suppress(AssertionError):  # clean-up: the volumes and the namespace go next either way
+            eventually(lambda: not admin.list_namespaced_pod(namespace).items, "the user pods gone")
         for pv in admin.list_persistent_volume().items:
             if pv.spec.claim_ref and pv.spec.claim_ref.namespace == namespace:
                 admin.delete_persistent_volume(pv.metadata.name)
@@ -130,15 +130,14 @@ def make_user_environment(release: Release, config: dict[str, str], service_acco
 
 
 def wait_succeeded(release: Release, name: str, seconds: float = 90) -> Any:
-    """The pod once it has run to its end (poll, no fixed sleep); its events in the failure message."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    """The pod once it has run to its end; its events in the failure message."""
+
+    def succeeded() -> Any:
         pod = release.admin.read_namespaced_pod(name, release.namespace)
         assert pod.status.phase != "Failed", f"pod {name} failed: {events(release, name)}"
-        if pod.status.phase == "Succeeded":
-            return pod
-        time.sleep(0.5)
-    raise AssertionError(f"pod {name} did not finish in {seconds}s: {events(release, name)}")
+        return pod if pod.status.phase == "Succeeded" else None
+
+    return eventually(succeeded, lambda: f"pod {name} succeeded: {events(release, name)}", seconds)
 
 
 def events(release: Release, name: str) -> list[str]:
@@ -154,17 +153,18 @@ def host_path_refusal(release: Release, config: dict[str, str], bucket: str) -> 
     (volume, *_) = storage_check_manifests(config, USER_SERVICE_ACCOUNT, release.namespace, RELEASE, bucket, "r", 60)
     del volume["spec"]["csi"], volume["spec"]["mountOptions"]
     volume["spec"]["hostPath"] = {"path": "/", "type": "Directory"}
-    deadline, answer = time.monotonic() + 30, "accepted"
-    while time.monotonic() < deadline:
+
+    def refusal() -> str | None:
         try:
             release.backend.create_persistent_volume(volume, dry_run="All")
-            answer = "accepted"
         except ApiException as exc:
             answer = json.loads(exc.body).get("message", "") if exc.body else str(exc.status)
             if "ValidatingAdmissionPolicy" in answer:
                 return answer
-        time.sleep(0.5)
-    raise AssertionError(f"the backend's hostPath PersistentVolume, after 30s: {answer}")
+            raise
+        return None  # accepted
+
+    return eventually(refusal, "the policy's refusal of the backend's hostPath PersistentVolume (None: accepted)", 30)
 
 
 # -- NetworkPolicy, evaluated (the kit's CNI bridge does not enforce it) ---------------------------------------

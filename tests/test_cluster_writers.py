@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.realcluster import RELEASE, Site, apps, create_namespace, delete_namespace
+from tests.realcluster import RELEASE, Site, apps
+from tests.waiting import eventually
 from tools.settings import REPO_ROOT
 
 pytestmark = pytest.mark.testbed
@@ -23,15 +24,13 @@ NOISE = ("Traceback", "Exception ignored", "Task was destroyed", "Event loop is 
 
 
 @pytest.fixture
-def site(tmp_path, cluster, on_cluster, stand_in_images, monkeypatch):
+def site(site: Site, monkeypatch: pytest.MonkeyPatch) -> Site:
+    """conftest's new site with revision 1 installed (not waited for), by Helm 4."""
     monkeypatch.delenv("HELM_BIN", raising=False)
-    namespace = create_namespace(cluster, "writers")
-    site = Site(tmp_path, cluster, namespace, stand_in_images)
     assert site.secrets().returncode == 0
     installed = site.deploy("--no-wait")
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    yield site
-    delete_namespace(cluster, namespace)
+    return site
 
 
 class Run:
@@ -53,11 +52,15 @@ class Run:
         return self.log.read_text()
 
     def until(self, condition: Callable[[], bool], what: str, seconds: float = 90) -> None:
-        deadline = time.monotonic() + seconds
-        while not condition():
+        """Once `condition` holds, while the tool still runs: polled often, a signal aims at a short state."""
+
+        def reached() -> bool:
+            if condition():
+                return True
             assert self.proc.poll() is None, f"exited {self.proc.returncode} before {what}:\n{self.text()}"
-            assert time.monotonic() < deadline, f"no {what} in {seconds}s:\n{self.text()}"
-            time.sleep(0.05)
+            return False
+
+        eventually(reached, lambda: f"{what}:\n{self.text()}", seconds, pause=0.05)
 
     def wait(self) -> tuple[int, str]:
         try:

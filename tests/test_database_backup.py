@@ -13,7 +13,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from tests.chart_helpers import render, shim_values
 from tests.envfiles import good_env, write_env
 from tests.realcluster import run_tool
 from tests.test_cluster_access import fresh_boto3_session  # noqa: F401 - autouse: no cached AWS credentials
+from tests.waiting import eventually
 from tools import database
 from tools.cloud import AwsCloud, GcpCloud
 from tools.settings import load_settings
@@ -75,8 +75,10 @@ class Pod:
     def restore(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.restore_args, capture_output=True, text=True, timeout=120, check=False)
 
-    def sidecar(self) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.replicate_args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def sidecar(self, log: Path) -> subprocess.Popen[bytes]:
+        """`litestream replicate` in the background, its log in `log` (read while it runs)."""
+        with log.open("wb") as handle:
+            return subprocess.Popen(self.replicate_args, stdout=handle, stderr=subprocess.STDOUT)
 
     def lose_volume(self) -> None:
         shutil.rmtree(self.volume)
@@ -113,16 +115,18 @@ def test_the_sidecar_replicates_and_the_init_container_restores_a_lost_volume(
     assert first.returncode == 0, first.stdout + first.stderr
     assert not pod.db.exists()
 
-    sidecar = pod.sidecar()  # as in the pod: the native sidecar starts before the backend
+    log = tmp_path / "sidecar.log"
+    sidecar = pod.sidecar(log)  # as in the pod: the native sidecar starts before the backend
     try:
-        time.sleep(1)
+        eventually(lambda: "replicating to" in log.read_text(), lambda: f"the sidecar's start: {log.read_text()}")
         app_writes(pod.db, 0, 20)  # the backend creates the database
-        time.sleep(2)  # the sidecar's first snapshot
+        # the sidecar's first snapshot, in the replica on the bucket
+        eventually(lambda: database.backup_state(shim(env)).has_replica, f"a replica in {pod.replica}")
         app_writes(pod.db, 20, 30)  # and goes on writing while the sidecar runs
     finally:
         sidecar.send_signal(signal.SIGTERM)  # the kubelet stops a native sidecar after the backend
-        log = sidecar.communicate(timeout=60)[0]
-    assert sidecar.returncode == 0, log
+        sidecar.wait(timeout=60)
+    assert sidecar.returncode == 0, log.read_text()
     before = rows(pod.db)
     assert len(before) == 50
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.make import make
 from tests.realcluster import Site, ensure_ingress_class
 from tests.skips import unavailable
 from tools.errors import ToolError
@@ -22,18 +23,6 @@ from tools.kit import lay_out_from_release, running_kubelets
 from tools.settings import REPO_ROOT
 
 pytestmark = pytest.mark.testbed
-
-
-def make(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["make", "--no-print-directory", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1", **env},
-        timeout=600,
-        check=False,
-    )
 
 
 def alive(pid: int) -> bool:

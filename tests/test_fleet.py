@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.envfiles import good_env, write_env
+from tests.make import make
 from tools import fleet_deploy, fleet_validate
 from tools.fleet import load_fleet
 from tools.settings import REPO_ROOT
@@ -20,16 +20,6 @@ def run_validate(capfd: pytest.CaptureFixture[str], fleet: Path) -> tuple[int, s
     code = fleet_validate.main(["--fleet", str(fleet)])
     out, err = capfd.readouterr()
     return code, out, err
-
-
-def make(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", "--no-print-directory", "-s", *args, "SETUP="],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 def write_fleet(root: Path, waves: dict[str, list[str]], envs: dict[str, dict[str, str]]) -> Path:
@@ -61,7 +51,7 @@ def test_the_example_fleet_validates(capfd: pytest.CaptureFixture[str]) -> None:
 def test_make_plan_of_a_target_reads_its_env_file_and_writes_under_its_name(target: str) -> None:
     plan_dir = REPO_ROOT / "out" / "plan" / target
     (plan_dir / "values.yaml").unlink(missing_ok=True)
-    proc = make("plan", f"TARGET={target}")
+    proc = make("-s", "plan", f"TARGET={target}", "SETUP=")
     assert proc.returncode == 0, proc.stderr
     assert f"env/{target}.env" in proc.stdout  # its own env file (or its example)
     values = json.loads((plan_dir / "values.yaml").read_text().split("\n", 1)[1])
@@ -70,13 +60,13 @@ def test_make_plan_of_a_target_reads_its_env_file_and_writes_under_its_name(targ
 
 
 def test_a_target_is_the_unit_of_every_step_and_cloud_stays_the_target_of_its_name() -> None:
-    by_target = make("-n", "helm-deploy", "TARGET=aws-eu").stdout
+    by_target = make("-s", "-n", "helm-deploy", "TARGET=aws-eu", "SETUP=").stdout
     assert "--env-file env/aws-eu.env" in by_target and "--images out/aws-eu/images.json" in by_target
     assert "--cloud" not in by_target  # the cloud is the one its env file names
-    by_cloud = make("-n", "plan", "lint-chart", "CLOUD=aws").stdout
+    by_cloud = make("-s", "-n", "plan", "lint-chart", "CLOUD=aws", "SETUP=").stdout
     assert "--cloud aws --env-file env/aws.env" in by_cloud and "--out out/plan/aws" in by_cloud
     assert "-f out/plan/aws/values.yaml" in by_cloud
-    assert "--images out/images.json" in make("-n", "smoke", "CLOUD=aws").stdout
+    assert "--images out/images.json" in make("-s", "-n", "smoke", "CLOUD=aws", "SETUP=").stdout
 
 
 def test_collisions_are_refused_one_line_each(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

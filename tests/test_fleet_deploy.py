@@ -6,7 +6,6 @@ The cluster has no ingress controller, so smoke skips the HTTPS checks (SMOKE_AR
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.envfiles import write_env
+from tests.make import make
 from tests.realcluster import Site, apps, create_namespace, delete_namespace
 from tools.settings import REPO_ROOT
 
@@ -26,36 +26,11 @@ def fleet_args(fleet: Path, images: Path | None) -> list[str]:
 
 
 def fleet_deploy(fleet: Path, images: Path | None, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", "--no-print-directory", "-s", "fleet-deploy", *fleet_args(fleet, images)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env, "NO_COLOR": "1"},
-        timeout=600,
-        check=False,
-    )
+    return make("-s", "fleet-deploy", *fleet_args(fleet, images), env=env, timeout=600)
 
 
 def status(fleet: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "-s",
-            "status",
-            f"FLEET={fleet}",
-            "STATUS_ARGS=--no-endpoints",
-            "SETUP=",
-            *args,
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env, "NO_COLOR": "1"},
-        timeout=300,
-        check=False,
-    )
+    return make("-s", "status", f"FLEET={fleet}", "STATUS_ARGS=--no-endpoints", "SETUP=", *args, env=env, timeout=300)
 
 
 def write_fleet(root: Path, waves: list[list[Site]]) -> Path:

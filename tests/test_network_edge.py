@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import ssl
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -39,6 +38,7 @@ from tests.sim.edge_routes import (
     part_for,
 )
 from tests.skips import unavailable
+from tests.waiting import eventually
 from tools.cloud import cloud_for
 from tools.settings import load_settings
 
@@ -253,16 +253,17 @@ def test_build_push_gcp_to_artifact_registry_and_a_pod_pulls_it(
 
 def wait_running(pods: Any, namespace: str, name: str, seconds: float) -> Any:
     """The pod's status once it runs; fails at once on a pull error (with the kubelet's reason)."""
-    deadline = time.monotonic() + seconds
-    while True:
+
+    def running() -> Any:
         status = pods.read_namespaced_pod(name, namespace).status
-        if status.phase == "Running":
-            return status
         waiting = [c.state.waiting for c in status.container_statuses or [] if c.state.waiting]
         if any(w.reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName") for w in waiting):
             pytest.fail(f"the kubelet could not pull: {waiting[0].reason}: {waiting[0].message}")
-        assert time.monotonic() < deadline, f"pod {name} not running after {seconds}s: {status.phase}"
-        time.sleep(0.5)
+        return status if status.phase == "Running" else None
+
+    return eventually(
+        running, lambda: f"pod {name} running (it is {pods.read_namespaced_pod(name, namespace).status.phase})", seconds
+    )
 
 
 def test_containerd_mirror_is_undone_and_takes_over_only_orphans(tmp_path: Path, registry: str) -> None:

@@ -122,12 +122,13 @@ def test_masks_and_annotations_survive_workflow_command_characters(monkeypatch) 
 def test_sigterm_removes_temporary_credentials(tmp_path: Path) -> None:
     """A cancelled CI job sends SIGTERM: the copied kubeconfig must not stay behind in /tmp."""
     import os
+    import select
     import signal
     import socket
     import subprocess
-    import time
 
     from tests.envfiles import good_env, write_env
+    from tests.waiting import eventually
     from tools.settings import REPO_ROOT
 
     silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers: the tool waits
@@ -150,12 +151,14 @@ def test_sigterm_removes_temporary_credentials(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+    def waiting_on_the_cluster() -> bool:
+        assert proc.poll() is None, proc.communicate()
+        # the tool copied the kubeconfig to pin the context, and connects to the cluster (which never answers)
+        return bool(list(scratch.iterdir())) and bool(select.select([silent], [], [], 0)[0])
+
     try:
-        deadline = time.monotonic() + 30
-        while not list(scratch.iterdir()):  # the tool copied the kubeconfig to pin the context
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        time.sleep(0.3)
+        eventually(waiting_on_the_cluster, "smoke_test connecting to the cluster with its copy of the kubeconfig", 30)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:

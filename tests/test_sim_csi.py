@@ -9,9 +9,9 @@ image; the AWS one through a static PersistentVolume and claim, the GCP one an i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +22,7 @@ from tests.envfiles import good_env
 from tests.realcluster import RELEASE, api
 from tests.sim.csi_plugin import sockets
 from tests.sim.csi_proto import MESSAGES
+from tests.waiting import eventually
 from tools.cloud import USER_SERVICE_ACCOUNT, cloud_for
 from tools.helm import render
 from tools.kube import RELEASE_ANNOTATION, api_client
@@ -64,9 +65,8 @@ def site(cluster: str, cluster_namespace: str, stand_in_csi: Any) -> Iterator[tu
     # The pods go while the drivers are still registered, so the kubelet unpublishes their volumes
     # (it removes a pod from the API only once its volumes are unmounted).
     core.delete_collection_namespaced_pod(cluster_namespace)
-    deadline = time.monotonic() + 60
-    while core.list_namespaced_pod(cluster_namespace).items and time.monotonic() < deadline:
-        time.sleep(0.5)
+    with contextlib.suppress(AssertionError):  # clean-up: the volumes go next either way
+        eventually(lambda: not core.list_namespaced_pod(cluster_namespace).items, "the pods gone")
     for pv in core.list_persistent_volume(label_selector="app.kubernetes.io/component=storage-check").items:
         if pv.spec.claim_ref and pv.spec.claim_ref.namespace == cluster_namespace:
             core.delete_persistent_volume(pv.metadata.name)
@@ -91,14 +91,13 @@ def launch(site: tuple[Any, str], config: dict[str, str], bucket: str, rename: b
 
 def wait_succeeded(site: tuple[Any, str], name: str, seconds: float = 90) -> None:
     core, namespace = site
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def succeeded() -> bool:
         phase = core.read_namespaced_pod(name, namespace).status.phase
         assert phase != "Failed", f"pod {name} failed: {mount_events(site, name)}"
-        if phase == "Succeeded":
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"pod {name} did not finish in {seconds}s; events: {mount_events(site, name)}")
+        return phase == "Succeeded"
+
+    eventually(succeeded, lambda: f"pod {name} succeeded; events: {mount_events(site, name)}", seconds)
 
 
 def mount_events(site: tuple[Any, str], name: str) -> list[str]:
@@ -109,15 +108,14 @@ def mount_events(site: tuple[Any, str], name: str) -> list[str]:
 
 def refused_with(site: tuple[Any, str], name: str, text: str, seconds: float = 60) -> str:
     """The pod's FailedMount event that carries `text` (the pod never starts)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = [e for e in mount_events(site, name) if e.startswith("FailedMount") and text in e]
-        if found:
-            core, namespace = site
-            assert core.read_namespaced_pod(name, namespace).status.phase == "Pending"
-            return found[0]
-        time.sleep(0.5)
-    raise AssertionError(f"no FailedMount with {text!r} for {name}: {mount_events(site, name)}")
+    found = eventually(
+        lambda: [e for e in mount_events(site, name) if e.startswith("FailedMount") and text in e],
+        lambda: f"a FailedMount with {text!r} for {name}: {mount_events(site, name)}",
+        seconds,
+    )
+    core, namespace = site
+    assert core.read_namespaced_pod(name, namespace).status.phase == "Pending"
+    return found[0]
 
 
 def test_aws_user_volume_mounts_the_bucket(site, stand_in_csi, user_image: str) -> None:

@@ -164,9 +164,9 @@ def test_every_called_workflow_exists_and_gets_its_required_inputs_and_secrets()
 
 
 def test_called_workflows_read_only_declared_inputs_and_secrets() -> None:
-    for name, wf in workflows().items():
-        if "workflow_call" not in wf["on"]:
-            continue
+    called = {name: wf for name, wf in workflows().items() if "workflow_call" in wf["on"]}
+    assert called
+    for name, wf in called.items():
         expressions = " ".join(re.findall(r"\$\{\{(.*?)\}\}", (WORKFLOWS / name).read_text()))
         for used in set(re.findall(r"\binputs\.(\w+)", expressions)):
             assert used in call_inputs(wf), f"{name} reads inputs.{used}, which it does not declare"
@@ -200,7 +200,9 @@ def test_the_approved_job_takes_the_typed_inputs_and_runs_each_step_with_the_dep
 def test_the_chain_sets_no_make_variable_through_the_job_environment() -> None:
     """make reads its environment: a job-level TARGET would move the steps' out/ files (IMAGES_FILE) away
     from the out/images.json the steps hand each other."""
-    for job_id, job in load(WORKFLOWS / "deploy.yml")["jobs"].items():
+    jobs = load(WORKFLOWS / "deploy.yml")["jobs"]
+    assert jobs
+    for job_id, job in jobs.items():
         assert "TARGET" not in (job.get("env") or {}), job_id
         assert {"DEPLOY_TARGET", "ENVIRONMENT"} <= set(job["env"]), job_id
 
@@ -651,6 +653,7 @@ def test_fleet_status_runs_on_a_schedule_per_target_in_its_status_environment_af
 
 
 def test_no_expression_is_interpolated_into_a_shell_script() -> None:
+    assert [s for _, s in all_steps() if "run" in s]
     for where, step in all_steps():
         assert "${{" not in step.get("run", ""), f"{where}: pass the value through env:, not into run:"
 
@@ -669,6 +672,7 @@ def test_cloud_login_is_oidc_only() -> None:
 
 
 def test_permissions_are_minimal_and_id_token_only_where_a_cloud_login_happens() -> None:
+    assert workflows()
     for name, wf in workflows().items():
         assert wf.get("permissions") == {}, f"{name}: top-level permissions must be {{}}"
         for job_id, job in wf["jobs"].items():
@@ -694,9 +698,10 @@ def _calls_login(path: Path) -> bool:
 
 
 def test_checkouts_do_not_keep_credentials() -> None:
-    for where, step in all_steps():
-        if step.get("uses", "").startswith("actions/checkout@"):
-            assert step["with"]["persist-credentials"] is False, where
+    checkouts = [(where, step) for where, step in all_steps() if step.get("uses", "").startswith("actions/checkout@")]
+    assert checkouts
+    for where, step in checkouts:
+        assert step["with"]["persist-credentials"] is False, where
 
 
 def test_secrets_reach_only_the_steps_that_use_them() -> None:

@@ -44,10 +44,13 @@ def test_every_make_command_in_the_readme_exists() -> None:
 
 
 def test_every_file_the_readme_names_exists() -> None:
-    for path in set(re.findall(r"`((?:\.github|env|tests|tools|helm)/[\w./-]+)`", README)):
+    paths = set(re.findall(r"`((?:\.github|env|tests|tools|helm)/[\w./-]+)`", README))
+    names = re.findall(r"`(\w+\.yml)`", README)
+    assert len(paths) >= 20 and len(names) >= 5, (paths, names)  # the pattern still finds what the README names
+    for path in paths:
         if "<" not in path:  # env/aws.env is yours (git-ignored), made from env/aws.env.example
             assert (REPO_ROOT / path).exists() or (REPO_ROOT / f"{path}.example").exists(), path
-    for name in re.findall(r"`(\w+\.yml)`", README):
+    for name in names:
         assert (WORKFLOWS / name).exists() or (REPO_ROOT / ".github" / name).exists(), name
 
 
@@ -62,6 +65,7 @@ def test_variables_and_secrets_tables_match_the_workflows() -> None:
         name for row in table_rows(setup) if row[0].startswith("`") for name in re.findall(r"`(\w+)`", row[0])
     }
     assert set(SECRET_VARS) <= secrets_table
+    assert documented
     for name in documented:  # every name in the set-up is something the workflows or the toolkit read
         assert name in used_vars | used_secrets or name in VARS_BY_NAME or name == "OWNER", name
 
@@ -69,11 +73,14 @@ def test_variables_and_secrets_tables_match_the_workflows() -> None:
 def test_the_manual_run_inputs_are_the_release_workflows() -> None:
     inputs = load(WORKFLOWS / "release.yml")["on"]["workflow_dispatch"]["inputs"]
     rows = {row[0].strip("`"): row for row in table_rows(section("Deploy from GitHub Actions")) if len(row) == 3}
+    assert inputs and rows
     for name, spec in inputs.items():
         assert name in rows, f"input {name} is not in the README's table"
         for option in spec.get("options", []):
             assert f"`{option}`" in rows[name][1], (name, option)
-    for command in re.findall(r"gh workflow run release\.yml[^\n]*", README):
+    commands = re.findall(r"gh workflow run release\.yml[^\n]*", README)
+    assert commands and all(re.search(r"-f (\w+)=", c) for c in commands), commands
+    for command in commands:
         for name in re.findall(r"-f (\w+)=", command):
             assert name in inputs, command
 
@@ -157,9 +164,14 @@ def test_the_troubleshooting_messages_are_the_ones_the_tools_print() -> None:
             assert found, f"no tool prints {message!r}"
             checked += 1
     assert checked >= 8
-    for command in re.findall(r"`(kubectl [^`]+)`", section("Troubleshooting")):
-        for name in re.findall(r"\b(cmbcluster-[a-z-]+)\b", command):
-            assert name in (cloud.BACKEND_SERVICE_ACCOUNT, cloud.USER_SERVICE_ACCOUNT), name
+    names = [
+        n
+        for c in re.findall(r"`(kubectl [^`]+)`", section("Troubleshooting"))
+        for n in re.findall(r"\b(cmbcluster-[a-z-]+)\b", c)
+    ]
+    assert names
+    for name in names:
+        assert name in (cloud.BACKEND_SERVICE_ACCOUNT, cloud.USER_SERVICE_ACCOUNT), name
 
 
 def test_summary_and_artifact_claims_hold() -> None:
@@ -171,5 +183,7 @@ def test_summary_and_artifact_claims_hold() -> None:
 
 
 def test_readme_paths_in_tests_section_exist() -> None:
-    for path in re.findall(r"`(tests/[\w./]+)`", section("Tests")):
+    paths = re.findall(r"`(tests/[\w./]+)`", section("Tests"))
+    assert len(paths) >= 10, paths
+    for path in paths:
         assert Path(REPO_ROOT / path).exists(), path
