@@ -159,7 +159,7 @@ def real_cluster_runs(runs: int) -> list[tuple[str, float]] | None:
 
     from tests.realcluster import Site, StandIns, create_namespace, delete_namespace
     from tests.testbed import PartUnavailable, TestBed
-    from tools.kubeapi import ApiError, Kube, path
+    from tools.kube_client import ApiError, Kube, path
 
     bed = TestBed()
     try:

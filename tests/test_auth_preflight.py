@@ -17,7 +17,7 @@ from tests.envfiles import good_env, write_env
 from tools import validate_secrets
 from tools.auth import preflight
 from tools.cloud import cloud_for
-from tools.permissions import aws_policy
+from tools.cloud_permissions import aws_policy
 from tools.settings import Settings, load_settings
 
 BASE = "cmb.example.org"

@@ -24,7 +24,7 @@ from tests.chart_helpers import (
     write_values,
 )
 from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT
-from tools.rights import CLUSTER_SCOPED
+from tools.kube_rights import CLUSTER_SCOPED
 from tools.settings import IMAGES
 
 HELMS = ("helm4", "helm3")

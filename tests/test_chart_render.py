@@ -22,7 +22,7 @@ from tests.chart_helpers import (
     without_checkov,
 )
 from tools.cloud import BACKEND_SECRET, BACKEND_SERVICE_ACCOUNT, FRONTEND_SECRET, USER_SERVICE_ACCOUNT
-from tools.rights import CLUSTER_SCOPED
+from tools.kube_rights import CLUSTER_SCOPED
 
 HELMS = ("helm4", "helm3")
 MATRIX = [(h, c, a) for h in HELMS for c in CLOUDS for a in AUTHS]

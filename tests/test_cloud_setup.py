@@ -33,10 +33,10 @@ import pytest
 
 from tests.envfiles import good_env, write_env
 from tools.cloud import AwsCloud, cloud_for
+from tools.cloud_permissions import aws_policy, gcp_grants, needs
 from tools.cloud_setup import subjects
 from tools.database import backup_state
 from tools.errors import ToolError
-from tools.permissions import aws_policy, gcp_grants, needs
 from tools.settings import REPO_ROOT, load_settings
 
 ACCOUNT = "123456789012"  # moto's account

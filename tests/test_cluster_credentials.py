@@ -15,7 +15,7 @@ import yaml
 
 from tests.realcluster import bind, service_account_kubeconfig
 from tests.waiting import eventually
-from tools.kubeapi import Kube, path
+from tools.kube_client import Kube, path
 
 pytestmark = pytest.mark.testbed
 

@@ -25,7 +25,7 @@ from tests.testbed import TEST_STORAGE_CLASS
 from tests.waiting import eventually
 from tools import database
 from tools.cloud import AwsCloud, LocalCloud
-from tools.kubeapi import Kube
+from tools.kube_client import Kube
 from tools.settings import load_settings
 
 pytestmark = pytest.mark.testbed

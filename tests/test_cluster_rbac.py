@@ -130,10 +130,10 @@ def test_make_rbac_for_aws_grants_exactly_the_rights_preflight_checks(site: Site
     from kubernetes import client
 
     from tests.envfiles import good_env
-    from tools import kube
+    from tools import kube_ops
     from tools.cloud import AwsCloud
     from tools.helm import render
-    from tools.rights import deploy_rights
+    from tools.kube_rights import deploy_rights
     from tools.settings import load_settings
 
     deployer = service_account_kubeconfig(cluster, site.namespace, "deployer", tmp_path)
@@ -144,10 +144,10 @@ def test_make_rbac_for_aws_grants_exactly_the_rights_preflight_checks(site: Site
     made = apply_rbac(cluster, docs)
     rbac = client.RbacAuthorizationV1Api(api(cluster))
     try:
-        with kube.api_client(deployer) as as_deployer:
-            assert kube.denied(as_deployer, site.namespace, rights) == []  # enough
+        with kube_ops.api_client(deployer) as as_deployer:
+            assert kube_ops.denied(as_deployer, site.namespace, rights) == []  # enough
             rbac.delete_cluster_role_binding(made[1][1])
-            refused = kube.denied(as_deployer, site.namespace, rights)
+            refused = kube_ops.denied(as_deployer, site.namespace, rights)
         # and needed: without the cluster-wide part, exactly the cluster-scoped rights are missing
         assert refused == [name for right in rights if right.cluster_scoped for name in right.names()]
         assert {name.split()[1].split(".")[0] for name in refused} == {

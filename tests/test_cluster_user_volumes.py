@@ -23,7 +23,7 @@ GRANTED = {("persistentvolumes", "", verb) for verb in ("get", "list", "watch", 
 
 def cluster_scoped_resources(kubeconfig: str) -> list[tuple[str, str]]:
     """(resource, group) of every cluster-scoped resource the API server serves (from discovery)."""
-    from tools.kubeapi import Kube
+    from tools.kube_client import Kube
 
     with Kube(kubeconfig) as kube:
         listings = [("", kube.get("/api/v1"))]

@@ -73,7 +73,7 @@ class Run:
 
 def lease(site: Site) -> dict:
     """The release's Lease as the API server has it ({} when there is none yet)."""
-    from tools.kubeapi import ApiError, Kube, path
+    from tools.kube_client import ApiError, Kube, path
 
     with Kube(site.kubeconfig) as kube:
         try:
@@ -143,7 +143,7 @@ def test_two_deploys_at_once_the_second_waits_and_nothing_is_rolled_back(site: S
 
 def test_a_failing_smoke_test_leaves_another_deploys_newer_revision_alone(site: Site, tmp_path: Path) -> None:
     from tools import helm_deploy
-    from tools.kubeapi import Kube
+    from tools.kube_client import Kube
     from tools.lease import ReleaseLock
 
     bad = site.deploy("--no-wait", images=site.stand_ins.with_backend(tmp_path, "crash"))

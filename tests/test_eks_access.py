@@ -36,7 +36,7 @@ from tools.cloud import AwsCloud, cloud_for
 from tools.cloud.eks import eks_token
 from tools.escalation import escalation_problems
 from tools.helm import render
-from tools.kube import api_client
+from tools.kube_ops import api_client
 from tools.settings import REPO_ROOT, load_settings
 
 SESSION = "github-run-42"

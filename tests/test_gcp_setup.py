@@ -20,8 +20,8 @@ import pytest
 
 from tests.envfiles import good_env
 from tools.cloud import GcpCloud
+from tools.cloud_permissions import GCS_BUCKET, gcp_permissions
 from tools.cloud_setup import gcp_script
-from tools.permissions import GCS_BUCKET, gcp_permissions
 from tools.settings import REPO_ROOT, load_settings
 
 TERM = re.compile(r"^resource\.name(?: == '([^']*)'|\.startsWith\('([^']*)'\))$")

@@ -3,7 +3,7 @@
 On the simulated GKE (tests/sim: a token server issuing Google access tokens for service-account keys, GKE's
 clusters.get, GKE's authenticator and IAM authorizer beside RBAC on a real kube-apiserver), the deploy
 service account's IAM bindings are applied from the structured source `make cloud-setup CLOUD=gcp` prints
-(tools/permissions.py gcp_grants) and its Kubernetes rights from the `make rbac` line the script names;
+(tools/cloud_permissions.py gcp_grants) and its Kubernetes rights from the `make rbac` line the script names;
 the tools' own `GcpCloud.cluster_access` writes the kubeconfig (google-auth token, endpoint and CA from
 clusters.get); Helm installs the chart. The printed IAM holds one container.* permission,
 container.clusters.get: every right inside the cluster comes from RBAC, so the chart's Role passes
@@ -31,7 +31,7 @@ from tools.cloud import GcpCloud, cloud_for, google_access_token
 from tools.errors import ToolError
 from tools.escalation import escalation_problems
 from tools.helm import render
-from tools.kube import api_client
+from tools.kube_ops import api_client
 from tools.settings import load_settings
 
 ESCALATION = "attempting to grant RBAC permissions not currently held"

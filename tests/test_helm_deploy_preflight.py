@@ -53,7 +53,7 @@ def test_csi_driver_and_ingress_class_are_required(cluster, on_cluster):
 
     from tests.realcluster import api as admin_api
     from tests.realcluster import ensure_ingress_class
-    from tools import kube
+    from tools import kube_ops
 
     admin = admin_api(cluster)
     storage, networking = client.StorageV1Api(admin), client.NetworkingV1Api(admin)
@@ -66,7 +66,7 @@ def test_csi_driver_and_ingress_class_are_required(cluster, on_cluster):
             delete()
         except ApiException as exc:
             assert exc.status == 404
-    with kube.api_client(cluster) as api:
+    with kube_ops.api_client(cluster) as api:
         try:
             assert cloud.prerequisites(api) == (
                 [
@@ -92,17 +92,17 @@ def test_dns01_on_gke_needs_cluster_issuer_rights_and_preflight_names_them(clust
     """With DNS_ZONE the chart makes a ClusterIssuer (cert-manager's Workload Identity serves ClusterIssuers
     only): the API server refuses exactly those rights to an identity that is admin in the namespace only."""
     from tests.realcluster import bind, service_account_kubeconfig
-    from tools import kube
+    from tools import kube_ops
     from tools.helm import render
-    from tools.rights import deploy_rights
+    from tools.kube_rights import deploy_rights
 
     name = f"deployer-{uuid.uuid4().hex[:6]}"
     deployer = service_account_kubeconfig(cluster, cluster_namespace, name, tmp_path)
     bind(cluster, cluster_namespace, name, "admin")
     settings = load_settings(cloud="gcp", environ=good_env("gcp", NAMESPACE=cluster_namespace, DNS_ZONE="example.org"))
     rights = deploy_rights([o for o in render("cmbcluster", cluster_namespace, GcpCloud(settings).chart_values()) if o])
-    with kube.api_client(deployer) as as_deployer:
-        refused = kube.denied(as_deployer, cluster_namespace, rights)
+    with kube_ops.api_client(deployer) as as_deployer:
+        refused = kube_ops.denied(as_deployer, cluster_namespace, rights)
     issuer = f"{cluster_namespace}-cmbcluster-letsencrypt"
     assert sorted(refused) == sorted(
         [f"{verb} clusterissuers.cert-manager.io" for verb in ("list", "watch", "create")]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.importgraph import cycles, read_package, steps_importing_steps, upward_imports
-from tools.permissions import DECLARING_MODULES
+from tools.cloud_permissions import DECLARING_MODULES
 
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
 
@@ -56,12 +56,12 @@ def test_permissions_are_collected_from_every_declaring_module_and_no_step(
     declaring = {
         ".".join(p.relative_to(TOOLS.parent).with_suffix("").parts)
         for p in TOOLS.rglob("*.py")
-        if p.name != "permissions.py" and _declares_needs(p)
+        if p.name != "cloud_permissions.py" and _declares_needs(p)
     }
     assert declaring, "no module declares a permission: the scan is broken"
     assert set(DECLARING_MODULES) == declaring
     assert not set(DECLARING_MODULES) & steps
-    assert not graph["tools.permissions"] & steps
+    assert not graph["tools.cloud_permissions"] & steps
 
 
 def test_the_checker_finds_planted_cycles_and_upward_imports() -> None:

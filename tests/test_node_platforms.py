@@ -11,7 +11,7 @@ import pytest
 from tests.envfiles import good_env
 from tests.fixtures.apps import stage_apps
 from tests.realcluster import build_and_push
-from tools import kube
+from tools import kube_ops
 from tools.cloud import cloud_for
 from tools.image_index import checked_manifest, put_index
 from tools.node_platforms import platform_problems
@@ -38,7 +38,7 @@ def test_an_image_without_the_arm64_nodes_variant_is_refused_and_a_two_platform_
     repository = f"{registry}/nodeplat-backend"
     amd64 = build_and_push(bed_env, context, f"{repository}:amd64")
     cloud = cloud_for(load_settings(cloud="local", environ=good_env("local", REGISTRY_URL=registry)))
-    api = kube.api_client(kubeconfig)
+    api = kube_ops.api_client(kubeconfig)
 
     (line,) = platform_problems({"backend": {"repository": repository, "digest": amd64}}, cloud, api)
     assert line == (

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.envfiles import good_env
-from tools import kube
+from tools import kube_ops
 from tools.cloud import Cloud, cloud_for
 from tools.settings import REPO_ROOT, load_settings
 
@@ -92,7 +92,7 @@ def preflight_reads(recording_api: tuple[str, list[str]], cloud: str, **override
     """(kind, name) of every cluster object preflight reads; name "" for a whole collection."""
     kubeconfig, paths = recording_api
     paths.clear()
-    with kube.api_client(kubeconfig) as api:
+    with kube_ops.api_client(kubeconfig) as api:
         Cloud.prerequisites(cloud_for(load_settings(cloud=cloud, environ=good_env(cloud, **overrides))), api)
     out = set()
     for path in paths:

@@ -25,7 +25,7 @@ from tests.sim.csi_proto import MESSAGES
 from tests.waiting import eventually
 from tools.cloud import USER_SERVICE_ACCOUNT, cloud_for
 from tools.helm import render
-from tools.kube import RELEASE_ANNOTATION, api_client
+from tools.kube_ops import RELEASE_ANNOTATION, api_client
 from tools.settings import load_settings
 from tools.smoke.cache import Cluster
 from tools.smoke.storage import check_storage, storage_check_manifests

@@ -52,6 +52,7 @@ from typing import Any
 
 from tools.cli import main_boundary, parser, settings_from
 from tools.cloud import Cloud, RegistryAuth, cloud_for
+from tools.config_rules import require_valid
 from tools.content_tag import CONTENT_TAG, content_tag
 from tools.errors import ToolError, UsageError
 from tools.image_index import checked_manifest, put_index
@@ -59,7 +60,6 @@ from tools.images import DEFAULT_OUTPUT, write_images
 from tools.platforms import DEFAULT_PLATFORMS, emulation_hint, emulation_missing, runs_commands, split, tag_suffix
 from tools.registry import Registry
 from tools.report import REPORTER, markdown_table
-from tools.rules import require_valid
 from tools.runner import run
 from tools.settings import IMAGES, ConfigError, Settings
 
@@ -115,7 +115,7 @@ def release_tag(flag: str | None, settings: Settings) -> str | None:
     return tag
 
 
-def plan(settings: Settings, cloud: Cloud, names: Sequence[str], need_source: bool = True) -> list[Job]:
+def plan_builds(settings: Settings, cloud: Cloud, names: Sequence[str], need_source: bool = True) -> list[Job]:
     """A job per image, with its content tag; every missing context or Dockerfile reported together."""
     repositories = {image.name: image.repository for image in cloud.images()}
     jobs, problems = [], []
@@ -467,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     release = release_tag(args.tag, settings)
     if args.app_sha and not APP_SHA.match(args.app_sha):
         raise UsageError(f"--app-sha {args.app_sha!r}: give the application's full 40-character commit SHA")
-    jobs = plan(settings, cloud, names, need_source=not (args.skip_build and release))
+    jobs = plan_builds(settings, cloud, names, need_source=not (args.skip_build and release))
     if args.dry_run:
         for job in jobs:
             tags = ", ".join(t for t in (job.content_tag, release) if t)

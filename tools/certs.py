@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 from tools import cli
 from tools.cloud import cloud_for
+from tools.config_rules import require_valid
 from tools.errors import ToolError
 from tools.report import REPORTER
-from tools.rules import require_valid
 
 
 @cli.main_boundary

@@ -3,7 +3,7 @@
 From the settings (no cloud access): the OIDC trust of the deploy role (AWS) or the Workload
 Identity provider and its bindings (GCP), for the subjects GitHub sends in both formats
 (`repo:OWNER/REPO:environment:ENV` and the immutable `repo:OWNER@OWNER_ID/REPO@REPO_ID:environment:ENV`);
-the deploy identity's permissions, derived from what the tools call (tools/permissions.py);
+the deploy identity's permissions, derived from what the tools call (tools/cloud_permissions.py);
 the IRSA / Workload Identity bindings of the app's service accounts. The output is a shell
 script to read, then run as an admin:
 
@@ -31,11 +31,11 @@ from typing import Any
 from tools import cli
 from tools.auth.cognito import reader_script
 from tools.cloud import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT, Cloud, cloud_for
+from tools.cloud_permissions import aws_policy, gcp_grants, needs
 from tools.errors import UsageError
 from tools.fleet import TARGET_NAME, TARGET_NAME_HELP
-from tools.permissions import aws_policy, gcp_grants, needs
+from tools.kube_rights import deploy_group
 from tools.push_identity import aws_push_script, gcp_push_script
-from tools.rights import deploy_group
 
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
 # The GitHub environment of one deploy (README, "Credentials only in the approved job"): the protected

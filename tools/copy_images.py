@@ -27,12 +27,12 @@ from typing import Any
 
 from tools import cli
 from tools.cloud import RegistryAuth, cloud_for
+from tools.config_rules import require_valid
 from tools.errors import ToolError
-from tools.image_copy import Copy, copy, plan
+from tools.image_copy import Copy, copy, plan_copy
 from tools.images import DEFAULT_OUTPUT, load_images, write_images
 from tools.registry import Registry
 from tools.report import REPORTER, markdown_table
-from tools.rules import require_valid
 
 # A provider's registry token opens its other registries too, where the account or project grants
 # the identity access: ECR's "can be used to access any Amazon ECR registry that your IAM principal
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = Registry(target_registry.split("/")[0], own)
     try:
         for item in items:  # every check before the first copy: nothing half-done
-            plan(source, target, item)
+            plan_copy(source, target, item)
         if args.dry_run:
             for item in items:
                 what = "already there" if item.status == "already there" else f"would be {item.status}"

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from tools.cloud.base import DATABASE_FILE, DATABASE_REPLICA_PATH, Cloud
 from tools.errors import ToolError
-from tools.kube import call
-from tools.kubeapi import KubeApi
+from tools.kube_client import KubeApi
+from tools.kube_ops import call
 from tools.runner import run
 from tools.waiting import wait_for
 

@@ -34,12 +34,12 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from tools import cli, kube
+from tools import cli, kube_ops
 from tools.errors import ToolError
 from tools.helm import helm_binary
 from tools.images import load_images
 from tools.kit import KIT_ENV, is_kit, kit_dir, lay_out_from_release, running_kubelets
-from tools.kubeapi import ApiError, path
+from tools.kube_client import ApiError, path
 from tools.report import REPORTER
 from tools.runner import run, run_lines
 from tools.settings import REPO_ROOT, read_env_file
@@ -207,10 +207,10 @@ class Demo:
 
     def prepare_cluster(self, kubeconfig: str) -> None:
         """The namespace (a cluster admin's one-time job) and an IngressClass nginx when there is none."""
-        api = kube.api_client(kubeconfig)
+        api = kube_ops.api_client(kubeconfig)
         with REPORTER.action(f"namespace {self.namespace}") as result:
-            result.detail = kube.ensure_namespace(api, self.namespace)[1]
-        found = kube.call(
+            result.detail = kube_ops.ensure_namespace(api, self.namespace)[1]
+        found = kube_ops.call(
             api, lambda: api.get(path("ingressclasses", name=INGRESS_CLASS)), "reading IngressClass", True
         )
         if found is None:
@@ -230,7 +230,7 @@ class Demo:
                     raise
                 return True
 
-            if not kube.call(api, create, f"creating IngressClass {INGRESS_CLASS}"):
+            if not kube_ops.call(api, create, f"creating IngressClass {INGRESS_CLASS}"):
                 return
             self.save_state(ingress_class_created=True)
             REPORTER.ok(
@@ -288,8 +288,8 @@ class Demo:
         )
         for name, image in load_images(images).items():
             REPORTER.info(f"image {name:<9} {image['repository']}@{image['digest']}")
-        api = kube.api_client(kubeconfig)
-        pods = kube.call(api, lambda: api.get(path("pods", self.namespace)), "listing the demo's pods") or {}
+        api = kube_ops.api_client(kubeconfig)
+        pods = kube_ops.call(api, lambda: api.get(path("pods", self.namespace)), "listing the demo's pods") or {}
         for pod in pods.get("items", []):
             statuses = pod.get("status", {}).get("containerStatuses") or []
             ready = sum(1 for s in statuses if s.get("ready"))
@@ -354,8 +354,8 @@ def crash(demo: Demo, env: dict[str, str], kubeconfig: str) -> int:
         raise ToolError("the crashing backend was not caught: smoke_test passed it (a defect: please report it)")
     good = load_images(demo.images)["backend"]
     wanted = f"{good['repository']}@{good['digest']}"
-    api = kube.api_client(kubeconfig)
-    deployment = kube.call(
+    api = kube_ops.api_client(kubeconfig)
+    deployment = kube_ops.call(
         api, lambda: api.get(path("deployments", demo.namespace, f"{RELEASE}-backend")), "reading the backend"
     )
     running = deployment["spec"]["template"]["spec"]["containers"][0]["image"] if deployment else ""
@@ -376,14 +376,14 @@ def down(demo: Demo) -> int:
     state = demo.state()
     kubeconfig = str(state.get("kubeconfig") or "")
     if state.get("cluster") == "yours" and Path(kubeconfig).is_file():
-        api = kube.api_client(kubeconfig)
+        api = kube_ops.api_client(kubeconfig)
         with REPORTER.action(f"namespace {demo.namespace}") as result:
-            gone = kube.call(
+            gone = kube_ops.call(
                 api, lambda: api.delete(path("namespaces", name=demo.namespace)), "deleting the namespace", True
             )
             result.detail = "deleted" if gone is not None else "not there"
         if state.get("ingress_class_created"):
-            kube.call(
+            kube_ops.call(
                 api, lambda: api.delete(path("ingressclasses", name=INGRESS_CLASS)), "deleting the IngressClass", True
             )
             REPORTER.ok(f"IngressClass {INGRESS_CLASS}: deleted (the demo created it)")

@@ -19,13 +19,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from tools import cli, kube
+from tools import cli, kube_ops
 from tools.cloud import cloud_for
-from tools.dnsrecords import owner_name, plan
+from tools.config_rules import require_valid
+from tools.dnsrecords import owner_name, plan_changes
 from tools.errors import ToolError
-from tools.kubeapi import KubeApi
+from tools.kube_client import KubeApi
 from tools.report import REPORTER, markdown_table
-from tools.rules import require_valid
 from tools.settings import Settings
 from tools.waiting import wait_for
 
@@ -34,15 +34,15 @@ def record_names(domain: str) -> list[str]:
     return [domain, f"api.{domain}", f"*.{domain}"]
 
 
-def ingress_address(api: KubeApi, namespace: str, release: str, timeout: float) -> tuple[str, str]:
+def await_ingress_address(api: KubeApi, namespace: str, release: str, timeout: float) -> tuple[str, str]:
     """(the chart's Ingress name, its address), waiting while the controller makes the load balancer."""
 
     def probe() -> tuple[tuple[str, str] | None, str]:
-        ingresses = kube.release_ingresses(api, namespace, release)
+        ingresses = kube_ops.release_ingresses(api, namespace, release)
         if not ingresses:
             raise ToolError(f"release {release} has no Ingress in namespace {namespace}: run make helm-deploy first")
         name = ingresses[0]["metadata"]["name"]
-        address = kube.ingress_address(ingresses[0])
+        address = kube_ops.status_address(ingresses[0])
         return ((name, address) if address else None), f"Ingress {name} has no address"
 
     hint = "check the ingress controller (kubectl describe ingress: its events), then run again"
@@ -83,8 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def dns(settings: Settings, kubeconfig: str, args: argparse.Namespace) -> int:
     """The step after the settings and cluster access: address, plan, change, wait, report."""
     start = time.monotonic()
-    with kube.api_client(kubeconfig) as api:
-        ingress, address = ingress_address(api, settings.namespace, settings.release, args.timeout)
+    with kube_ops.api_client(kubeconfig) as api:
+        ingress, address = await_ingress_address(api, settings.namespace, settings.release, args.timeout)
     REPORTER.ok(f"Ingress {settings.namespace}/{ingress} address: {address}", time.monotonic() - start)
     return sync(settings, ingress, address, dry_run=args.dry_run, timeout=args.timeout)
 
@@ -100,7 +100,7 @@ def sync(settings: Settings, ingress: str, address: str, *, dry_run: bool, timeo
         wanted = [zone.pointing(name, address) for name in names]
         current = zone.records([n for name in names for n in (name, owner_name(name))])
         action.set("ok", zone.label)
-    result = plan(wanted, current, cloud.dns_owner, f"ingress/{settings.namespace}/{ingress}")
+    result = plan_changes(wanted, current, cloud.dns_owner, f"ingress/{settings.namespace}/{ingress}")
     if result.conflicts:
         for line in result.conflicts:
             REPORTER.error(line, title="dns")

@@ -79,7 +79,7 @@ def parse_owner(text: str) -> dict[str, str]:
     return pairs if pairs.get("heritage") else {}
 
 
-def plan(wanted: list[Record], current: dict[str, dict[str, Record]], owner: str, resource: str) -> Plan:
+def plan_changes(wanted: list[Record], current: dict[str, dict[str, Record]], owner: str, resource: str) -> Plan:
     """What to change so that every `wanted` record exists and is owned by `owner`.
 
     `current` maps each name (the wanted names and their owner names) to its record sets by type.

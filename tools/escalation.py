@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools import kube
-from tools.kubeapi import KubeApi, path
-from tools.rights import Right
+from tools import kube_ops
+from tools.kube_client import KubeApi, path
+from tools.kube_rights import Right
 
 ROLE_KINDS = {"Role": "roles", "ClusterRole": "clusterroles"}
 
@@ -31,7 +31,7 @@ def escalation_problems(api: KubeApi, namespace: str, rendered: list[dict[str, A
         "kind": "SelfSubjectRulesReview",
         "spec": {"namespace": namespace},
     }
-    answer = kube.call(
+    answer = kube_ops.call(
         api,
         lambda: api.create(path("selfsubjectrulesreviews"), review),
         "reading the RBAC rules of these credentials (SelfSubjectRulesReview)",
@@ -44,7 +44,7 @@ def escalation_problems(api: KubeApi, namespace: str, rendered: list[dict[str, A
         kind, name = role["kind"], role.get("metadata", {}).get("name", "")
         missing = [rule for rule in role["rules"] if not covered(rule, held)]
         escalate = Right("rbac.authorization.k8s.io", ROLE_KINDS[kind], ("escalate",), kind == "ClusterRole")
-        if missing and kube.denied(api, namespace, [escalate]):
+        if missing and kube_ops.denied(api, namespace, [escalate]):
             problems.append(
                 f"the chart's {kind} {name} grants rights these credentials do not hold through RBAC (they come from "
                 "another authorizer, e.g. an EKS access policy or a GKE IAM role): Kubernetes will refuse it with "

@@ -22,14 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools import cli, kube
+from tools import cli, kube_ops
 from tools.chart_values import deploy_values
 from tools.cloud import cloud_for
 from tools.drift import drift
 from tools.errors import ToolError
 from tools.fleet import Fleet, load_fleet, out_dir
 from tools.helm import helm_binary, render
-from tools.kubeapi import KubeApi, path
+from tools.kube_client import KubeApi, path
 from tools.report import REPORTER, markdown_table
 from tools.runner import run
 from tools.settings import REPO_ROOT, Settings, load_settings
@@ -124,7 +124,7 @@ def object_path(obj: dict[str, Any], namespace: str) -> str:
 
 
 def live_object(api: KubeApi, obj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
-    return kube.call(api, lambda: api.get(object_path(obj, namespace)), f"read {obj['kind']}", missing_ok=True)
+    return kube_ops.call(api, lambda: api.get(object_path(obj, namespace)), f"read {obj['kind']}", missing_ok=True)
 
 
 def pods_ready(api: KubeApi, settings: Settings) -> tuple[str, bool]:
@@ -168,7 +168,7 @@ def target_status(fleet: Fleet, target: str, check_endpoints: bool, env_file: st
         images = release_images(json.loads(helm_get(settings, kubeconfig, "values") or "{}") or {})
         status.images = ", ".join(f"{n}@{i['digest'][:19]}" for n, i in images.items())
         status.app = app_commit(target, images)
-        api = kube.api_client(kubeconfig)
+        api = kube_ops.api_client(kubeconfig)
         status.pods, ready = pods_ready(api, settings)
         if not ready:
             status.problems.append(f"pods {status.pods}")

@@ -335,14 +335,14 @@ def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str,
     What a namespace-scoped identity may not read (cluster-scoped objects) is a warning, not a
     refusal: such an identity deploys the chart fine when a cluster admin set the cluster up.
     """
-    from tools import database, kube
+    from tools import database, kube_ops
     from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET
     from tools.escalation import escalation_problems
-    from tools.rights import deploy_rights
+    from tools.kube_rights import deploy_rights
 
     namespace = settings.namespace
     rights = deploy_rights(rendered)
-    refused = kube.denied(api, namespace, rights)
+    refused = kube_ops.denied(api, namespace, rights)
     if refused:  # nothing else matters until this is fixed
         extra = ", plus a ClusterRole for the cluster-scoped kinds" if any(r.cluster_scoped for r in rights) else ""
         raise ToolError(
@@ -352,7 +352,7 @@ def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str,
         )
     problems = escalation_problems(api, namespace, rendered, cloud.access_hint(namespace))
     for secret in (BACKEND_SECRET, FRONTEND_SECRET):
-        if kube.read_secret(api, namespace, secret) is None:
+        if kube_ops.read_secret(api, namespace, secret) is None:
             problems.append(f"Secret {namespace}/{secret} does not exist: run make_secrets first (make secrets)")
     missing, unchecked = cloud.prerequisites(api)
     for line in unchecked:
@@ -398,10 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--chart {args.chart} has no Chart.yaml: give the chart's folder (default helm/)")
     options = Options(Path(args.chart), args.timeout, args.wait, args.dry_run, args.helm_flags)
     settings = cli.settings_from(args)
-    from tools.rules import require_valid
+    from tools.config_rules import require_valid
 
     require_valid(settings, "helm_deploy")
-    from tools import kube
+    from tools import kube_ops
     from tools.cloud import cloud_for
     from tools.helm import render
 
@@ -415,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     values = merge(deploy_values(cloud, images), overrides)
     rendered = [o for o in render(settings.release, settings.namespace, values, options.chart) if o]
     with cloud.cluster_access() as kubeconfig:
-        api = kube.api_client(kubeconfig)
+        api = kube_ops.api_client(kubeconfig)
         with REPORTER.action(f"preflight of {settings.cloud} cluster, namespace {settings.namespace}") as action:
             problems = preflight(cloud, api, settings, rendered)
             if args.platform_check:

@@ -50,7 +50,7 @@ class Copy:
         return {"repository": self.repository, "tags": list(self.tags), "digest": self.digest}
 
 
-def plan(source: Registry, target: Registry, item: Copy) -> Copy:
+def plan_copy(source: Registry, target: Registry, item: Copy) -> Copy:
     """Read-only: is the source image there, what does the target lack; refuse a tag that would move."""
     if source.digest(item.source_repository, item.digest) != item.digest:
         raise RegistryError(

@@ -24,8 +24,8 @@ import time
 from typing import Any
 
 from tools.errors import ToolError
-from tools.kube import call, describe
-from tools.kubeapi import ApiError, KubeApi, Unreachable, path
+from tools.kube_client import ApiError, KubeApi, Unreachable, path
+from tools.kube_ops import call, describe
 from tools.report import REPORTER
 
 REVISION_ANNOTATION = "cmbcluster.io/writing-revision"

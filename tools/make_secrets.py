@@ -18,10 +18,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tools import cli, kube, lease, rules
+from tools import cli, config_rules, kube_ops, lease
 from tools.cloud import BACKEND_SECRET, FRONTEND_SECRET, cloud_for
 from tools.errors import ToolError, UsageError
-from tools.kubeapi import KubeApi
+from tools.kube_client import KubeApi
 from tools.report import REPORTER, markdown_table
 from tools.settings import SECRET_VARS, Settings
 
@@ -67,7 +67,7 @@ def generate(name: str) -> str:
     return value
 
 
-def plan(
+def plan_secrets(
     settings: Settings,
     live: dict[str, dict[str, str] | None],
     rotate: frozenset[str] = frozenset(),
@@ -143,7 +143,7 @@ def _target(
 def read_live(api: KubeApi, namespace: str) -> dict[str, dict[str, str] | None]:
     live = {}
     for name in (BACKEND_SECRET, FRONTEND_SECRET):
-        data = kube.read_secret(api, namespace, name)
+        data = kube_ops.read_secret(api, namespace, name)
         if data:
             REPORTER.register_secrets(v for k, v in data.items() if k in SECRET_VARS)
         live[name] = data
@@ -157,9 +157,9 @@ def apply(
         if not values:
             continue
         if live.get(secret) is None:
-            kube.create_secret(api, namespace, secret, values, LABELS)
+            kube_ops.create_secret(api, namespace, secret, values, LABELS)
         else:
-            kube.patch_secret(api, namespace, secret, values)
+            kube_ops.patch_secret(api, namespace, secret, values)
 
 
 def report(changes: list[Change], live: dict[str, dict[str, str] | None], dry_run: bool) -> None:
@@ -201,17 +201,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     lease.add_arguments(parser)
     args = parser.parse_args(argv)
     settings = cli.settings_from(args)
-    rules.require_valid(settings, "make_secrets")
+    config_rules.require_valid(settings, "make_secrets")
 
     namespace = settings.namespace
     with cloud_for(settings).cluster_access() as kubeconfig:
-        api = kube.api_client(kubeconfig)
+        api = kube_ops.api_client(kubeconfig)
         live = read_live(api, namespace)
-        writes, changes = plan(settings, live, frozenset(args.rotate), args.confirm_data_loss)
+        writes, changes = plan_secrets(settings, live, frozenset(args.rotate), args.confirm_data_loss)
         if any(writes.values()) and all(data is None for data in live.values()):
             # No Secret exists yet: the namespace may be missing too. (A Secret cannot exist
             # in a missing namespace, so when one does, the namespace is not asked about.)
-            settled, state = kube.ensure_namespace(api, namespace, dry_run=args.dry_run)
+            settled, state = kube_ops.ensure_namespace(api, namespace, dry_run=args.dry_run)
             REPORTER.line("ok" if settled else "warn", f"namespace {namespace}: {state}")
         if args.dry_run:
             report(changes, live, args.dry_run)
@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             with lock:
                 live = read_live(api, namespace)  # again under the lock: another writer may have just written
-                writes, changes = plan(settings, live, frozenset(args.rotate), args.confirm_data_loss)
+                writes, changes = plan_secrets(settings, live, frozenset(args.rotate), args.confirm_data_loss)
                 report(changes, live, args.dry_run)
                 apply(api, namespace, live, writes)
         else:

@@ -17,10 +17,10 @@ import contextlib
 import sys
 from collections.abc import Sequence
 
-from tools import cli, database, kube, lease
+from tools import cli, database, kube_ops, lease
 from tools.cloud import cloud_for
+from tools.config_rules import require_valid
 from tools.report import REPORTER
-from tools.rules import require_valid
 
 
 @cli.main_boundary
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action.set("warn", f"{state.legacy} has no replica yet: migrating")
     database.litestream()  # before anything changes
     if not args.backend_stopped:
-        with cloud.cluster_access() as kubeconfig, kube.api_client(kubeconfig) as api:
+        with cloud.cluster_access() as kubeconfig, kube_ops.api_client(kubeconfig) as api:
             lock = lease.ReleaseLock(
                 api, settings.namespace, settings.release, "migrate_database", wait=args.lock_wait,
                 duration=args.lock_duration,

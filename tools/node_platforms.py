@@ -9,10 +9,10 @@ an identity that may not list nodes gets a warning instead of a comparison.
 
 from __future__ import annotations
 
-from tools import kube
+from tools import kube_ops
 from tools.cloud import Cloud
 from tools.image_index import image_platforms
-from tools.kubeapi import KubeApi
+from tools.kube_client import KubeApi
 from tools.registry import image_registries
 from tools.report import REPORTER
 
@@ -21,7 +21,7 @@ ARCH_LABEL = "kubernetes.io/arch"
 
 def node_architectures(api: KubeApi) -> dict[str, list[str]] | None:
     """{architecture: node names} of the cluster's nodes; None when these credentials may not list nodes."""
-    nodes = kube.read_cluster_objects(api, "nodes", "the nodes")
+    nodes = kube_ops.read_cluster_objects(api, "nodes", "the nodes")
     if nodes is None:
         return None
     found: dict[str, list[str]] = {}

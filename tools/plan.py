@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tools import cli, helm, rules
+from tools import cli, config_rules, helm
 from tools.cloud import Cloud, cloud_for
 from tools.content_tag import content_tag
 from tools.report import REPORTER, markdown_table
@@ -59,7 +59,7 @@ def summary_rows(settings: Settings, cloud: Cloud, images: dict[str, dict[str, s
         ("user buckets", f"{cloud.user_bucket_prefix}-*" if settings.cloud != "local" else "(none on local)"),
         ("frontend", settings["FRONTEND_URL"]),
         ("API", settings["API_URL"]),
-        ("auth", rules.chosen_providers_note(settings).removeprefix("auth provider: ")),
+        ("auth", config_rules.chosen_providers_note(settings).removeprefix("auth provider: ")),
     ]
     rows += [(f"image {name}", f"{img['repository']}:{img['tag']}") for name, img in images.items()]
     rows.append(("image platforms", ",".join(settings.platforms)))
@@ -75,9 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cloud = cloud_for(settings)
 
     start = time.monotonic()
-    findings = rules.check(settings)
-    rules.report(findings, verbose=False, title="plan")
-    errors = rules.errors(findings)
+    findings = config_rules.check(settings)
+    config_rules.report(findings, verbose=False, title="plan")
+    errors = config_rules.errors(findings)
     REPORTER.line("error" if errors else "ok", f"validate: {len(errors)} error(s)", time.monotonic() - start)
 
     with REPORTER.action("image tags") as result:

@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from tools.cloud import Cloud
-from tools.permissions import needs
+from tools.cloud_permissions import needs
 
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
 RELEASE_TAGS = "refs/tags/v*"
@@ -57,7 +57,7 @@ def aws_push_trust(account: str, subjects: list[str]) -> dict[str, Any]:
 
 
 def aws_push_policy(cloud: Cloud) -> dict[str, Any]:
-    """The registry's rights alone: every ECR action the tools declare (tools/permissions.py), on the
+    """The registry's rights alone: every ECR action the tools declare (tools/cloud_permissions.py), on the
     resources they declare (the toolkit's repositories; GetAuthorizationToken on `*`)."""
     grouped: dict[tuple[str, ...], set[str]] = {}
     for declared in needs("aws"):

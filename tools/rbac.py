@@ -23,7 +23,15 @@ from tools import cli
 from tools.cloud import cloud_for
 from tools.errors import UsageError
 from tools.helm import render
-from tools.rights import CREATE_BOUNDS, DEPLOY_GROUP, WATCH_VERBS, Right, deploy_group, deploy_rights, lock_right_names
+from tools.kube_rights import (
+    CREATE_BOUNDS,
+    DEPLOY_GROUP,
+    WATCH_VERBS,
+    Right,
+    deploy_group,
+    deploy_rights,
+    lock_right_names,
+)
 
 # User and group names may hold colons (an EKS access entry's default user is an STS ARN); a service
 # account's name is a DNS label, optionally after its namespace and a slash

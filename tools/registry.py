@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from tools.cloud import Cloud, RegistryAuth, ecr_repositories
+from tools.cloud_permissions import need
 from tools.errors import ToolError
-from tools.permissions import need
 
 # Beside the manifest calls below: HEAD/GET a manifest, PUT one (a release tag on an existing image)
 need("aws", ("ecr:BatchGetImage", "ecr:PutImage"), ecr_repositories, "read an image's digest, add a release tag")

@@ -3,7 +3,7 @@
 Values come from the process environment first (how GitHub Actions passes variables and
 secrets), then from the `--env-file` (python-dotenv). Every structural problem (unknown
 cloud, a missing required value, a malformed one) is collected and raised together, each
-naming its variable and the fix. Security rules on the values live in `tools.rules`.
+naming its variable and the fix. Security rules on the values live in `tools.config_rules`.
 """
 
 from __future__ import annotations

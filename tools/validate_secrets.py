@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from tools import cli, rules
+from tools import cli, config_rules
 from tools.auth.preflight import report_online as online_problems
 from tools.report import REPORTER
 from tools.settings import ConfigError
@@ -31,12 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             REPORTER.error(problem, title="configuration")
         REPORTER.line("error", f"{len(exc.problems)} configuration problem(s): fix them and run again")
         return exc.exit_code
-    findings = rules.check(settings)
-    rules.report(findings, verbose=not args.quiet)
-    errors = rules.errors(findings)
+    findings = config_rules.check(settings)
+    config_rules.report(findings, verbose=not args.quiet)
+    errors = config_rules.errors(findings)
     warnings = [f for f in findings if f.level == "warning"]
     source = settings.env_file or "the environment"
-    example = rules.example_file_problem(settings)
+    example = config_rules.example_file_problem(settings)
     if errors:
         REPORTER.line("error", f"{len(errors)} error(s), {len(warnings)} warning(s) in {source} for {settings.cloud}")
         if example:
@@ -47,9 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.online and online_problems(settings):
         return 1
-    REPORTER.ok(
-        f"{source} is valid for {settings.cloud} ({len(warnings)} warning(s); {rules.chosen_providers_note(settings)})"
-    )
+    providers = config_rules.chosen_providers_note(settings)
+    REPORTER.ok(f"{source} is valid for {settings.cloud} ({len(warnings)} warning(s); {providers})")
     return 0
 
 

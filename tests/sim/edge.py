@@ -12,7 +12,7 @@ tools use at it, through each client's documented variables only:
 | urllib3 (tools/registry.py)                      | HTTPS_PROXY (read there)    | SSL_CERT_FILE [4]      |
 | dockerd (docker login/push of build_push)        | HTTPS_PROXY [5]             | SSL_CERT_FILE [6]      |
 | containerd of the kit (the kubelet's pulls)      | hosts.toml mirror [7]       | (plain-HTTP mirror)    |
-| tools/kubeapi.py (urllib3, no proxy), helm (Go,  | not proxied: the cluster's endpoint and CA come    |
+| tools/kube_client.py (urllib3, no proxy), helm (Go,  | not proxied: the cluster's endpoint and CA come    |
 |   honours HTTPS_PROXY)                           | from the kubeconfig; NO_PROXY names loopback       |
 
 [1] https://boto3.amazonaws.com/v1/documentation/api/latest/guide/configuration.html#using-proxies and

@@ -139,7 +139,7 @@ _NAME_TEST = re.compile(r"resource\.name == '([^']*)'|resource\.name\.startsWith
 
 
 def _condition_holds(condition: str, resource: str) -> bool:
-    """The conditions the printed set-up writes (tools/permissions.py gcs_names_condition: `||` of
+    """The conditions the printed set-up writes (tools/cloud_permissions.py gcs_names_condition: `||` of
     resource.name equality and prefix tests); anything else is not understood and does not hold."""
     if not condition:
         return True

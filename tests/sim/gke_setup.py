@@ -2,7 +2,7 @@
 
 No installable gcloud runs here: the IAM grants are applied to the simulation's project IAM
 (tests/sim/gke_iam.py) from the structured source the printed script is made from
-(tools/permissions.py gcp_grants), each checked to be in the printed script; the Kubernetes rights are
+(tools/cloud_permissions.py gcp_grants), each checked to be in the printed script; the Kubernetes rights are
 `make rbac`'s manifests for the subject the script names, applied by the cluster admin.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from tests.envfiles import write_env
 from tests.sim.gke import PROJECT
 from tools.cloud import cloud_for
-from tools.permissions import gcp_grants
+from tools.cloud_permissions import gcp_grants
 from tools.settings import REPO_ROOT, load_settings
 
 RBAC_LINE = re.compile(r'make rbac CLOUD=gcp ARGS="--subject (User:\S+)"')

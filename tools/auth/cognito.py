@@ -14,8 +14,8 @@ from typing import Any
 from tools.auth import wiring
 from tools.cloud import Cloud
 from tools.cloud.awscall import aws_call
+from tools.cloud_permissions import need
 from tools.errors import ToolError
-from tools.permissions import need
 from tools.settings import Settings
 
 CONSOLE = "in the Cognito console (App client -> Hosted UI -> Edit)"

@@ -23,8 +23,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tools.auth import wiring
-from tools.kube import RELEASE_ANNOTATION, ingress_address
-from tools.kubeapi import ApiError, Unreachable, path
+from tools.kube_client import ApiError, Unreachable, path
+from tools.kube_ops import RELEASE_ANNOTATION, status_address
 from tools.settings import Settings
 from tools.smoke import objects
 from tools.smoke.cache import Cluster
@@ -98,7 +98,7 @@ def _frontend(cluster: Cluster, settings: Settings, args: argparse.Namespace) ->
         return Frontend(f"http://{address}", requests.Session(), headers, True, f" via Service {address}")
     address = args.address
     if address == "ingress":
-        found = [ingress_address(i) for i in cluster.release_objects("ingresses", settings.release)]
+        found = [status_address(i) for i in cluster.release_objects("ingresses", settings.release)]
         address = next((a for a in found if a), "")
         if not address:
             raise LookupError(f"release {settings.release} has no Ingress address to send the sign-in to")

@@ -16,9 +16,9 @@ from tools.cloud.awscall import aws_call
 from tools.cloud.base import Cloud
 from tools.cloud.route53 import AWS_ACTIONS as ROUTE53_ACTIONS
 from tools.cloud.route53 import Route53Zone
-from tools.dnsrecords import HERITAGE, Record, normal, owner_name, plan
+from tools.cloud_permissions import everywhere, need, with_dns_zone
+from tools.dnsrecords import HERITAGE, Record, normal, owner_name, plan_changes
 from tools.errors import ToolError
-from tools.permissions import everywhere, need, with_dns_zone
 from tools.report import REPORTER
 from tools.waiting import wait_for
 
@@ -164,7 +164,7 @@ def ensure_certificate(settings: Any, owner: str, *, dry_run: bool, timeout: flo
     zone = Route53Zone(settings["DNS_ZONE"], region)
     wanted = certificates.validation_records(arn, timeout)
     names = [n for r in wanted for n in (r.name, owner_name(r.name))]
-    changes = plan(wanted, zone.records(names), owner, f"acm/{arn.rsplit('/', 1)[-1]}")
+    changes = plan_changes(wanted, zone.records(names), owner, f"acm/{arn.rsplit('/', 1)[-1]}")
     if changes.conflicts:
         for line in changes.conflicts:
             REPORTER.error(line, title="certs")

@@ -16,9 +16,9 @@ from tools.cloud.acm import Certificates, ensure_certificate
 from tools.cloud.awscall import client
 from tools.cloud.base import Cloud, RegistryAuth
 from tools.cloud.route53 import Route53Zone
-from tools.kubeapi import KubeApi
+from tools.kube_client import KubeApi
+from tools.kube_rights import deploy_group
 from tools.report import REPORTER
-from tools.rights import deploy_group
 from tools.settings import IMAGES
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tools.cloud_permissions import hint
 from tools.errors import ToolError
-from tools.permissions import hint
 
 
 def aws_call(call: Any, what: str) -> Any:

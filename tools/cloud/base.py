@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tools import kube
+from tools import kube_ops
 from tools.errors import ToolError
-from tools.kubeapi import KubeApi
+from tools.kube_client import KubeApi
 from tools.report import REPORTER
 from tools.settings import IMAGES, Settings
 
@@ -194,7 +194,7 @@ class Cloud:
     def prerequisites(self, api: KubeApi) -> tuple[list[str], list[str]]:
         """What the cluster (or the cloud account) lacks for the chart, and what could not be checked.
 
-        `api` is a `tools.kubeapi.Kube` for the target cluster. Checks the CSI driver of this
+        `api` is a `tools.kube_client.Kube` for the target cluster. Checks the CSI driver of this
         cloud's bucket mounts and the ingress class the chart uses. Returns (missing, unchecked),
         one line each saying what to install, or why it was not checked (a cluster-scoped read
         that a namespace-scoped identity may not do).
@@ -213,7 +213,7 @@ class Cloud:
             problem = f"CSIDriver {self.block_provisioner} is not installed: {self.block_provisioner_install}"
             wanted.append(("csidrivers", self.block_provisioner, f"CSIDriver {self.block_provisioner}", problem))
         for resource, name, what, problem in wanted:
-            found = kube.read_cluster_object(api, resource, name, what)
+            found = kube_ops.read_cluster_object(api, resource, name, what)
             if found is None:
                 unchecked.append(
                     f"{what} not checked: these credentials may not read it (cluster scope); "
@@ -231,7 +231,7 @@ class Cloud:
         the cluster's default; on EKS it must provision with the EBS CSI driver. (problem, unchecked)."""
         named = self.settings["DATABASE_STORAGE_CLASS"]
         what = f"StorageClass {named}" if named else "the default StorageClass"
-        classes = kube.read_cluster_objects(api, "storageclasses", what, named or None)
+        classes = kube_ops.read_cluster_objects(api, "storageclasses", what, named or None)
         if classes is None:
             return None, f"{what} not checked: these credentials may not read StorageClasses (cluster scope)"
         default = "storageclass.kubernetes.io/is-default-class"

@@ -8,9 +8,9 @@ import ipaddress
 from typing import Any
 
 from tools.cloud.googleapi import google_credentials, google_error, google_request
+from tools.cloud_permissions import need, with_dns_zone
 from tools.dnsrecords import Change, Record, normal
 from tools.errors import ToolError
-from tools.permissions import need, with_dns_zone
 from tools.waiting import wait_for
 
 API = "https://dns.googleapis.com/dns/v1"

@@ -12,8 +12,8 @@ from typing import Any
 from tools.cloud.arns import arn
 from tools.cloud.awscall import aws_call
 from tools.cloud.base import Cloud
+from tools.cloud_permissions import everywhere, need
 from tools.errors import ToolError
-from tools.permissions import everywhere, need
 from tools.report import REPORTER
 from tools.settings import IMAGES
 

@@ -13,8 +13,8 @@ from typing import Any
 from tools.cloud.arns import arn
 from tools.cloud.awscall import aws_call
 from tools.cloud.base import Cloud, temporary_kubeconfig
+from tools.cloud_permissions import need
 from tools.errors import ToolError
-from tools.permissions import need
 from tools.report import REPORTER
 
 EXEC_API_VERSION = "client.authentication.k8s.io/v1beta1"

@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 from tools.cloud.base import Cloud, RegistryAuth, temporary_kubeconfig
 from tools.cloud.clouddns import CloudDnsZone
 from tools.cloud.googleapi import google_access_token, google_credentials, google_error, google_request
+from tools.cloud_permissions import need, with_dns_zone
 from tools.errors import ToolError
-from tools.kubeapi import KubeApi
-from tools.permissions import need, with_dns_zone
+from tools.kube_client import KubeApi
 from tools.report import REPORTER
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from tools.cloud.awscall import aws_call
 from tools.cloud.base import BACKEND_SERVICE_ACCOUNT, USER_SERVICE_ACCOUNT, Cloud
-from tools.permissions import need
+from tools.cloud_permissions import need
 from tools.settings import Settings
 
 # Which setting names the IAM role of each Kubernetes service account (IRSA)

@@ -12,9 +12,9 @@ import ipaddress
 from typing import Any
 
 from tools.cloud.awscall import aws_call
+from tools.cloud_permissions import everywhere, need, with_dns_zone
 from tools.dnsrecords import Change, Record, normal
 from tools.errors import ToolError
-from tools.permissions import everywhere, need, with_dns_zone
 from tools.waiting import wait_for
 
 # Exactly the IAM actions this module calls (the deploy role's policy is derived from them).

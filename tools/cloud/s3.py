@@ -7,8 +7,8 @@ from typing import Any
 
 from tools.cloud.awscall import aws_call
 from tools.cloud.base import STORAGE_PREFIX, Cloud
+from tools.cloud_permissions import need
 from tools.errors import ToolError
-from tools.permissions import need
 
 
 def _smoke_bucket(cloud: Cloud) -> list[str]:

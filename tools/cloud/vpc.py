@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from tools.cloud.awscall import aws_call
+from tools.cloud_permissions import everywhere, need
 from tools.errors import ToolError
-from tools.permissions import everywhere, need
 from tools.report import REPORTER
 
 ALB_SUBNET_TAG = "kubernetes.io/role/elb"  # subnets for internet-facing load balancers

@@ -14,7 +14,7 @@ from contextlib import suppress
 from typing import Any
 
 from tools.errors import ToolError
-from tools.kube import RELEASE_ANNOTATION
+from tools.kube_ops import RELEASE_ANNOTATION
 from tools.report import REPORTER
 from tools.smoke import objects
 
@@ -34,9 +34,9 @@ class Cluster:
     REQUIRED = ("deployments", "pods")
 
     def __init__(self, api: Any, namespace: str, kinds: Sequence[str]) -> None:
-        from tools.kubeapi import path
+        from tools.kube_client import path
 
-        self.api = api  # a tools.kubeapi.Kube
+        self.api = api  # a tools.kube_client.Kube
         self.namespace = namespace
         self.kinds = list(kinds)
         self._paths = {kind: path(kind, namespace) for kind in kinds}
@@ -81,7 +81,7 @@ class Cluster:
         self.stop()
 
     def _follow(self, kind: str) -> None:
-        from tools.kubeapi import ApiError
+        from tools.kube_client import ApiError
 
         url = self._paths[kind]
         while not self._stop.is_set():
@@ -152,7 +152,7 @@ class Cluster:
 
     def refresh_deployments(self, names: Sequence[str]) -> None:
         """Read the Deployments now (after a change we made, before its watch events arrive)."""
-        from tools.kubeapi import path
+        from tools.kube_client import path
 
         self.drain(0)
         for name in names:

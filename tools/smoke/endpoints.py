@@ -7,7 +7,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tools.kube import ingress_address
+from tools.kube_ops import status_address
 from tools.settings import Settings
 from tools.smoke import objects
 from tools.smoke.cache import Cluster
@@ -27,7 +27,7 @@ def ingress_addresses(cluster: Cluster, release: str, deadline_at: float) -> tup
         return Check("ingress address", "failed", 0.0, f"cannot read Ingresses: {cluster.unavailable['ingresses']}"), []
     while True:
         ingresses = cluster.release_objects("ingresses", release)
-        found = {objects.name(i): ingress_address(i) for i in ingresses}
+        found = {objects.name(i): status_address(i) for i in ingresses}
         if ingresses and all(found.values()):
             addresses = list(dict.fromkeys(a for a in found.values() if a))
             detail = ", ".join(f"{name}: {address}" for name, address in found.items())

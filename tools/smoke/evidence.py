@@ -28,7 +28,7 @@ WRONG_CPU_HINT = (
 
 def container_logs(api: Any, namespace: str, pod: str, container: str, previous: bool) -> tuple[list[str], str]:
     """The last log lines of a container, and which instance they are from (or why there are none)."""
-    from tools.kubeapi import ApiError, path
+    from tools.kube_client import ApiError, path
 
     # The kubelet keeps one ended instance per container: right after a restart the previous
     # instance may already be gone, or the current one may be the one that ended.

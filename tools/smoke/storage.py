@@ -13,7 +13,7 @@ from typing import Any
 from tools.cloud import USER_SERVICE_ACCOUNT, check_bucket_name, cloud_for
 from tools.cloud.base import STORAGE_PREFIX
 from tools.errors import ToolError
-from tools.kube import RELEASE_ANNOTATION
+from tools.kube_ops import RELEASE_ANNOTATION
 from tools.report import REPORTER
 from tools.settings import Settings
 from tools.smoke import objects
@@ -31,7 +31,7 @@ STORAGE_MOUNT = "/mnt/storage-check"
 # -- user storage ---------------------------------------------------------------------------------------
 def user_environment(cluster: Cluster, release: str) -> tuple[dict[str, str], str]:
     """The chart's user-environment settings (its ConfigMap) and the user pods' service account."""
-    from tools.kubeapi import ApiError, path
+    from tools.kube_client import ApiError, path
 
     try:
         listing = cluster.api.get(path("configmaps", cluster.namespace))
@@ -209,7 +209,7 @@ def _storage_labels(release: str) -> dict[str, str]:
 
 def check_storage(cluster: Cluster, settings: Settings, args: argparse.Namespace) -> Check:
     """Run the throwaway pod; report each phase's time; always clean up."""
-    from tools.kubeapi import ApiError
+    from tools.kube_client import ApiError
 
     start = time.monotonic()
     config, service_account = user_environment(cluster, settings.release)
@@ -312,7 +312,7 @@ def _volume_kind(pod: dict[str, Any]) -> str:
 
 
 def _object_path(obj: dict[str, Any], namespace: str, name: str | None = None) -> str:
-    from tools.kubeapi import path
+    from tools.kube_client import path
 
     resource = {"PersistentVolume": "persistentvolumes", "PersistentVolumeClaim": "persistentvolumeclaims"}.get(
         obj["kind"], "pods"
@@ -328,7 +328,7 @@ def _create(cluster: Cluster, obj: dict[str, Any]) -> None:
 
 def _delete_all(cluster: Cluster, created: list[dict[str, Any]]) -> bool:
     """Delete what the storage check created, the pod first; True when the pod is gone."""
-    from tools.kubeapi import ApiError
+    from tools.kube_client import ApiError
 
     gone = True
     for obj in reversed(created):  # the pod first, its volume last

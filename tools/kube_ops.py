@@ -1,7 +1,7 @@
 """What the steps ask of a cluster: Secrets, the namespace, permission checks, cluster-scoped reads.
 
 Every API call goes through `call()`, which turns the client's errors into a `ToolError` saying
-what failed and how to fix it. The client is `tools.kubeapi` (imported on first use, not on
+what failed and how to fix it. The client is `tools.kube_client` (imported on first use, not on
 `--help`).
 """
 
@@ -12,15 +12,15 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar, overload
 
 from tools.errors import ToolError
-from tools.kubeapi import ApiError, Kube, KubeApi, Unreachable, path
-from tools.rights import Right
+from tools.kube_client import ApiError, Kube, KubeApi, Unreachable, path
+from tools.kube_rights import Right
 
 T = TypeVar("T")
 RELEASE_ANNOTATION = "meta.helm.sh/release-name"  # on every object Helm made for a release
 
 
 def api_client(kubeconfig: str) -> Any:
-    """A `tools.kubeapi.Kube` for the current context of `kubeconfig`."""
+    """A `tools.kube_client.Kube` for the current context of `kubeconfig`."""
     return Kube(kubeconfig)
 
 
@@ -196,7 +196,7 @@ def read_cluster_objects(
 
 
 # -- ingress -------------------------------------------------------------------------------------
-def ingress_address(ingress: dict[str, Any]) -> str:
+def status_address(ingress: dict[str, Any]) -> str:
     """The load balancer's host name or IP from an Ingress's status ('' while it has none)."""
     for entry in ((ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
         if entry.get("hostname") or entry.get("ip"):
