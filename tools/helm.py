@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -156,4 +156,19 @@ def rollback_refusal(release: str, ours: int | None, current: tuple[int, str] | 
             f"revision {revision} of release {release} is deployed, not this run's failed one: another writer "
             "made it, so this run rolls nothing back"
         )
+    return None
+
+
+def rollback_target(history: Iterable[tuple[int, str]], current: int | None) -> int | None:
+    """The revision to roll back to from `current` (None: no revision is undone, e.g. a dry run's base).
+
+    Among the revisions before `current`: the newest `deployed` one (what last ran healthy), else the
+    newest `superseded` one (it once ran healthy; a failed rollback or an interrupted writer can
+    leave none deployed). None: nothing was ever deployed, so there is nothing to go back to.
+    """
+    earlier = [(revision, status) for revision, status in history if current is None or revision < current]
+    for wanted in ("deployed", "superseded"):
+        found = [revision for revision, status in earlier if status == wanted]
+        if found:
+            return max(found)
     return None

@@ -35,7 +35,7 @@ from tools import cli, lease
 from tools.auth.preflight import check as auth_preflight
 from tools.chart_values import deploy_values, merge
 from tools.errors import ToolError, UsageError
-from tools.helm import helm_reason, rollback_refusal
+from tools.helm import helm_reason, rollback_refusal, rollback_target
 from tools.images import DEFAULT_OUTPUT
 from tools.images import load_images as read_images
 from tools.report import REPORTER, markdown_table
@@ -132,13 +132,10 @@ def helm_client(kubeconfig: str, options: Options) -> Any:
     )
 
 
-def last_deployed(history: list[Any], exclude: int) -> Any | None:
-    """The revision to go back to: the newest deployed one, else the newest that once was (superseded)."""
-    for status in ("deployed", "superseded"):
-        found = [r for r in history if r.revision != exclude and r.status.value == status]
-        if found:
-            return max(found, key=lambda r: r.revision)
-    return None
+def last_deployed(history: list[Any], current: int | None) -> Any | None:
+    """The pyhelm3 revision to go back to from `current`, by the one rule (tools/helm.py rollback_target)."""
+    target = rollback_target(((r.revision, r.status.value) for r in history), current)
+    return next((r for r in history if r.revision == target), None)
 
 
 class Deployer:
@@ -184,7 +181,7 @@ class Deployer:
                     f"(no lock names it): another deploy may still be running: wait for it, or if it was "
                     f"interrupted run again in {limit - age:.0f}s (--timeout {limit}s)"
                 )
-        target = last_deployed(history, exclude=revision)
+        target = last_deployed(history, revision)
         what = f"release {self.name} was left {status} at revision {revision} by an interrupted deploy"
         if target is None:
             if self.options.dry_run:
@@ -237,7 +234,7 @@ class Deployer:
         refusal = rollback_refusal(self.name, before + 1, (current.revision, current.status.value), made=True)
         if refusal:
             raise ToolError(f"helm {verb} failed: {reason}; {refusal}")
-        target = last_deployed(history, exclude=current.revision)
+        target = last_deployed(history, current.revision)
         then = "the next run recovers the unfinished undo at once and deploys again"
         try:
             if target is None:
@@ -264,7 +261,7 @@ class Deployer:
             await self.recover(current, history)
             current, history = await self.current()
         if self.options.dry_run:
-            base = last_deployed(history, exclude=-1)
+            base = last_deployed(history, None)
             live = list(await base.resources()) if base is not None else []
             show_diff(live, rendered, self.namespace, f"revision {base.revision}" if base else "no release")
             return None
