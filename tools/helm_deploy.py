@@ -42,6 +42,10 @@ from tools.report import REPORTER, markdown_table
 from tools.settings import IMAGES, REPO_ROOT, Settings
 
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
+# Helm 4 applies server-side: a field someone changed by hand (`kubectl scale`) is then owned by another
+# field manager, and the repairing upgrade fails with "Apply failed with 1 conflict" unless it forces
+# (https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts; `helm upgrade --force-conflicts`)
+REPAIR_FLAGS = ["--force-conflicts"]
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
@@ -107,6 +111,7 @@ class Options:
     wait: bool
     dry_run: bool
     helm_flags: list[str] = field(default_factory=list)
+    repair: bool = False  # live objects drifted: the upgrade takes their fields back (tools/unchanged.py)
 
 
 def helm_client(kubeconfig: str, options: Options) -> Any:
@@ -124,7 +129,8 @@ def helm_client(kubeconfig: str, options: Options) -> Any:
     class FlagsCommand(command_class()):  # type: ignore[misc]
         async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
             if command[:1] == ["upgrade"]:
-                command = [*command, *flags]
+                repair = REPAIR_FLAGS if options.repair and self.client_version().major >= 4 else []
+                command = [*command, *flags, *repair]
             return await super().run(command, input)
 
     return client(
@@ -266,6 +272,44 @@ class Deployer:
             show_diff(live, rendered, self.namespace, f"revision {base.revision}" if base else "no release")
             return None
         return await self.upgrade(chart, values, current.revision if current else 0)
+
+
+# -- no-op -----------------------------------------------------------------------------------------
+def unchanged_revision(
+    api: Any, settings: Settings, values: dict[str, Any], rendered: list[dict[str, Any]], options: Options
+) -> int | None:
+    """The deployed revision when this deploy would change nothing (then no new revision is made), else None.
+
+    Read in-process (tools/unchanged.py): the release's newest record against the new render and
+    values, then the live objects against the render; drifted objects are named, and the upgrade
+    repairs them (`options.repair`).
+    """
+    import yaml
+
+    from tools.unchanged import drifted, read_deployed, release_change
+
+    meta = yaml.safe_load((options.chart / "Chart.yaml").read_text(encoding="utf-8")) or {}
+    with REPORTER.action(f"release {settings.release}") as action:
+        deployed = read_deployed(api, settings.namespace, settings.release)
+        if deployed is None:
+            action.set("ok", "no release record to compare with (not installed, or HELM_DRIVER keeps them elsewhere)")
+            return None
+        chart_id = (str(meta.get("name", "")), str(meta.get("version", "")))
+        change = release_change(deployed, rendered, values, chart_id, settings.namespace)
+        if change:
+            action.set("ok", f"changed since revision {deployed.revision}: {change}")
+            return None
+        drift = drifted(api, rendered, settings.namespace)
+        if drift:
+            for line in drift:
+                REPORTER.warning(f"drift from revision {deployed.revision}: {line}", title="helm_deploy")
+            action.set(
+                "warn", f"{len(drift)} live object(s) drifted from revision {deployed.revision}: upgrading to repair"
+            )
+            options.repair = True
+            return None
+        action.set("ok", f"unchanged (revision {deployed.revision}), nothing to upgrade")
+        return deployed.revision
 
 
 # -- diff ----------------------------------------------------------------------------------------
@@ -428,9 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ToolError(f"{len(problems)} prerequisite(s) missing: nothing was changed")
         with REPORTER.action("database bucket") as action:
             action.set("ok", cloud.ensure_database_bucket(dry_run=args.dry_run))
-        helm = helm_client(kubeconfig, options)
         if args.dry_run:
-            revision = _run(Deployer(helm, settings, options).run(values, rendered))
+            revision = _run(Deployer(helm_client(kubeconfig, options), settings, options).run(values, rendered))
         else:
             lock = lease.ReleaseLock(
                 api,
@@ -441,7 +484,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duration=args.lock_duration,
             )
             with lock:
-                revision = _run(Deployer(helm, settings, options, lock).run(values, rendered))
+                same = unchanged_revision(api, settings, values, rendered, options)
+                if same is not None:
+                    return unchanged_report(settings, same, images)
+                revision = _run(
+                    Deployer(helm_client(kubeconfig, options), settings, options, lock).run(values, rendered)
+                )
     if revision is None:
         REPORTER.info("dry run: nothing was changed")
         return 0
@@ -452,6 +500,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     REPORTER.output("revision", str(revision.revision))
     REPORTER.ok(f"release {settings.release} revision {revision.revision} {revision.status.value}")
+    return 0
+
+
+def unchanged_report(settings: Settings, revision: int, images: dict[str, dict[str, str]]) -> int:
+    """No new revision: the job summary says so, and the step output `revision` is `none` (smoke rolls nothing back)."""
+    rows = [(name, f"{image['repository']}@{image['digest']}") for name, image in images.items()]
+    REPORTER.summary(
+        f"### helm_deploy\nRelease `{settings.release}` in `{settings.namespace}`: unchanged at revision {revision}, "
+        "no new revision\n\n" + markdown_table(["Image", "Reference"], rows)
+    )
+    REPORTER.output("revision", "none")
     return 0
 
 
