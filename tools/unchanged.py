@@ -28,10 +28,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from tools import kube
 from tools.drift import drift, live_object
+from tools.helm import parse_manifests
 from tools.kubeapi import path
 
 # Helm keeps each revision as a record labelled owner=helm, name=RELEASE, status, version; its `release`
@@ -90,7 +89,7 @@ def read_deployed(api: Any, namespace: str, release: str) -> Deployed | None:
     return Deployed(
         revision=int(data.get("version", 0)),
         status=str((data.get("info") or {}).get("status", "")),
-        manifest=[o for o in yaml.safe_load_all(data.get("manifest") or "") if o],
+        manifest=parse_manifests(data.get("manifest") or ""),
         values=data.get("config") or {},
         chart=(str(meta.get("name", "")), str(meta.get("version", ""))),
     )
