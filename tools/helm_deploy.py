@@ -9,8 +9,11 @@ missing prerequisite is one line, and the deploy stops before touching the relea
 Then the database bucket (created private and encrypted, never deleted or emptied); then, holding
 the release's lock (tools/lease.py: one writer per release; a second deploy waits), a release left
 pending by an interrupted deploy is rolled back to its last deployed revision, and the release is
-installed or upgraded through pyhelm3. A failed upgrade is rolled back to the last deployed revision
-(only when the failed revision is the one this run made) and the tool exits 1 with the reason.
+installed or upgraded through pyhelm3, unless nothing would change: when the deployed revision equals
+the new render and values and no live object drifted (tools/unchanged.py), no revision is made and
+the output `revision` is `none`; drifted objects are named and the upgrade repairs them. A failed
+upgrade is rolled back to the last deployed revision (only when the failed revision is the one this
+run made) and the tool exits 1 with the reason.
 SIGTERM/SIGINT stop helm, release the lock and say what the next run does (exit 143/130).
 `--dry-run` shows the difference to the deployed release (secret values hidden) and changes nothing.
 
