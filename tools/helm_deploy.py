@@ -277,44 +277,6 @@ class Deployer:
         return await self.upgrade(chart, values, current.revision if current else 0)
 
 
-# -- no-op -----------------------------------------------------------------------------------------
-def unchanged_revision(
-    api: Any, settings: Settings, values: dict[str, Any], rendered: list[dict[str, Any]], options: Options
-) -> int | None:
-    """The deployed revision when this deploy would change nothing (then no new revision is made), else None.
-
-    Read in-process (tools/unchanged.py): the release's newest record against the new render and
-    values, then the live objects against the render; drifted objects are named, and the upgrade
-    repairs them (`options.repair`).
-    """
-    import yaml
-
-    from tools.unchanged import drifted, read_deployed, release_change
-
-    meta = yaml.safe_load((options.chart / "Chart.yaml").read_text(encoding="utf-8")) or {}
-    with REPORTER.action(f"release {settings.release}") as action:
-        deployed = read_deployed(api, settings.namespace, settings.release)
-        if deployed is None:
-            action.set("ok", "no release record to compare with (not installed, or HELM_DRIVER keeps them elsewhere)")
-            return None
-        chart_id = (str(meta.get("name", "")), str(meta.get("version", "")))
-        change = release_change(deployed, rendered, values, chart_id, settings.namespace)
-        if change:
-            action.set("ok", f"changed since revision {deployed.revision}: {change}")
-            return None
-        drift = drifted(api, rendered, settings.namespace)
-        if drift:
-            for line in drift:
-                REPORTER.warning(f"drift from revision {deployed.revision}: {line}", title="helm_deploy")
-            action.set(
-                "warn", f"{len(drift)} live object(s) drifted from revision {deployed.revision}: upgrading to repair"
-            )
-            options.repair = True
-            return None
-        action.set("ok", f"unchanged (revision {deployed.revision}), nothing to upgrade")
-        return deployed.revision
-
-
 # -- diff ----------------------------------------------------------------------------------------
 def _key(obj: dict[str, Any], namespace: str) -> tuple[str, str, str]:
     meta = obj.get("metadata") or {}
@@ -448,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tools import kube
     from tools.cloud import cloud_for
     from tools.helm import render
+    from tools.unchanged import unchanged_revision
 
     cloud = cloud_for(settings)
     images = load_images(Path(args.images))
@@ -487,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duration=args.lock_duration,
             )
             with lock:
-                same = unchanged_revision(api, settings, values, rendered, options)
+                same, options.repair = unchanged_revision(api, settings, values, rendered, options.chart)
                 if same is not None:
                     return unchanged_report(settings, same, images)
                 revision = _run(

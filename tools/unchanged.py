@@ -9,7 +9,7 @@ a Deployment, deleted a ConfigMap) the upgrade repairs it, and the drifted objec
 The deployed revision is read from Helm's own release record, one list request for the release's
 records (Secrets, or ConfigMaps with HELM_DRIVER=configmap) decoded in-process: about 0.02 s, where
 `helm history` plus `helm get manifest` and `helm get values` are three helm processes of about
-0.1-0.15 s each. Another driver (sql, memory) is not readable here: `read_deployed` says so and the
+0.1-0.15 s each. Another driver (sql, memory) is not read here: `unchanged_revision` says so and the
 deploy upgrades as before.
 
 Live objects are compared field by field on the fields the render sets (tools/drift.py, the rule
@@ -26,12 +26,17 @@ import gzip
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tools import kube
 from tools.drift import drift, live_object
 from tools.helm import parse_manifests
 from tools.kubeapi import path
+from tools.report import REPORTER
+from tools.settings import Settings
 
 # Helm keeps each revision as a record labelled owner=helm, name=RELEASE, status, version; its `release`
 # field is the release as JSON, gzipped, base64-encoded (https://github.com/helm/helm/blob/main/pkg/storage/driver/util.go)
@@ -126,3 +131,38 @@ def drifted(api: Any, rendered: list[dict[str, Any]], namespace: str) -> list[st
     """One line per live object that no longer holds what the render sets (Secrets by hash, never shown)."""
     found = (drift(obj, live_object(api, obj, namespace)) for obj in rendered)
     return [line for line in found if line]
+
+
+def unchanged_revision(
+    api: Any, settings: Settings, values: dict[str, Any], rendered: list[dict[str, Any]], chart: Path
+) -> tuple[int | None, bool]:
+    """(the deployed revision when this deploy would change nothing, else None; whether live objects drifted).
+
+    One line says which: unchanged, changed (and what), or drifted (each drifted object named on a
+    line of its own); the caller upgrades unless a revision is returned, and repairs when drifted.
+    """
+    name, namespace = settings.release, settings.namespace
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text(encoding="utf-8")) or {}
+    with REPORTER.action(f"release {name}") as action:
+        if storage() is None:
+            action.set("ok", f"HELM_DRIVER={os.environ.get('HELM_DRIVER')}: its records are not compared here")
+            return None, False
+        deployed = read_deployed(api, namespace, name)
+        if deployed is None:
+            action.set("ok", "not installed yet")
+            return None, False
+        chart_id = (str(meta.get("name", "")), str(meta.get("version", "")))
+        change = release_change(deployed, rendered, values, chart_id, namespace)
+        if change:
+            action.set("ok", f"changed since revision {deployed.revision}: {change}")
+            return None, False
+        drift = drifted(api, rendered, namespace)
+        if drift:
+            for line in drift:
+                REPORTER.warning(f"drift from revision {deployed.revision}: {line}", title="helm_deploy")
+            action.set(
+                "warn", f"{len(drift)} live object(s) drifted from revision {deployed.revision}: upgrading to repair"
+            )
+            return None, True
+        action.set("ok", f"unchanged (revision {deployed.revision}), nothing to upgrade")
+        return deployed.revision, False
