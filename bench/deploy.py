@@ -7,9 +7,10 @@ the time from the process start to its first request of any kind (bench/first_re
 the first connect() of the step's Python process: registry, Docker or cluster), and to its first
 request to the cluster from any of its processes (helm too): the kubeconfig points at a
 loopback TCP relay in front of the API server that notes when the first connection arrives.
-Then one no-op `make deploy-local`, timed whole.
+Then one no-op `make deploy-local`, timed whole (helm_deploy makes no new revision: tools/unchanged.py).
 
-Goals: a no-op `make deploy-local` under 8 s; no step more than 0.5 s before its first request.
+Goals: a no-op `make deploy-local` under 4 s, a first deploy under 12 s (its steps together); no
+step more than 0.5 s before its first request. The exit code is 1 when a goal is missed.
 The cluster is the test bed's kit (or $CMB_TEST_KUBECONFIG); the registry and Docker engine
 are the test bed's. The cluster has no ingress controller: smoke runs with --no-endpoints.
 """
@@ -30,6 +31,7 @@ import yaml
 
 from tools.settings import REPO_ROOT
 
+NOOP_GOAL, FIRST_GOAL = 4.0, 12.0  # seconds
 STEPS = (
     ("validate", "validate_secrets", ()),
     ("build", "build_push", ("--output", "{images}")),
@@ -144,7 +146,7 @@ def main() -> int:
                 env = {**os.environ, **bed.cluster_env(), "KUBECONFIG": relayed, "NO_COLOR": "1"}
                 for key in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY"):
                     env.pop(key, None)
-                run_chain("first deploy", env, env_file, images, relay)
+                first = run_chain("first deploy", env, env_file, images, relay)
                 noop = run_chain("no-op redeploy", env, env_file, images, relay)
                 page = contexts["frontend"] / "www" / "index.html"
                 page.write_text(page.read_text() + "\n<!-- changed -->\n")
@@ -168,8 +170,11 @@ def main() -> int:
                 whole = time.monotonic() - start
                 if make.returncode != 0:
                     raise SystemExit(f"make deploy-local failed:\n{make.stdout[-2000:]}{make.stderr[-2000:]}")
-                print(f"no-op `make deploy-local`: {whole:.2f}s (steps alone {noop:.2f}s; goal: under 8 s)")
-                return 0 if whole < 8 else 1
+                print(f"first deploy: {first:.2f}s in all steps (goal: under {FIRST_GOAL:.0f} s)")
+                print(
+                    f"no-op `make deploy-local`: {whole:.2f}s (steps alone {noop:.2f}s; goal: under {NOOP_GOAL:.0f} s)"
+                )
+                return 0 if whole < NOOP_GOAL and first < FIRST_GOAL else 1
             finally:
                 delete_namespace(kubeconfig, namespace)
     finally:

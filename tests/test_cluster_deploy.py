@@ -84,9 +84,35 @@ def test_first_install_then_a_noop_redeploy_restarts_nothing(site: Site) -> None
     assert site.secret("cmbcluster-backend-secrets") == generated
     again = site.deploy()
     assert again.returncode == 0, out(again)
-    assert [s for _, s in site.history()] == ["superseded", "deployed"]
-    assert site.smoke().returncode == 0
+    assert "release cmbcluster: unchanged (revision 1), nothing to upgrade" in again.stdout
+    assert "helm upgrade" not in out(again)
+    assert site.history() == [(1, "deployed")]  # no new revision
+    checked = site.smoke("--revision", "none")
+    assert checked.returncode == 0, out(checked)
     assert uids(site) == pods  # a no-op redeploy restarts no pod
+
+
+def test_drift_is_repaired_by_an_upgrade_that_names_it(site: Site) -> None:
+    from tests.realcluster import apps, core
+
+    assert site.secrets().returncode == 0
+    assert site.deploy("--no-wait").returncode == 0
+    apps(site.kubeconfig).patch_namespaced_deployment_scale(
+        "cmbcluster-backend", site.namespace, {"spec": {"replicas": 2}}
+    )  # someone scaled it by hand
+    core(site.kubeconfig).delete_namespaced_config_map("cmbcluster-user-environment", site.namespace)
+    repaired = site.deploy("--no-wait")
+    assert repaired.returncode == 0, out(repaired)
+    text = out(repaired)
+    assert "drift from revision 1: Deployment cmbcluster-backend: spec.replicas differs" in text
+    assert "drift from revision 1: ConfigMap cmbcluster-user-environment: missing" in text
+    assert "2 live object(s) drifted from revision 1: upgrading to repair" in text
+    assert site.history() == [(1, "superseded"), (2, "deployed")]
+    assert apps(site.kubeconfig).read_namespaced_deployment("cmbcluster-backend", site.namespace).spec.replicas == 1
+    assert core(site.kubeconfig).read_namespaced_config_map("cmbcluster-user-environment", site.namespace).data
+    again = site.deploy("--no-wait")  # repaired: nothing left to do
+    assert "release cmbcluster: unchanged (revision 2), nothing to upgrade" in again.stdout, out(again)
+    assert site.history()[-1] == (2, "deployed")
 
 
 def test_dry_run_shows_the_change_and_changes_nothing_then_upgrade(site: Site) -> None:

@@ -44,6 +44,7 @@ def test_make_deploy_local_builds_deploys_and_converges(tmp_path, cluster, on_cl
         assert "0 created, 0 updated, 0 rotated" in text
         assert {p.metadata.uid for c in ("backend", "frontend") for p in site.pods(c)} == pods  # nothing restarted
         assert site.secret("cmbcluster-backend-secrets") == secrets
-        assert [s for _, s in site.history()] == ["superseded", "deployed"]
+        assert "release cmbcluster: unchanged (revision 1), nothing to upgrade" in text
+        assert site.history() == [(1, "deployed")]  # no new revision
     finally:
         delete_namespace(cluster, namespace)

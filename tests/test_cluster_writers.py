@@ -135,7 +135,9 @@ def test_two_deploys_at_once_the_second_waits_and_nothing_is_rolled_back(site: S
     assert code1 == 0 and code2 == 0, out1 + out2
     assert f"waiting for the lock of release {RELEASE}: held by helm_deploy by " in out2
     assert f"pid {first.proc.pid}" in out2 and "lock of release cmbcluster taken after waiting" in out2
-    assert site.history() == [(1, "superseded"), (2, "superseded"), (3, "deployed")]
+    # the second finds the first's release, which is its own: no new revision
+    assert "release cmbcluster: unchanged (revision 2), nothing to upgrade" in out2
+    assert site.history() == [(1, "superseded"), (2, "deployed")]
     assert not any("Rollback" in d for d in descriptions(site))
     assert max_user_pods(site) == "7"
     assert holder(site) == ""  # released

@@ -11,6 +11,8 @@ import base64
 import hashlib
 from typing import Any
 
+from tools import kube_ops
+
 # Kubernetes stores resource quantities in canonical form (https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/):
 # the render's "0.5" comes back as "500m", so quantities are compared by value.
 _SUFFIX = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -83,3 +85,21 @@ def drift(rendered: dict[str, Any], live: dict[str, Any] | None) -> str | None:
     if field is None:
         return None
     return f"{kind} {name}: {field} differs"
+
+
+# Kinds the chart may render that live outside a namespace
+CLUSTER_KINDS = {"ClusterRole", "ClusterRoleBinding", "ClusterIssuer", "IngressClass", "StorageClass", "Namespace"}
+
+
+def object_path(obj: dict[str, Any], namespace: str) -> str:
+    """The REST path of a rendered object (plural as the API server names the chart's kinds)."""
+    version, kind = obj["apiVersion"], obj["kind"]
+    prefix = "/api/v1" if version == "v1" else f"/apis/{version}"
+    lower = kind.lower()
+    plural = lower[:-1] + "ies" if lower.endswith("y") else lower + ("es" if lower.endswith("s") else "s")
+    where = "" if kind in CLUSTER_KINDS else f"/namespaces/{namespace}"
+    return f"{prefix}{where}/{plural}/{obj['metadata']['name']}"
+
+
+def live_object(api: Any, obj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
+    return kube_ops.call(api, lambda: api.get(object_path(obj, namespace)), f"read {obj['kind']}", missing_ok=True)

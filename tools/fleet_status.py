@@ -25,7 +25,7 @@ from typing import Any
 from tools import cli, kube_ops
 from tools.chart_values import deploy_values
 from tools.cloud import cloud_for
-from tools.drift import drift
+from tools.drift import drift, live_object
 from tools.errors import ToolError
 from tools.fleet import Fleet, load_fleet, out_dir
 from tools.helm import helm_binary, render
@@ -107,24 +107,6 @@ def app_commit(target: str, images: dict[str, dict[str, str]]) -> str:
     if listed != {n: i["digest"] for n, i in images.items()}:
         return "unknown (images.json lists other images)"
     return str(data.get("app_sha") or "not recorded")[:12]
-
-
-# Kinds the chart may render that live outside a namespace
-CLUSTER_KINDS = {"ClusterRole", "ClusterRoleBinding", "ClusterIssuer", "IngressClass", "StorageClass", "Namespace"}
-
-
-def object_path(obj: dict[str, Any], namespace: str) -> str:
-    """The REST path of a rendered object (plural as the API server names the chart's kinds)."""
-    version, kind = obj["apiVersion"], obj["kind"]
-    prefix = "/api/v1" if version == "v1" else f"/apis/{version}"
-    lower = kind.lower()
-    plural = lower[:-1] + "ies" if lower.endswith("y") else lower + ("es" if lower.endswith("s") else "s")
-    where = "" if kind in CLUSTER_KINDS else f"/namespaces/{namespace}"
-    return f"{prefix}{where}/{plural}/{obj['metadata']['name']}"
-
-
-def live_object(api: KubeApi, obj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
-    return kube_ops.call(api, lambda: api.get(object_path(obj, namespace)), f"read {obj['kind']}", missing_ok=True)
 
 
 def pods_ready(api: KubeApi, settings: Settings) -> tuple[str, bool]:

@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -109,7 +109,7 @@ def broken_helm(exc: BaseException) -> ToolError:
     )
 
 
-def helm_reason(exc: BaseException) -> str:
+def helm_reason(exc: BaseException | str) -> str:
     """The `Error: ...` part of helm's stderr (with its continuation lines), without the client's noise."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     starts = [i for i, line in enumerate(lines) if line.startswith("Error:")]
@@ -121,16 +121,37 @@ def helm_reason(exc: BaseException) -> str:
 
 
 def render(release: str, namespace: str, values: dict[str, Any], chart: Path = CHART_DIR) -> list[dict[str, Any]]:
-    """`helm template` through pyhelm3: the manifests, parsed."""
+    """`helm template` of `chart` with `values`: the manifests, parsed (the same command pyhelm3 runs).
+
+    Run here, not through pyhelm3: a no-op deploy needs only the render, and pyhelm3's import (about
+    0.5 s), its `helm version` first and its pure-Python YAML parser cost more than helm itself; the
+    manifests are parsed with libyaml when PyYAML has it.
+    """
+    import json
+    import subprocess
+
+    from tools.runner import run
+
     if not (chart / "Chart.yaml").exists():
         raise ToolError(f"no chart at {chart}: expected {chart}/Chart.yaml")
-    helm = client()
+    command = [helm_binary(), "template", release, str(chart), "--skip-crds", "--values", "-", "--namespace", namespace]
+    try:
+        proc = run(command, input=json.dumps(values), check=False)
+    except OSError as exc:  # e.g. a helm built for another CPU: "Exec format error"
+        raise broken_helm(exc) from None
+    if proc.returncode == 126:
+        raise broken_helm(subprocess.CalledProcessError(proc.returncode, command))
+    if proc.returncode != 0:
+        raise ToolError(f"helm: {helm_reason(proc.stderr or proc.stdout or f'exit code {proc.returncode}')}")
+    return parse_manifests(proc.stdout)
 
-    async def _render() -> list[dict[str, Any]]:
-        loaded = await helm.get_chart(chart)
-        return list(await helm.template_resources(loaded, release, values, namespace=namespace))
 
-    return run_async(_render())
+def parse_manifests(text: str) -> list[dict[str, Any]]:
+    """A Helm manifest stream as objects, parsed by libyaml when PyYAML has it (about 10x the pure-Python parser)."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [o for o in yaml.load_all(text, Loader=loader) if o]
 
 
 def rollback_refusal(release: str, ours: int | None, current: tuple[int, str] | None, *, made: bool) -> str | None:
@@ -156,4 +177,19 @@ def rollback_refusal(release: str, ours: int | None, current: tuple[int, str] | 
             f"revision {revision} of release {release} is deployed, not this run's failed one: another writer "
             "made it, so this run rolls nothing back"
         )
+    return None
+
+
+def rollback_target(history: Iterable[tuple[int, str]], current: int | None) -> int | None:
+    """The revision to roll back to from `current` (None: no revision is undone, e.g. a dry run's base).
+
+    Among the revisions before `current`: the newest `deployed` one (what last ran healthy), else the
+    newest `superseded` one (it once ran healthy; a failed rollback or an interrupted writer can
+    leave none deployed). None: nothing was ever deployed, so there is nothing to go back to.
+    """
+    earlier = [(revision, status) for revision, status in history if current is None or revision < current]
+    for wanted in ("deployed", "superseded"):
+        found = [revision for revision, status in earlier if status == wanted]
+        if found:
+            return max(found)
     return None

@@ -9,8 +9,11 @@ missing prerequisite is one line, and the deploy stops before touching the relea
 Then the database bucket (created private and encrypted, never deleted or emptied); then, holding
 the release's lock (tools/lease.py: one writer per release; a second deploy waits), a release left
 pending by an interrupted deploy is rolled back to its last deployed revision, and the release is
-installed or upgraded through pyhelm3. A failed upgrade is rolled back to the last deployed revision
-(only when the failed revision is the one this run made) and the tool exits 1 with the reason.
+installed or upgraded through pyhelm3, unless nothing would change: when the deployed revision equals
+the new render and values and no live object drifted (tools/unchanged.py), no revision is made and
+the output `revision` is `none`; drifted objects are named and the upgrade repairs them. A failed
+upgrade is rolled back to the last deployed revision (only when the failed revision is the one this
+run made) and the tool exits 1 with the reason.
 SIGTERM/SIGINT stop helm, release the lock and say what the next run does (exit 143/130).
 `--dry-run` shows the difference to the deployed release (secret values hidden) and changes nothing.
 
@@ -35,13 +38,16 @@ from tools import cli, lease
 from tools.auth.preflight import check as auth_preflight
 from tools.chart_values import deploy_values, merge
 from tools.errors import ToolError, UsageError
-from tools.helm import helm_reason, rollback_refusal
-from tools.images import DEFAULT_OUTPUT
-from tools.images import load_images as read_images
+from tools.helm import helm_reason, rollback_refusal, rollback_target
+from tools.images import DEFAULT_OUTPUT, load_images
 from tools.report import REPORTER, markdown_table
 from tools.settings import IMAGES, REPO_ROOT, Settings
 
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
+# Helm 4 applies server-side: a field someone changed by hand (`kubectl scale`) is then owned by another
+# field manager, and the repairing upgrade fails with "Apply failed with 1 conflict" unless it forces
+# (https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts; `helm upgrade --force-conflicts`)
+REPAIR_FLAGS = ["--force-conflicts"]
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
@@ -57,9 +63,9 @@ def duration_seconds(text: str) -> int:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def load_images(path: Path) -> dict[str, dict[str, str]]:
+def every_image(path: Path) -> dict[str, dict[str, str]]:
     """build_push's output as chart image values, {name: {repository, tag, digest}}, for every image."""
-    images = read_images(path)
+    images = load_images(path)
     missing = [name for name in IMAGES if name not in images]
     if missing:
         raise ToolError(f"images file {path} has no {', '.join(missing)}: run build_push for every image")
@@ -107,6 +113,7 @@ class Options:
     wait: bool
     dry_run: bool
     helm_flags: list[str] = field(default_factory=list)
+    repair: bool = False  # live objects drifted: the upgrade takes their fields back (tools/unchanged.py)
 
 
 def helm_client(kubeconfig: str, options: Options) -> Any:
@@ -124,7 +131,8 @@ def helm_client(kubeconfig: str, options: Options) -> Any:
     class FlagsCommand(command_class()):  # type: ignore[misc]
         async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
             if command[:1] == ["upgrade"]:
-                command = [*command, *flags]
+                repair = REPAIR_FLAGS if options.repair and self.client_version().major >= 4 else []
+                command = [*command, *flags, *repair]
             return await super().run(command, input)
 
     return client(
@@ -132,13 +140,10 @@ def helm_client(kubeconfig: str, options: Options) -> Any:
     )
 
 
-def last_deployed(history: list[Any], exclude: int) -> Any | None:
-    """The revision to go back to: the newest deployed one, else the newest that once was (superseded)."""
-    for status in ("deployed", "superseded"):
-        found = [r for r in history if r.revision != exclude and r.status.value == status]
-        if found:
-            return max(found, key=lambda r: r.revision)
-    return None
+def last_deployed(history: list[Any], current: int | None) -> Any | None:
+    """The pyhelm3 revision to go back to from `current`, by the one rule (tools/helm.py rollback_target)."""
+    target = rollback_target(((r.revision, r.status.value) for r in history), current)
+    return next((r for r in history if r.revision == target), None)
 
 
 class Deployer:
@@ -184,7 +189,7 @@ class Deployer:
                     f"(no lock names it): another deploy may still be running: wait for it, or if it was "
                     f"interrupted run again in {limit - age:.0f}s (--timeout {limit}s)"
                 )
-        target = last_deployed(history, exclude=revision)
+        target = last_deployed(history, revision)
         what = f"release {self.name} was left {status} at revision {revision} by an interrupted deploy"
         if target is None:
             if self.options.dry_run:
@@ -237,7 +242,7 @@ class Deployer:
         refusal = rollback_refusal(self.name, before + 1, (current.revision, current.status.value), made=True)
         if refusal:
             raise ToolError(f"helm {verb} failed: {reason}; {refusal}")
-        target = last_deployed(history, exclude=current.revision)
+        target = last_deployed(history, current.revision)
         then = "the next run recovers the unfinished undo at once and deploys again"
         try:
             if target is None:
@@ -264,7 +269,7 @@ class Deployer:
             await self.recover(current, history)
             current, history = await self.current()
         if self.options.dry_run:
-            base = last_deployed(history, exclude=-1)
+            base = last_deployed(history, None)
             live = list(await base.resources()) if base is not None else []
             show_diff(live, rendered, self.namespace, f"revision {base.revision}" if base else "no release")
             return None
@@ -404,9 +409,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tools import kube_ops
     from tools.cloud import cloud_for
     from tools.helm import render
+    from tools.unchanged import unchanged_revision
 
     cloud = cloud_for(settings)
-    images = load_images(Path(args.images))
+    images = every_image(Path(args.images))
     missing = missing_images(images, cloud)
     if missing:
         for line in missing:
@@ -431,9 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ToolError(f"{len(problems)} prerequisite(s) missing: nothing was changed")
         with REPORTER.action("database bucket") as action:
             action.set("ok", cloud.ensure_database_bucket(dry_run=args.dry_run))
-        helm = helm_client(kubeconfig, options)
         if args.dry_run:
-            revision = _run(Deployer(helm, settings, options).run(values, rendered))
+            revision = _run(Deployer(helm_client(kubeconfig, options), settings, options).run(values, rendered))
         else:
             lock = lease.ReleaseLock(
                 api,
@@ -444,7 +449,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duration=args.lock_duration,
             )
             with lock:
-                revision = _run(Deployer(helm, settings, options, lock).run(values, rendered))
+                same, options.repair = unchanged_revision(api, settings, values, rendered, options.chart)
+                if same is not None:
+                    return unchanged_report(settings, same, images)
+                revision = _run(
+                    Deployer(helm_client(kubeconfig, options), settings, options, lock).run(values, rendered)
+                )
     if revision is None:
         REPORTER.info("dry run: nothing was changed")
         return 0
@@ -455,6 +465,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     REPORTER.output("revision", str(revision.revision))
     REPORTER.ok(f"release {settings.release} revision {revision.revision} {revision.status.value}")
+    return 0
+
+
+def unchanged_report(settings: Settings, revision: int, images: dict[str, dict[str, str]]) -> int:
+    """No new revision: the job summary says so, and the step output `revision` is `none` (smoke rolls nothing back)."""
+    rows = [(name, f"{image['repository']}@{image['digest']}") for name, image in images.items()]
+    REPORTER.summary(
+        f"### helm_deploy\nRelease `{settings.release}` in `{settings.namespace}`: unchanged at revision {revision}, "
+        "no new revision\n\n" + markdown_table(["Image", "Reference"], rows)
+    )
+    REPORTER.output("revision", "none")
     return 0
 
 

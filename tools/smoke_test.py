@@ -86,8 +86,9 @@ def helm_history(settings: Settings, kubeconfig: str) -> list[dict[str, Any]]:
 def rollback(
     settings: Settings, kubeconfig: str, ours: int | None, lock: lease.ReleaseLock
 ) -> tuple[Check, int | None]:
-    """`helm rollback` of revision `ours` (judged, or made by this run's deploy) to the latest earlier revision
-    that was deployed, holding the release's lock. Returns the check and the revision rolled back to."""
+    """`helm rollback` of revision `ours` (judged, or made by this run's deploy) to the revision the one rule
+    (tools/helm.py rollback_target) names, holding the release's lock. Returns the check and the revision
+    rolled back to."""
 
     start = time.monotonic()
     try:
@@ -100,7 +101,7 @@ def rollback(
 def _rollback(
     settings: Settings, kubeconfig: str, ours: int | None, lock: lease.ReleaseLock, start: float
 ) -> tuple[Check, int | None]:
-    from tools.helm import helm_binary, rollback_refusal
+    from tools.helm import helm_binary, rollback_refusal, rollback_target
     from tools.runner import run
 
     try:
@@ -113,11 +114,10 @@ def _rollback(
     refusal = rollback_refusal(settings.release, ours, (current, str(history[-1].get("status"))), made=False)
     if refusal:
         return Check("rollback", "skipped", time.monotonic() - start, refusal), None
-    earlier = [h for h in history if h["revision"] < current and h.get("status") in ("superseded", "deployed")]
-    if not earlier:
+    target = rollback_target(((h["revision"], str(h.get("status"))) for h in history), current)
+    if target is None:
         detail = f"no earlier deployed revision than {current} to roll back to (first install?)"
         return Check("rollback", "failed", time.monotonic() - start, detail), None
-    target = earlier[-1]["revision"]
     REPORTER.info(f"rolling back release {settings.release} from revision {current} to {target}")
     lock.writing(current + 1)
     then = "the next helm_deploy recovers the unfinished rollback at once"
