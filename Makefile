@@ -20,6 +20,9 @@ ENV_FILE ?= $(if $(wildcard env/$(TARGET_NAME).env),env/$(TARGET_NAME).env,env/$
 VENV := .venv
 PY := $(VENV)/bin/python
 IMAGES_FILE ?= $(if $(TARGET),out/$(TARGET)/images.json,out/images.json)
+# Within `make deploy` (a target-specific variable reaches every step of the chain), helm-deploy writes the
+# revision it made, or none, and smoke rolls back only that one: a no-op deploy's smoke rolls nothing back
+REVISION_FILE = $(dir $(IMAGES_FILE))deployed-revision
 PLAN_DIR = out/plan/$(TARGET_NAME)
 ARGS ?=
 # Extra flags of one step only (so a whole chain can pass them): e.g. SMOKE_ARGS=--no-endpoints
@@ -111,7 +114,7 @@ certs: $(SETUP) ## AWS with DNS_ZONE: find or request (DNS-validated) the ACM ce
 	$(PY) -m tools.certs $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
 
 helm-deploy: $(SETUP) ## Preflight, database bucket, install or upgrade the release (images pinned by digest)
-	$(PY) -m tools.helm_deploy $(STEP_ARGS) --images $(IMAGES_FILE) $(DRY_FLAG) $(HELM_DEPLOY_ARGS) $(ARGS)
+	$(PY) -m tools.helm_deploy $(STEP_ARGS) --images $(IMAGES_FILE) $(if $(CHAIN),--revision-file $(REVISION_FILE)) $(DRY_FLAG) $(HELM_DEPLOY_ARGS) $(ARGS)
 
 migrate-database: $(SETUP) ## Once, before the first deploy of this chart over an older one: move the database file on the bucket into the Litestream replica
 	$(PY) -m tools.migrate_database $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
@@ -120,8 +123,9 @@ dns: $(SETUP) ## Point BASE_DOMAIN, api. and *. at the Ingress in DNS_ZONE (Rout
 	$(PY) -m tools.dns $(STEP_ARGS) $(DRY_FLAG) $(ARGS)
 
 smoke: $(SETUP) ## Watch the rollout, check the endpoints and user storage; roll back on failure
-	$(PY) -m tools.smoke_test $(STEP_ARGS) --images $(IMAGES_FILE) $(if $(DRY_FLAG),--no-rollback) $(SMOKE_ARGS) $(ARGS)
+	$(PY) -m tools.smoke_test $(STEP_ARGS) --images $(IMAGES_FILE) $(if $(CHAIN),--revision-file $(REVISION_FILE)) $(if $(DRY_FLAG),--no-rollback) $(SMOKE_ARGS) $(ARGS)
 
+deploy: CHAIN := 1
 deploy: validate build secrets certs helm-deploy dns smoke ## The whole chain for CLOUD
 
 deploy-aws: ## The whole chain on EKS (validate, build, secrets, certs, deploy, dns, smoke)

@@ -42,6 +42,22 @@ def test_smoke_durations_must_be_finite_and_positive(flag: str, value: str) -> N
     assert f"argument {flag}: " in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "No such file or directory: run helm_deploy with --revision-file first"),
+        ("three\n", "'three' is not a revision: give a number from 1, or none"),
+    ],
+)
+def test_smoke_says_what_is_wrong_with_a_handed_on_revision(tmp_path: Path, content: str | None, message: str) -> None:
+    handed = tmp_path / "deployed-revision"
+    if content is not None:
+        handed.write_text(content)
+    proc = run("smoke_test", "--cloud", "local", "--revision-file", str(handed))
+    assert proc.returncode == 2
+    assert one_line(proc).endswith(f"--revision-file {handed}: {message}")
+
+
 @pytest.mark.parametrize("tool", ["make_secrets", "helm_deploy", "smoke_test", "migrate_database"])
 @pytest.mark.parametrize(("flag", "value"), [("--lock-wait", "soon"), ("--lock-wait", "nan"), ("--lock-duration", "0")])
 def test_the_lock_flags_of_every_writer_are_checked_first(tool: str, flag: str, value: str) -> None:

@@ -33,6 +33,8 @@ def test_make_deploy_local_builds_deploys_and_converges(tmp_path, cluster, on_cl
         assert "skipped certificate: no managed certificate on a local cluster" in text
         assert "skipped dns: a local cluster has no managed DNS zone" in text
         assert "revision 1 deployed" in text and f"in {namespace} (local): healthy" in text
+        handed = tmp_path / "deployed-revision"  # helm-deploy hands smoke the revision it made (beside IMAGES_FILE)
+        assert f"--revision-file {handed}" in text and handed.read_text() == "1\n"
         site = Site(tmp_path / "inspect", cluster, namespace, stand_in_images)
         pods = {p.metadata.uid for c in ("backend", "frontend") for p in site.pods(c)}
         secrets = site.secret("cmbcluster-backend-secrets")
@@ -46,5 +48,6 @@ def test_make_deploy_local_builds_deploys_and_converges(tmp_path, cluster, on_cl
         assert site.secret("cmbcluster-backend-secrets") == secrets
         assert "release cmbcluster: unchanged (revision 1), nothing to upgrade" in text
         assert site.history() == [(1, "deployed")]  # no new revision
+        assert handed.read_text() == "none\n"  # so the chain's smoke rolls nothing back, whatever it finds
     finally:
         delete_namespace(cluster, namespace)

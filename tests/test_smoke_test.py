@@ -544,11 +544,17 @@ def test_no_earlier_revision_means_no_rollback(release: Release, capfd: pytest.C
     assert len(release.history()) == 1
 
 
-def test_a_run_that_made_no_revision_rolls_nothing_back(release: Release, capfd: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("told", ["--revision none", "a handed-on file"])
+def test_a_run_that_made_no_revision_rolls_nothing_back(
+    release: Release, capfd: pytest.CaptureFixture[str], tmp_path: Path, told: str
+) -> None:
     release.deploy()
     release.deploy(backend="crash")
+    handed = tmp_path / "deployed-revision"
+    handed.write_text("none\n")  # as helm_deploy --revision-file writes it after a no-op (make deploy)
+    how = ["--revision", "none"] if told.startswith("--") else ["--revision-file", str(handed)]
     with Kubelet(release.kubeconfig, release.namespace):
-        code, out, err, _ = release.smoke(capfd, "--no-endpoints", "--no-storage-check", "--revision", "none")
+        code, out, err, _ = release.smoke(capfd, "--no-endpoints", "--no-storage-check", *how)
     assert code == 1
     assert "this run made no new revision of release cmbcluster: nothing to roll back" in out + err
     assert [h["status"] for h in release.history()] == ["superseded", "deployed"]

@@ -372,6 +372,11 @@ def preflight(cloud: Any, api: Any, settings: Settings, rendered: list[dict[str,
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.parser(__doc__.splitlines()[0])
     parser.add_argument("--images", default=DEFAULT_OUTPUT, metavar="PATH", help="build_push's output")
+    parser.add_argument(
+        "--revision-file",
+        metavar="PATH",
+        help="also write the `revision` output (N, or none) there: `make deploy` hands it to smoke",
+    )
     parser.add_argument("--values", metavar="FILE", help="YAML chart values over the computed ones (like --set)")
     parser.add_argument("--chart", default=str(REPO_ROOT / "helm"), metavar="DIR", help="the chart (default: helm/)")
     parser.add_argument("--timeout", default="10m", help="helm's --timeout for the upgrade and rollbacks (10m)")
@@ -451,11 +456,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             with lock:
                 same, options.repair = unchanged_revision(api, settings, values, rendered, options.chart)
                 if same is not None:
+                    hand_on(args.revision_file, "none")
                     return unchanged_report(settings, same, images)
                 revision = _run(
                     Deployer(helm_client(kubeconfig, options), settings, options, lock).run(values, rendered)
                 )
     if revision is None:
+        hand_on(args.revision_file, "none")
         REPORTER.info("dry run: nothing was changed")
         return 0
     rows = [(name, f"{image['repository']}@{image['digest']}") for name, image in images.items()]
@@ -464,8 +471,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{revision.status.value}\n\n" + markdown_table(["Image", "Reference"], rows)
     )
     REPORTER.output("revision", str(revision.revision))
+    hand_on(args.revision_file, str(revision.revision))
     REPORTER.ok(f"release {settings.release} revision {revision.revision} {revision.status.value}")
     return 0
+
+
+def hand_on(path: str | None, revision: str) -> None:
+    """The revision this run made (or none) for smoke's rollback rule, where `make deploy` reads it: under
+    GitHub Actions the step output carries it; a make chain has no outputs between its steps."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(revision + "\n")
 
 
 def unchanged_report(settings: Settings, revision: int, images: dict[str, dict[str, str]]) -> int:

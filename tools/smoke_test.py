@@ -47,6 +47,7 @@ import os
 import time
 from collections.abc import Sequence
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from tools import lease
@@ -247,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the revision this run's deploy made (helm_deploy's `revision`): roll back only that one; "
         "none: this run made none, roll nothing back",
     )
+    p.add_argument(
+        "--revision-file",
+        metavar="PATH",
+        help="read --revision from the file helm_deploy --revision-file wrote (`make deploy` hands it on)",
+    )
     lease.add_arguments(p)
     p.add_argument("--no-endpoints", action="store_true", help="skip the Ingress address and the HTTPS checks")
     p.add_argument(
@@ -286,6 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def handed_revision(path: str | None) -> int | None:
+    """The revision helm_deploy wrote to --revision-file (0: it made none), or None without a file."""
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as exc:
+        fix = "run helm_deploy with --revision-file first"
+        raise UsageError(f"--revision-file {path}: {exc.strerror}: {fix}") from None
+    try:
+        return _revision(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"--revision-file {path}: {exc}") from None
+
+
 def _revision(text: str) -> int:
     if text.lower() in ("none", ""):
         return 0
@@ -312,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.ca_bundle and not os.path.isfile(args.ca_bundle):
         raise UsageError(f"--ca-bundle {args.ca_bundle} is not a file")
+    if args.revision is None:
+        args.revision = handed_revision(args.revision_file)
     settings = settings_from(args)
     from tools.config_rules import example_file_problem
 
