@@ -43,7 +43,7 @@ GITHUB_TARGET = $(if $(TARGET),--target $(TARGET),--cloud $(CLOUD))
 # make demo DEMO_FAIL=crash: after the healthy deploy, a crashing backend diagnosed and rolled back
 DEMO_FAIL ?=
 
-.PHONY: help setup setup-deploy lock plan validate validate-fleet fleet-deploy status build copy-images rbac cloud-setup github-setup github-gate secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
+.PHONY: help setup setup-deploy lock lock-test plan validate validate-fleet fleet-deploy status build copy-images rbac cloud-setup github-setup github-gate secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
         deploy-local migrate-database test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy \
         testbed-up testbed-down demo demo-down setup-checkov setup-awscli setup-chartpress clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
@@ -53,10 +53,10 @@ help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST) \
 	  | if [ -t 1 ]; then cat; else sed 's/\x1b\[[0-9;]*m//g'; fi
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements/test-constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m pip install -q -e '.[test]' -c requirements/test-constraints.txt --config-settings editable_mode=compat
 	$(PY) -m tools.install_helm --with-helm3
 	@touch $@
 
@@ -69,6 +69,10 @@ $(VENV)/.deploy-installed: $(LOCK)
 	@touch $@
 
 setup-deploy: $(VENV)/.deploy-installed ## Deploy jobs: .venv with only the runtime dependencies (hash-locked) and the pinned helm
+
+lock-test: setup ## Write requirements/test-constraints.txt again from .venv (after upgrading a test tool and a green `make test`)
+	@{ sed -n '1,3p' requirements/test-constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^#' | sort -f; } > requirements/test-constraints.txt.new
+	@mv requirements/test-constraints.txt.new requirements/test-constraints.txt
 
 lock: setup ## Write requirements/deploy.txt again from pyproject.toml: every runtime dependency pinned with hashes
 	$(PY) -m tools.lock

@@ -11,7 +11,8 @@ What moto cannot tell apart is said where it is handled, never hidden:
   with the printed bucket and object ARNs as they are.
 - moto 5 names some S3 operations' actions its own way (a HEAD of a bucket is `s3:HeadBucket`,
   where AWS checks `s3:ListBucket`; a PUT of ?encryption or ?publicAccessBlock is `s3:CreateBucket`
-  and their GETs `s3:ListBucket`). MOTO_S3 maps each printed S3 action to what moto checks for the
+  and their GETs `s3:ListBucket`, in moto 5.2.5 as pinned by requirements/test-constraints.txt; 5.2.6
+  checks `s3:GetPublicAccessBlock`). MOTO_S3 maps each printed S3 action to what moto checks for the
   same operation; an action whose operation moto checks under a name another printed action also
   grants cannot be told missing by moto: those are MOTO_BLIND, listed, and not tried alone.
 - moto has no Docker registry protocol and no EKS add-ons: the registry's push and manifest actions

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from tests.envfiles import canary
 from tools.drift import drift, first_difference
 
@@ -58,3 +60,28 @@ def test_a_secret_is_compared_by_hash_and_never_shown() -> None:
     found = drift(rendered, other)
     assert found == "Secret s: data differs (compared by hash)"
     assert value not in found and base64.b64encode(value.encode()).decode() not in found
+
+
+@pytest.mark.testbed
+def test_each_kind_is_read_where_the_real_api_server_serves_it(cluster: str) -> None:
+    """Scope and plural come from discovery: a cluster-scoped ValidatingAdmissionPolicy is read at the
+    cluster's path (a namespaced path answers 404, which read as "missing" and made every deploy an
+    upgrade), a Deployment in its namespace, and a kind the cluster does not serve is absent."""
+    from tools.drift import Resources, live_object
+    from tools.kube_ops import api_client
+
+    resources = Resources(api_client(cluster))
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy"}
+    assert resources.path({**policy, "metadata": {"name": "p"}}, "ns") == (
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/p"
+    )
+    assert (
+        resources.path({**DEPLOYMENT, "metadata": {"name": "web"}}, "ns")
+        == "/apis/apps/v1/namespaces/ns/deployments/web"
+    )
+    ingress_class = {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "c"}}
+    assert resources.path(ingress_class, "ns") == "/apis/networking.k8s.io/v1/ingressclasses/c"
+    unserved = {"apiVersion": "cmbcluster.invalid/v1", "kind": "Nothing", "metadata": {"name": "i"}}
+    assert resources.path(unserved, "ns") is None and live_object(resources, unserved, "ns") is None
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}
+    assert (live_object(resources, namespace, "ns") or {}).get("metadata", {}).get("name") == "kube-system"

@@ -212,7 +212,7 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
         assert "3 image(s) ready, 0 built" in again, again[-3000:]
         assert "dns: 3 records in sync, nothing to change" in again and google.records(ZONE) == records, again[-3000:]
         assert "0 created, 0 updated, 0 rotated, 13 kept" in again, again[-3000:]
-        assert f"helm upgrade cmbcluster in {namespace}: revision 2 deployed" in again, again[-3000:]
+        assert "release cmbcluster: unchanged (revision 1), nothing to upgrade" in again, again[-3000:]
         assert secret_data(cluster, namespace) == secrets
         assert running(cluster, namespace) == pods
     finally:

@@ -208,6 +208,7 @@ def test_make_deploy_aws_runs_whole_on_the_simulated_eks_and_converges(
 
         # the second run converges
         assert "3 image(s) ready, 0 built" in again and "0 created, 0 updated, 0 rotated" in again, again[-3000:]
+        assert "release cmbcluster: unchanged (revision 1), nothing to upgrade" in again, again[-3000:]
         assert running_pods(cluster, namespace) == pods  # nothing restarted
         after = client.CoreV1Api(api(cluster)).read_namespaced_secret("cmbcluster-backend-secrets", namespace)
         assert after.data == secrets.data

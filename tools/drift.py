@@ -87,19 +87,37 @@ def drift(rendered: dict[str, Any], live: dict[str, Any] | None) -> str | None:
     return f"{kind} {name}: {field} differs"
 
 
-# Kinds the chart may render that live outside a namespace
-CLUSTER_KINDS = {"ClusterRole", "ClusterRoleBinding", "ClusterIssuer", "IngressClass", "StorageClass", "Namespace"}
+class Resources:
+    """Each kind's plural and scope as the API server's discovery lists them (one GET per group version).
+
+    A hand-kept list of cluster-scoped kinds fell behind the chart (its ValidatingAdmissionPolicy was
+    read under a namespace, found "missing", and every deploy upgraded); discovery cannot fall behind,
+    and every authenticated identity may read it (the `system:discovery` ClusterRole).
+    """
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+        self._served: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def path(self, obj: dict[str, Any], namespace: str) -> str | None:
+        """The REST path of a rendered object (None: the cluster does not serve its kind)."""
+        version, kind = obj["apiVersion"], obj["kind"]
+        base = "/api/v1" if version == "v1" else f"/apis/{version}"
+        if version not in self._served:
+            listed = kube_ops.call(self.api, lambda: self.api.get(base), f"discover {version}", missing_ok=True)
+            resources = (listed or {}).get("resources") or []
+            self._served[version] = {r["kind"]: r for r in resources if "/" not in r["name"]}
+        found = self._served[version].get(kind)
+        if found is None:
+            return None
+        where = f"/namespaces/{namespace}" if found.get("namespaced") else ""
+        return f"{base}{where}/{found['name']}/{obj['metadata']['name']}"
 
 
-def object_path(obj: dict[str, Any], namespace: str) -> str:
-    """The REST path of a rendered object (plural as the API server names the chart's kinds)."""
-    version, kind = obj["apiVersion"], obj["kind"]
-    prefix = "/api/v1" if version == "v1" else f"/apis/{version}"
-    lower = kind.lower()
-    plural = lower[:-1] + "ies" if lower.endswith("y") else lower + ("es" if lower.endswith("s") else "s")
-    where = "" if kind in CLUSTER_KINDS else f"/namespaces/{namespace}"
-    return f"{prefix}{where}/{plural}/{obj['metadata']['name']}"
-
-
-def live_object(api: Any, obj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
-    return kube_ops.call(api, lambda: api.get(object_path(obj, namespace)), f"read {obj['kind']}", missing_ok=True)
+def live_object(resources: Resources, obj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
+    """The live object (None: it does not exist, or the cluster does not serve its kind)."""
+    where = resources.path(obj, namespace)
+    if where is None:
+        return None
+    api = resources.api
+    return kube_ops.call(api, lambda: api.get(where), f"read {obj['kind']}", missing_ok=True)

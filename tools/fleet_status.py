@@ -25,7 +25,7 @@ from typing import Any
 from tools import cli, kube_ops
 from tools.chart_values import deploy_values
 from tools.cloud import cloud_for
-from tools.drift import drift, live_object
+from tools.drift import Resources, drift, live_object
 from tools.errors import ToolError
 from tools.fleet import Fleet, load_fleet, out_dir
 from tools.helm import helm_binary, render
@@ -155,8 +155,9 @@ def target_status(fleet: Fleet, target: str, check_endpoints: bool, env_file: st
         if not ready:
             status.problems.append(f"pods {status.pods}")
         values = deploy_values(cloud, images)
+        resources = Resources(api)
         for obj in (o for o in render(settings.release, settings.namespace, values) if o):
-            found = drift(obj, live_object(api, obj, settings.namespace))
+            found = drift(obj, live_object(resources, obj, settings.namespace))
             if found:
                 status.drift.append(found)
     if check_endpoints:

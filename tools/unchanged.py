@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from tools import kube_ops
-from tools.drift import drift, live_object
+from tools.drift import Resources, drift, live_object
 from tools.helm import parse_manifests
 from tools.kube_client import path
 from tools.report import REPORTER
@@ -129,7 +129,8 @@ def release_change(
 
 def drifted(api: Any, rendered: list[dict[str, Any]], namespace: str) -> list[str]:
     """One line per live object that no longer holds what the render sets (Secrets by hash, never shown)."""
-    found = (drift(obj, live_object(api, obj, namespace)) for obj in rendered)
+    resources = Resources(api)
+    found = (drift(obj, live_object(resources, obj, namespace)) for obj in rendered)
     return [line for line in found if line]
 
 
