@@ -29,240 +29,43 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import re
-import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.envfiles import good_env, secret_values, write_env
+from tests.act_runner import (
+    ACT,
+    GITHUB_TOKEN,
+    RELEASE,
+    SOURCE,
+    STEPS,
+    TARGETS,
+    ActRun,
+    Bed,
+    application_repository,
+    dispatch_event,
+)
+from tests.envfiles import good_env, secret_values
 from tests.fixtures.apps import stage_apps
 from tests.github_api_server import as_set_up, github_api
 from tests.realcluster import delete_namespace, ensure_ingress_class
 from tests.skips import unavailable
 from tests.testbed import TestBed
 from tools.github_environments import protection
-from tools.settings import REPO_ROOT, VARS_BY_NAME
 
 pytestmark = pytest.mark.testbed
 
-BIN = Path(sys.executable).parent
-ACT = BIN / "act"
-STAND_INS = REPO_ROOT / "tests" / "fixtures" / "actions"
-STAND_IN_FOR = {
-    "actions/setup-python": "setup-python",
-    "actions/checkout": "checkout",
-    "aws-actions/configure-aws-credentials": "configure-aws-credentials",
-    "google-github-actions/auth": "google-auth",
-}
-STEPS = ("validate", "build", "secrets", "certs", "helm-deploy", "dns", "smoke")
-# what the app checkout in deploy.yml produces: the layout of the CMBCluster repository
-APP_LAYOUT = {"backend": "backend", "frontend": "nextjs-frontend", "user-env": "user-environment"}
 CLUSTER = "cmbtest"
-REPOSITORY = "CMBAgents/cmbcluster-deploy"
-GITHUB_TOKEN = "e2e-github-token"
-RELEASE = "cmbcluster"
-ACT_TIMEOUT = 900
 # a fleet of two local targets: the canary first, then the region
 FLEET = {"canary": ["e2e-canary"], "regions": ["e2e-region"]}
 FLEET_TARGETS = tuple(t for targets in FLEET.values() for t in targets)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-# -- one act run -----------------------------------------------------------------------------------
-@dataclass
-class ActRun:
-    returncode: int
-    events: list[dict[str, Any]]
-    output: str
-    seconds: float
-    summaries: list[tuple[str, str]] = field(default_factory=list)
-
-    def job_results(self) -> dict[str, str]:
-        return {e["job"]: e["jobResult"] for e in self.events if "jobResult" in e}
-
-    def chain(self, environment: str) -> list[str]:
-        """The act job names of the chain in one environment: the gate, then the approved job that runs
-        every step. act names a job CALLER-JOB-NAME/WORKFLOW/JOB-NAME; deploy.yml's jobs carry the
-        environment in their names."""
-        names = [f"{environment}/deploy/{job} (local-{environment})" for job in ("gate", "deploy")]
-        results = self.job_results()
-        missing = [name for name in names if name not in results]
-        assert not missing, f"jobs {missing} did not run; ran {sorted(results)}"
-        return names
-
-    def first(self, job: str, text: str) -> int:
-        return next(i for i, e in enumerate(self.events) if e.get("job") == job and text in e.get("msg", ""))
-
-    def last(self, job: str, text: str) -> int:
-        return max(i for i, e in enumerate(self.events) if e.get("job") == job and text in e.get("msg", ""))
-
-    def outputs(self, job: str) -> dict[str, str]:
-        return {e["name"]: e["arg"] for e in self.events if e.get("job") == job and e.get("command") == "set-output"}
-
-
-@dataclass
-class Bed:
-    env: dict[str, str]
-    registry: str
-    kubeconfig: str
-    namespace: str
-    workdir: Path
-    values: dict[str, str]
-    app_sha: str  # the application's commit, which every job of a run must use
-
-    def variables(self, **extra: str) -> dict[str, str]:
-        """Repository variables: the non-secret configuration, plus the workflows' own."""
-        plain = {k: v for k, v in self.values.items() if not VARS_BY_NAME[k].secret}
-        return {
-            **plain,
-            "REGISTRY_URL": self.registry,
-            "NAMESPACE": self.namespace,
-            "RELEASE_NAME": RELEASE,
-            # no ingress controller in the test bed's cluster: no address for the HTTPS checks
-            "SMOKE_ARGS": "--no-endpoints --deadline 120",
-            **extra,
-        }
-
-    def secrets(self) -> dict[str, str]:
-        return {k: v for k, v in self.values.items() if VARS_BY_NAME[k].secret}
-
-    def repository(self, fleet: dict[str, list[str]] | None = None) -> Path:
-        """This repository's tracked files as act reads them: the workflows without `queue: max`
-        (nektos/act#6095), nothing else changed; with `fleet` (wave name -> local targets), its
-        fleet.yaml and an env file per target, as an operator adds them."""
-        copy = self.workdir / ("repository-fleet" if fleet else "repository")
-        if copy.exists():
-            return copy
-        listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True)
-        for name in listed.stdout.decode().split("\0"):
-            if name and (REPO_ROOT / name).is_file():
-                (copy / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(REPO_ROOT / name, copy / name)
-        dropped = 0
-        for workflow in (copy / ".github" / "workflows").glob("*.yml"):
-            lines = workflow.read_text().splitlines(keepends=True)
-            kept = [line for line in lines if not re.match(r"^\s+queue: max\b", line)]
-            dropped += len(lines) - len(kept)
-            workflow.write_text("".join(kept))
-        assert dropped == 2, f"expected the two `queue: max` of promote.yml, dropped {dropped}"
-        if fleet:
-            waves = "".join(f"  - name: {name}\n    targets: [{', '.join(t)}]\n" for name, t in fleet.items())
-            (copy / "fleet.yaml").write_text(f"waves:\n{waves}")
-            for target in (t for targets in fleet.values() for t in targets):
-                write_env(copy / "env" / f"{target}.env.example", good_env("local", NAMESPACE=target))
-        for command in (
-            ["init", "-q"],
-            ["add", "-A"],
-            ["-c", "user.name=e2e", "-c", "user.email=e2e@localhost", "commit", "-qm", "the repository under test"],
-            # act takes GITHUB_REPOSITORY from the remote (never contacted); the gate reads its environments
-            ["remote", "add", "origin", f"https://github.com/{REPOSITORY}.git"],
-        ):
-            subprocess.run(["git", *command], cwd=copy, check=True, capture_output=True)
-        return copy
-
-    def act(
-        self,
-        event_name: str,
-        event: dict[str, Any],
-        variables: dict[str, str],
-        fleet: dict[str, list[str]] | None = None,
-    ) -> ActRun:
-        run_dir = self.workdir / f"{event_name}-{uuid.uuid4().hex[:6]}"
-        run_dir.mkdir()
-        checkout = self.repository(fleet)
-        files = {
-            "event.json": json.dumps(event),
-            "vars": _dotenv(variables),
-            "secrets": _dotenv({**self.secrets(), "GITHUB_TOKEN": GITHUB_TOKEN}),  # act's github.token
-            "env": _dotenv(self.env),
-        }
-        for name, text in files.items():
-            (run_dir / name).write_text(text)
-        command = [
-            str(ACT),
-            event_name,
-            "-W",
-            ".github/workflows/release.yml",
-            "-e",
-            str(run_dir / "event.json"),
-            "-P",
-            "ubuntu-latest=-self-hosted",
-            "--var-file",
-            str(run_dir / "vars"),
-            "--secret-file",
-            str(run_dir / "secrets"),
-            "--env-file",
-            str(run_dir / "env"),
-            "--action-cache-path",
-            str(run_dir / "act-cache"),
-            "--no-cache-server",
-            "--insecure-secrets",  # act's own masking would hide a leak by the tools
-            "--json",
-            *local_repositories(),
-        ]
-        start = time.monotonic()
-        result = subprocess.run(
-            command,
-            cwd=checkout,
-            env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(run_dir)},
-            capture_output=True,
-            text=True,
-            timeout=ACT_TIMEOUT,
-            check=False,
-        )
-        events = []
-        for line in result.stdout.splitlines():
-            with contextlib.suppress(ValueError):
-                events.append(json.loads(line))
-        for event in events:  # act pads some job names to a common width
-            if isinstance(event.get("job"), str):
-                event["job"] = event["job"].rstrip()
-        run = ActRun(result.returncode, events, result.stdout + result.stderr, time.monotonic() - start)
-        run.summaries = [(e["job"], e["content"]) for e in events if e.get("command") == "summary"]
-        (self.workdir / f"{run_dir.name}.log").write_text(run.output)
-        return run
-
-
-def dispatch_event(**inputs: str) -> dict[str, Any]:
-    """A workflow_dispatch payload: GitHub sends every input as a string, booleans as "true"/"false"
-    (act, like GitHub, types them from the workflow's inputs; a JSON `true` would read as false)."""
-    return {"inputs": inputs, "ref": "refs/heads/main"}
-
-
-def _dotenv(values: dict[str, str]) -> str:
-    for key, value in values.items():
-        assert "\n" not in value and "'" not in value, key
-    return "".join(f"{k}='{v}'\n" for k, v in values.items())
-
-
-def pinned_actions() -> dict[str, str]:
-    """owner/repo -> SHA of every third-party action the workflows and actions pin."""
-    pins = {}
-    for path in [*REPO_ROOT.glob(".github/workflows/*.yml"), *REPO_ROOT.glob(".github/actions/*/action.yml")]:
-        for repo, sha in re.findall(r"uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40})", path.read_text()):
-            pins[repo] = sha
-    return pins
-
-
-def local_repositories() -> list[str]:
-    flags = []
-    for repo, sha in pinned_actions().items():
-        assert repo in STAND_IN_FOR, f"{repo} has no stand-in in {STAND_INS}"
-        flags += ["--local-repository", f"{repo}@{sha}={STAND_INS / STAND_IN_FOR[repo]}"]
-    return flags
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
@@ -281,18 +84,8 @@ def bed(
         unavailable("the e2e reuses the project's venv made by `make setup` (.venv/.installed)")
     workdir = tmp_path_factory.mktemp("e2e-act")
     stack = contextlib.ExitStack()
-    staged = stage_apps(workdir / "staged")
     app = workdir / "app"
-    for name, folder in APP_LAYOUT.items():
-        shutil.copytree(staged[name], app / folder)
-    # the application is a git repository: the release resolves it to a commit and builds exactly that
-    for command in (
-        ["init", "-q"],
-        ["add", "-A"],
-        ["-c", "user.name=e2e", "-c", "user.email=e2e@localhost", "commit", "-qm", "the application"],
-    ):
-        subprocess.run(["git", *command], cwd=app, check=True, capture_output=True)
-    app_sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=app, capture_output=True, text=True, check=True)
+    app_sha = application_repository(stage_apps(workdir / "staged"), app)
     ensure_ingress_class(cluster)
     # what `make github-setup` creates for the local targets (no local-dev: a missing environment) and the
     # fleet's (make github-setup ARGS=--fleet)
@@ -310,7 +103,7 @@ def bed(
     }
     values = good_env("local", CLUSTER_NAME=CLUSTER, REGISTRY_URL=None)
     namespace = f"e2e-{uuid.uuid4().hex[:6]}"
-    yield Bed(env, registry, cluster, namespace, workdir, values, app_sha.stdout.strip())
+    yield Bed(env, registry, cluster, namespace, workdir, values, app_sha, {"REGISTRY_URL": registry})
     delete_namespace(cluster, namespace)
     stack.close()
 
@@ -362,8 +155,6 @@ def _images(release: dict[str, Any]) -> set[str]:
 
 
 # -- the runs ---------------------------------------------------------------------------------------
-# act names a job of the top workflow WORKFLOW/JOB-NAME
-TARGETS, SOURCE = "release/targets", "release/application source"
 
 
 def assert_chain(run: ActRun, bed: Bed, environment: str, after: str = "", promoted: bool = False) -> dict[str, Any]:

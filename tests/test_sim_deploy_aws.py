@@ -40,7 +40,7 @@ from kubernetes import client
 from tests.envfiles import good_env, write_env
 from tests.fixtures.apps import stage_apps
 from tests.realcluster import api, build_and_push, create_namespace, delete_namespace
-from tests.sim.alb_controller import AlbController
+from tests.sim.alb_controller import AlbController, ensure_alb_class
 from tests.sim.edge import containerd_certs_dir, containerd_mirror
 from tests.sim.edge_routes import EKS
 from tests.sim.eks import ACCOUNT, CLUSTER, MOTO_KEYS, REGION
@@ -66,17 +66,6 @@ def make(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
         timeout=600,
         check=False,
     )
-
-
-def ensure_alb_class(cluster: str) -> None:
-    """The IngressClass the AWS Load Balancer Controller installs (cluster-scoped; left for other runs, as the
-    session's nginx class is)."""
-    body = {"metadata": {"name": "alb"}, "spec": {"controller": "ingress.k8s.aws/alb"}}
-    try:
-        client.NetworkingV1Api(api(cluster)).create_ingress_class(body)
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
 
 
 def running_pods(cluster: str, namespace: str) -> dict[str, str]:

@@ -19,7 +19,9 @@ import threading
 from typing import Any
 
 import boto3
+from kubernetes import client
 
+from tests.realcluster import api
 from tests.sim.eks import ALB_SUBNET_TAG, MOTO_KEYS, REGION
 
 
@@ -81,3 +83,14 @@ class AlbController:
             Name=self.balancer, Subnets=[s["SubnetId"] for s in subnets], Scheme="internet-facing", Type="application"
         )
         return made["LoadBalancers"][0]["DNSName"]
+
+
+def ensure_alb_class(cluster: str) -> None:
+    """The IngressClass the AWS Load Balancer Controller installs (cluster-scoped; left for other runs, as the
+    session's nginx class is)."""
+    body = {"metadata": {"name": "alb"}, "spec": {"controller": "ingress.k8s.aws/alb"}}
+    try:
+        client.NetworkingV1Api(api(cluster)).create_ingress_class(body)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
