@@ -134,11 +134,15 @@ def test_deployments_ports_probes_and_replicas(case) -> None:
     backend = r.deployment("backend")
     assert backend["spec"]["replicas"] == 1
     assert backend["spec"]["strategy"] == {"type": "Recreate"}
-    for component, port, path in (("backend", 8000, "/health"), ("frontend", 8501, "/api/health")):
+    for component, port, path, allowance in (("backend", 8000, "/health", 180), ("frontend", 8501, "/api/health", 120)):
         c = r.container(component)
         assert c["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert c[probe]["httpGet"] == {"path": path, "port": "http"}, (component, probe)
+        # probed each second while starting, so a new pod is Ready about a second after it listens, with the
+        # same time to start in all (seconds)
+        startup = c["startupProbe"]
+        assert startup["periodSeconds"] == 1 and startup["periodSeconds"] * startup["failureThreshold"] == allowance
         svc = r.one("Service", f"{RELEASE}-{component}")
         assert svc["spec"]["ports"][0]["port"] == port
         assert svc["spec"]["ports"][0]["targetPort"] == "http"

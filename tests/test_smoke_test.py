@@ -662,6 +662,7 @@ def test_storage_script_writes_reads_and_removes_a_file(tmp_path: Path, shell: l
     env["RENAME"] = rename
     done = subprocess.run([*shell, "-c", storage.STORAGE_SCRIPT], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith(storage.OK_LINE)  # its last line: the verdict smoke reads
     assert list(tmp_path.iterdir()) == []
     renamed = r"rename file \d+ms, " if rename == "1" else ""
     assert re.fullmatch(

@@ -24,10 +24,12 @@ def watch_until(
     deadline: float,
     grace: float,
     judge: Callable[[], tuple[list[Problem], dict[str, str], dict[str, str]]],
+    poll: Callable[[], float | None] = lambda: None,
 ) -> Outcome:
     """Re-judge on every change until done, a fatal problem, or the deadline.
 
-    `judge` returns (problems, still waiting {name: why}, done {name: detail}).
+    `judge` returns (problems, still waiting {name: why}, done {name: detail}); `poll` how soon to judge again
+    without a change (None: on the next change), for what no watch event announces.
     """
     start = time.monotonic()
     end = start + deadline
@@ -53,7 +55,8 @@ def watch_until(
             return Outcome(True, now - start, "; ".join(f"{k}: {v}" for k, v in done.items()), None, {}, ready_after)
         if now >= end:
             return Outcome(False, now - start, f"not done after {deadline:.0f}s", None, waiting, ready_after)
-        wake = min([end, *(first + grace for first in pending.values())])
+        again = poll()
+        wake = min([end, *(first + grace for first in pending.values()), *([now + again] if again else [])])
         cluster.wait(wake - now)
 
 
