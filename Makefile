@@ -44,7 +44,7 @@ GITHUB_TARGET = $(if $(TARGET),--target $(TARGET),--cloud $(CLOUD))
 DEMO_FAIL ?=
 
 .PHONY: help setup setup-deploy lock lock-test plan validate validate-fleet fleet-deploy status build copy-images rbac cloud-setup github-setup github-gate secrets certs helm-deploy dns smoke deploy deploy-aws deploy-gcp \
-        deploy-local migrate-database test lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy \
+        deploy-local migrate-database test test-quick lint lint-workflows lint-chart bench bench-help bench-build bench-smoke bench-deploy \
         testbed-up testbed-down demo demo-down setup-checkov setup-awscli setup-chartpress clean
 # The chain's steps run one after the other, in the order written, even under `make -j`
 .NOTPARALLEL:
@@ -168,6 +168,9 @@ setup-chartpress: .venv-chartpress/.installed ## Install chartpress (bench-build
 
 test: setup setup-checkov setup-awscli ## Run the test suite (starts its own real Kubernetes cluster, Docker engine, registry, moto, GCS)
 	$(PY) -m pytest --durations=15 $(ARGS)
+
+test-quick: setup ## The inner loop: every test that needs no part of the test bed (no cluster, engine or emulator)
+	$(PY) -m pytest -m "not testbed" --durations=15 $(ARGS)
 
 lint: setup ## ruff on the Python code, mypy on tools/
 	$(VENV)/bin/ruff check tools tests .github

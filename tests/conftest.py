@@ -19,6 +19,14 @@ from tests.testbed import PartUnavailable, TestBed
 from tools.report import REPORTER
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the test bed, even through another fixture, is marked `testbed`: `make test-quick`
+    (`-m "not testbed"`) then starts no part of it."""
+    for item in items:
+        if "testbed" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.testbed)
+
+
 @pytest.fixture(scope="session")
 def testbed() -> Iterator[TestBed]:
     bed = TestBed()

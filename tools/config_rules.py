@@ -18,7 +18,7 @@ from tools.auth.wiring import cognito_issuer
 from tools.cloud import check_bucket_name, cloud_for
 from tools.errors import ToolError
 from tools.report import REPORTER
-from tools.settings import AUTH_SETTINGS, SECRET_VARS, Settings, example_values, replace
+from tools.settings import AUTH_SETTINGS, SECRET_VARS, Settings, example_secret_values, replace
 
 # Placeholders seen in the original scripts, docs and common templates.
 KNOWN_PLACEHOLDERS = frozenset(
@@ -63,7 +63,7 @@ class Finding:
 def check(settings: Settings) -> list[Finding]:
     """Every finding for these settings, errors first."""
     findings: list[Finding] = []
-    examples = _example_secret_values()
+    examples = example_secret_values()
     for name in APP_SECRETS:
         findings += _check_secret(settings, name, MIN_APP_SECRET, examples, generated=True)
     findings += _check_encryption_key(settings, examples)
@@ -158,10 +158,6 @@ def _entropy(value: str) -> float:
 def _repeats_pattern(value: str) -> bool:
     n = len(value)
     return any(n % k == 0 and value == value[:k] * (n // k) for k in range(1, n // 3 + 1))
-
-
-def _example_secret_values() -> set[str]:
-    return {v for values in example_values().values() for k, v in values.items() if k in SECRET_VARS and v}
 
 
 def _check_secret(

@@ -6,7 +6,9 @@ are in `base`; each provider in a module of its own.
 
 from __future__ import annotations
 
-from tools.cloud.aws import AwsCloud
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from tools.cloud.base import (
     BACKEND_SECRET,
     BACKEND_SERVICE_ACCOUNT,
@@ -23,18 +25,44 @@ from tools.cloud.base import (
     temporary_kubeconfig,
     user_bucket_prefix,
 )
-from tools.cloud.ecr import ecr_repositories
-from tools.cloud.gcp import GcpCloud
-from tools.cloud.googleapi import google_access_token, google_credentials
-from tools.cloud.iam import trust_admits
 from tools.cloud.local import LocalCloud
 from tools.settings import IMAGES, Settings
 
-PROVIDERS: dict[str, type[Cloud]] = {"aws": AwsCloud, "gcp": GcpCloud, "local": LocalCloud}
+if TYPE_CHECKING:
+    from tools.cloud.aws import AwsCloud
+    from tools.cloud.ecr import ecr_repositories
+    from tools.cloud.gcp import GcpCloud
+    from tools.cloud.googleapi import google_access_token, google_credentials
+    from tools.cloud.iam import trust_admits
+
+# A provider's modules (boto3's calls, Google's APIs) load when a tool first names that provider: a local
+# deploy, and every tool's start, do not pay for the other two (PEP 562 module __getattr__).
+_LAZY = {
+    "AwsCloud": "tools.cloud.aws",
+    "GcpCloud": "tools.cloud.gcp",
+    "ecr_repositories": "tools.cloud.ecr",
+    "google_access_token": "tools.cloud.googleapi",
+    "google_credentials": "tools.cloud.googleapi",
+    "trust_admits": "tools.cloud.iam",
+}
+PROVIDER_CLASSES = {"aws": "AwsCloud", "gcp": "GcpCloud", "local": "LocalCloud"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def provider(cloud: str) -> type[Cloud]:
+    """The Cloud class of `cloud` (aws, gcp or local)."""
+    name = PROVIDER_CLASSES[cloud]
+    found: type[Cloud] = globals()[name] if name in globals() else __getattr__(name)
+    return found
 
 
 def cloud_for(settings: Settings) -> Cloud:
-    return PROVIDERS[settings.cloud](settings)
+    return provider(settings.cloud)(settings)
 
 
 __all__ = [
@@ -43,7 +71,7 @@ __all__ = [
     "FRONTEND_SECRET",
     "IMAGES",
     "INGRESS_CONTROLLERS",
-    "PROVIDERS",
+    "PROVIDER_CLASSES",
     "USER_ENV_PORT",
     "USER_SERVICE_ACCOUNT",
     "AwsCloud",
@@ -59,6 +87,7 @@ __all__ = [
     "ecr_repositories",
     "google_access_token",
     "google_credentials",
+    "provider",
     "temporary_kubeconfig",
     "trust_admits",
     "user_bucket_prefix",
