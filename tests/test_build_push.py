@@ -301,7 +301,7 @@ def test_load_images_refuses_bad_files(tmp_path: Path, content: str | None, mess
 
 
 def test_write_images_is_atomic_and_keeps_other_images(tmp_path: Path) -> None:
-    from tools.build_push import Job
+    from tools.build_jobs import Job
 
     path = tmp_path / "out" / "images.json"
     first = [Job("backend", "r:5000/c-backend", tags=["c-0"], digest=DIGEST_A)]
@@ -319,7 +319,7 @@ def test_write_images_is_atomic_and_keeps_other_images(tmp_path: Path) -> None:
 
 
 def test_release_tag_comes_from_flag_image_tag_or_a_pushed_git_tag(monkeypatch, capfd) -> None:
-    from tools.build_push import release_tag
+    from tools.build_jobs import release_tag
     from tools.settings import load_settings
 
     plain = load_settings(cloud="local", environ={"BASE_DOMAIN": "cmb.example.org"})

@@ -91,3 +91,19 @@ def test_the_checker_reads_lazy_relative_and_dynamic_imports_from_files(tmp_path
     assert cycles(graph) == [["pkg.cloud", "pkg.cloud.aws", "pkg.smoke"]]
     assert upward_imports(graph, ["pkg.cloud"], ["pkg.smoke", *steps]) == ["pkg.cloud.aws -> pkg.smoke"]
     assert steps_importing_steps(graph, steps) == ["pkg.step -> pkg.other"]
+
+
+# one job per module: past this a module usually does two (settings.py is the declarative table of every setting)
+MAX_LINES = 400
+LONG_BY_DESIGN = {"settings.py"}
+
+
+def test_no_module_of_tools_is_over_400_lines() -> None:
+    modules = [p for p in TOOLS.rglob("*.py") if "__pycache__" not in p.parts]
+    assert len(modules) > 50  # the walk found the package
+    long = {
+        str(p.relative_to(TOOLS)): n
+        for p in modules
+        if (n := len(p.read_text().splitlines())) > MAX_LINES and str(p.relative_to(TOOLS)) not in LONG_BY_DESIGN
+    }
+    assert not long, f"modules over {MAX_LINES} lines (split out what is a job of its own): {long}"

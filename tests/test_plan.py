@@ -107,7 +107,7 @@ def test_make_plan_needs_no_cloud_credentials(tmp_path: Path) -> None:
 
 def test_plan_tags_images_by_content_like_build_push(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     from tests.fixtures.apps import stage_apps
-    from tools.build_push import content_tag
+    from tools.content_tag import content_tag
 
     contexts = stage_apps(tmp_path / "apps")
     overrides = {f"{n.upper().replace('-', '_')}_CONTEXT": str(c) for n, c in contexts.items()}
@@ -122,7 +122,7 @@ def test_plan_tags_images_by_content_like_build_push(tmp_path: Path, capfd: pyte
 
 def test_plan_shows_the_platforms_and_their_content_tags(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     from tests.fixtures.apps import stage_apps
-    from tools.build_push import content_tag
+    from tools.content_tag import content_tag
 
     contexts = stage_apps(tmp_path / "apps")
     overrides = {f"{n.upper().replace('-', '_')}_CONTEXT": str(c) for n, c in contexts.items()}

@@ -31,6 +31,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.waiting import eventually
 from tools.kit import HOME_PREFIX, KIT_ENV, kit_dir
 
 PGBIN = Path("/usr/lib/postgresql/15/bin")
@@ -105,17 +106,15 @@ class TestBed:
         (self.root / f"{name}.pid").write_text(str(self.procs[name].pid))
 
     def _wait(self, name: str, probe, seconds: float = 40.0) -> None:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        def tail() -> str:
+            return (self.root / f"{name}.log").read_text(errors="replace")[-1500:]
+
+        def started() -> bool:
             proc = self.procs.get(name)
-            if proc is not None and proc.poll() is not None:
-                break
-            with contextlib.suppress(Exception):
-                if probe():
-                    return
-            time.sleep(0.1)
-        tail = (self.root / f"{name}.log").read_text(errors="replace")[-1500:]
-        raise RuntimeError(f"test bed part {name} did not start; log tail:\n{tail}")
+            assert proc is None or proc.poll() is None, f"test bed part {name} exited; log tail:\n{tail()}"
+            return bool(probe())
+
+        eventually(started, lambda: f"test bed part {name} started; log tail:\n{tail()}", seconds, pause=0.1)
 
     @staticmethod
     def _http_ok(url: str, any_status: bool = False) -> bool:

@@ -43,188 +43,23 @@ import argparse
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tools.build_jobs import Job, plan_builds, release_tag, select_images
 from tools.cli import main_boundary, parser, settings_from
 from tools.cloud import Cloud, RegistryAuth, cloud_for
 from tools.config_rules import require_valid
-from tools.content_tag import CONTENT_TAG, content_tag
+from tools.docker_engine import Docker
 from tools.errors import ToolError, UsageError
 from tools.image_index import checked_manifest, put_index
 from tools.images import DEFAULT_OUTPUT, write_images
-from tools.platforms import DEFAULT_PLATFORMS, emulation_hint, emulation_missing, runs_commands, split, tag_suffix
+from tools.platforms import tag_suffix
 from tools.registry import Registry
 from tools.report import REPORTER, markdown_table
-from tools.runner import run
-from tools.settings import IMAGES, ConfigError, Settings
-
-DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-GIT_RELEASE = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$")
-
-
-# -- what to build ---------------------------------------------------------------------------
-@dataclass
-class Job:
-    """One image: where it comes from, where it goes, and (after the run) what it became."""
-
-    name: str
-    repository: str
-    context: Path | None = None
-    dockerfile: Path | None = None
-    content_tag: str | None = None
-    platforms: tuple[str, ...] = DEFAULT_PLATFORMS
-    tags: list[str] = field(default_factory=list)
-    digest: str = ""
-    status: str = ""  # built | cached | existing
-    seconds: float = 0.0
-
-    def record(self) -> dict[str, Any]:
-        return {"repository": self.repository, "tags": self.tags, "digest": self.digest}
-
-
-def select_images(value: str | None) -> list[str]:
-    """`--images backend,frontend` (default: all), in the canonical order."""
-    if not value:
-        return list(IMAGES)
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    unknown = [n for n in names if n not in IMAGES]
-    if unknown or not names:
-        shown = ", ".join(repr(n) for n in unknown) or "none"
-        raise UsageError(f"--images: unknown image {shown}: use one or more of {','.join(IMAGES)}")
-    return [n for n in IMAGES if n in names]
-
-
-def release_tag(flag: str | None, settings: Settings) -> str | None:
-    """--tag, else IMAGE_TAG, else a pushed git tag vX.Y.Z under GitHub Actions."""
-    tag = flag or settings["IMAGE_TAG"] or None
-    if tag is None and os.environ.get("GITHUB_REF_TYPE") == "tag":
-        ref = os.environ.get("GITHUB_REF_NAME", "")
-        tag = ref if GIT_RELEASE.match(ref) else None
-        if tag is None:
-            REPORTER.warning(f"git tag {ref!r} is not vX.Y.Z: the images get no release tag (give --tag)")
-    if tag is not None:
-        if not DOCKER_TAG.match(tag):
-            raise UsageError(f"release tag {tag!r} is not a Docker tag: use letters, digits, _ . - (e.g. v1.2.3)")
-        if CONTENT_TAG.match(tag):
-            raise UsageError(f"release tag {tag!r} looks like a content tag (c-...): choose another, e.g. v1.2.3")
-    return tag
-
-
-def plan_builds(settings: Settings, cloud: Cloud, names: Sequence[str], need_source: bool = True) -> list[Job]:
-    """A job per image, with its content tag; every missing context or Dockerfile reported together."""
-    repositories = {image.name: image.repository for image in cloud.images()}
-    jobs, problems = [], []
-    for name in names:
-        job = Job(name, repositories[name], platforms=settings.platforms)
-        key = name.upper().replace("-", "_")
-        context = Path(settings.context(name)).expanduser().resolve()
-        dockerfile = Path(settings.dockerfile(name)).expanduser().resolve()
-        if not context.is_dir():
-            if need_source:
-                problems.append(
-                    f"{name}: build context {context} is not a folder: set {key}_CONTEXT to the "
-                    f"image's source folder (a checkout of the CMBCluster application)"
-                )
-        elif not dockerfile.is_file():
-            if need_source:
-                problems.append(f"{name}: Dockerfile {dockerfile} does not exist: set {key}_DOCKERFILE")
-        else:
-            job.context, job.dockerfile = context, dockerfile
-            try:
-                job.content_tag = content_tag(context, dockerfile, job.platforms)
-            except OSError as exc:
-                problems.append(f"{name}: cannot read the build context: {exc}: fix its permissions")
-            except ToolError as exc:
-                problems.append(f"{name}: {context}/{exc}")
-        jobs.append(job)
-    if problems:
-        raise ConfigError(problems)
-    return jobs
-
-
-# -- docker -------------------------------------------------------------------------------------
-class Docker:
-    """The docker client, prepared on first use: engine reachable, builder chosen, logged in."""
-
-    def __init__(self, auth: RegistryAuth | None, stream: bool) -> None:
-        self.binary = os.environ.get("DOCKER", "docker")
-        self.auth = auth
-        self.stream = stream
-        self.env: dict[str, str] | None = None
-        self.platform = ""  # the engine's own, os/arch
-        self._config_dir: str | None = None
-
-    def prepare(self) -> None:
-        if self.env is not None:
-            return
-        env = dict(os.environ)
-        version_format = "{{.Server.Version}} {{.Server.Os}}/{{.Server.Arch}}"
-        version = run([self.binary, "version", "--format", version_format], check=False, env=env)
-        if version.returncode != 0:
-            reason = (version.stderr or version.stdout).strip().splitlines()[-1:] or ["no answer"]
-            where = env.get("DOCKER_HOST") or "the default socket"
-            raise ToolError(f"cannot reach the Docker engine at {where} ({reason[0]}): start Docker or set DOCKER_HOST")
-        self.platform = version.stdout.strip().rpartition(" ")[2]
-        if "DOCKER_BUILDKIT" not in env:
-            buildx = run([self.binary, "buildx", "version"], check=False, env=env)
-            env["DOCKER_BUILDKIT"] = "1" if buildx.returncode == 0 else "0"
-        if self.auth:
-            import tempfile  # only for a registry login, never for --help
-
-            self._config_dir = tempfile.mkdtemp(prefix="cmb-docker-")
-            env["DOCKER_CONFIG"] = self._config_dir
-            host = self.auth.registry.split("/")[0]
-            run(
-                [self.binary, "login", "--username", self.auth.username, "--password-stdin", host],
-                input=self.auth.password,
-                env=env,
-                what=f"docker login {host}",
-            )
-        self.env = env
-
-    def build(self, job: Job, tags: Sequence[str], platform: str = "") -> None:
-        assert job.context and job.dockerfile and job.content_tag
-        cmd = [self.binary, "build", "--file", str(job.dockerfile), *(["--platform", platform] if platform else [])]
-        for tag in tags:
-            cmd += ["--tag", f"{job.repository}:{tag}"]
-        cmd += ["--label", f"org.cmbcluster.content-tag={job.content_tag}", str(job.context)]
-
-        run(cmd, env=self.env, stream=self.stream, what=f"{job.name}: docker build {platform}".rstrip())
-
-    def check_emulation(self, job: Job) -> None:
-        """Stop before building when the Dockerfile runs commands for a CPU this machine cannot emulate.
-
-        Checked only for an engine on this Linux machine (its kernel's binfmt_misc is the engine's);
-        Docker Desktop's VM and remote engines bring their own.
-        """
-        if not (job.dockerfile and runs_commands(job.dockerfile)):
-            return
-        self.prepare()
-        assert self.env is not None
-        local = self.env.get("DOCKER_HOST", "unix://").startswith("unix://")
-        engine_arch = split(self.platform)["architecture"] if self.platform.count("/") else ""
-        if not (sys.platform == "linux" and local and engine_arch):
-            return
-        missing = emulation_missing(job.platforms, engine_arch)
-        if missing:
-            raise ToolError(emulation_hint(job.name, missing, engine_arch), exit_code=1)
-
-    # What the push needs of ECR or Artifact Registry is declared beside the login it pushes with
-    # (tools/cloud/ecr.py, tools/cloud/gcp.py), so the policy is collected without importing a step
-    def push(self, job: Job, tag: str) -> None:
-        run([self.binary, "push", f"{job.repository}:{tag}"], env=self.env, what=f"{job.name}: docker push {tag}")
-
-    def close(self) -> None:
-        if self._config_dir:
-            import shutil
-
-            shutil.rmtree(self._config_dir, ignore_errors=True)
-            self._config_dir = None
+from tools.settings import IMAGES
 
 
 # -- the run ---------------------------------------------------------------------------------------

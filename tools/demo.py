@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tools import cli, kube_ops
+from tools.demo_report import print_figures, print_summary
 from tools.errors import ToolError
-from tools.helm import helm_binary
 from tools.images import load_images
 from tools.kit import KIT_ENV, is_kit, kit_dir, lay_out_from_release, running_kubelets
 from tools.kube_client import ApiError, path
@@ -274,48 +274,6 @@ class Demo:
             steps[-1] = (steps[-1][0], time.monotonic() - started)
         return code, steps
 
-    # -- what runs -----------------------------------------------------------------------------
-    def summary(self, env: dict[str, str], kubeconfig: str, images: Path) -> None:
-        status = run(
-            [helm_binary(), "status", RELEASE, "-n", self.namespace, "-o", "json", "--kubeconfig", kubeconfig],
-            env={**os.environ, **env},
-            what="helm status",
-        )
-        release = json.loads(status.stdout)
-        REPORTER.ok(
-            f"demo: release {RELEASE} revision {release['version']} {release['info']['status']} "
-            f"in namespace {self.namespace}"
-        )
-        for name, image in load_images(images).items():
-            REPORTER.info(f"image {name:<9} {image['repository']}@{image['digest']}")
-        api = kube_ops.api_client(kubeconfig)
-        pods = kube_ops.call(api, lambda: api.get(path("pods", self.namespace)), "listing the demo's pods") or {}
-        for pod in pods.get("items", []):
-            statuses = pod.get("status", {}).get("containerStatuses") or []
-            ready = sum(1 for s in statuses if s.get("ready"))
-            REPORTER.info(
-                f"pod   {pod['metadata']['name']:<40} {pod['status'].get('phase')} {ready}/{len(statuses)} ready"
-            )
-        kubectl = Path(env.get("K8S_HOME", "/nonexistent")) / "bin" / "kubectl"
-        ctl = f"{kubectl if kubectl.is_file() else 'kubectl'} --kubeconfig {kubeconfig} -n {self.namespace}"
-        REPORTER.info(f"look:  {ctl} get pods,svc,ingress")
-        REPORTER.info(f"open:  {ctl} port-forward svc/{RELEASE}-frontend 8501:8501   then http://127.0.0.1:8501")
-        REPORTER.info(
-            "stop:  make demo-down   (again: make demo, a no-op deploy; the failure path: make demo DEMO_FAIL=crash)"
-        )
-
-    def print_figures(self, label: str, steps: list[tuple[str, float]]) -> None:
-        figures = json.loads(self.figures_file.read_text()) if self.figures_file.is_file() else {}
-        figures[label] = steps
-        self.figures_file.write_text(json.dumps(figures, indent=1))
-        labels = list(figures)
-        REPORTER.info("figures (seconds per step)   " + "".join(f"{name:>16}" for name in labels))
-        for index, (step, _) in enumerate(steps):
-            cells = [figures[name][index][1] if index < len(figures[name]) else None for name in labels]
-            REPORTER.info(f"  {step:<27}" + "".join(f"{c:>15.1f}s" if c is not None else f"{'-':>16}" for c in cells))
-        totals = [sum(s for _, s in figures[name]) for name in labels]
-        REPORTER.info(f"  {'whole chain':<27}" + "".join(f"{t:>15.1f}s" for t in totals))
-
 
 def up(demo: Demo, fail: str | None) -> int:
     start = time.monotonic()
@@ -336,11 +294,11 @@ def up(demo: Demo, fail: str | None) -> int:
     label = (
         "first deploy" if before is None else ("no-op redeploy" if demo.images.read_text() == before else "redeploy")
     )
-    demo.print_figures(label, steps)
+    print_figures(demo.figures_file, label, steps)
     REPORTER.ok(f"demo: {label} done, healthy", time.monotonic() - start)
     if fail == "crash":
         return crash(demo, env, kubeconfig)
-    demo.summary(env, kubeconfig, demo.images)
+    print_summary(RELEASE, demo.namespace, env, kubeconfig, demo.images)
     return 0
 
 
@@ -367,7 +325,7 @@ def crash(demo: Demo, env: dict[str, str], kubeconfig: str) -> int:
         f"demo: the crashing backend was diagnosed and rolled back; the good one runs again ({wanted}, {ready} ready)",
         time.monotonic() - start,
     )
-    demo.summary(env, kubeconfig, demo.images)
+    print_summary(RELEASE, demo.namespace, env, kubeconfig, demo.images)
     return 1
 
 

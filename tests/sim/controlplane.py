@@ -21,13 +21,13 @@ import os
 import signal
 import ssl
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tests.sim.webhook_server import WebhookServer
 from tests.testbed import free_port
+from tests.waiting import eventually
 
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kubectl")
 
@@ -174,14 +174,14 @@ class ControlPlane:
         )
 
     def _wait(self, name: str, probe: Any, seconds: float = 60.0) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and self.procs[name].poll() is None:
-            with contextlib.suppress(Exception):
-                if probe():
-                    return
-            time.sleep(0.2)
-        tail = (self.home / f"{name}.log").read_text(errors="replace")[-1500:]
-        raise RuntimeError(f"simulated control plane: {name} did not become ready; log tail:\n{tail}")
+        def tail() -> str:
+            return (self.home / f"{name}.log").read_text(errors="replace")[-1500:]
+
+        def ready() -> bool:
+            assert self.procs[name].poll() is None, f"simulated control plane: {name} exited; log tail:\n{tail()}"
+            return bool(probe())
+
+        eventually(ready, lambda: f"simulated control plane: {name} ready; log tail:\n{tail()}", seconds, pause=0.2)
 
     def stop(self) -> None:
         for proc in reversed(list(self.procs.values())):

@@ -16,13 +16,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from tests.sim.csi_plugin import sockets
 from tests.sim.csi_rules import GCSFUSE, MOUNTPOINT
+from tests.waiting import eventually
 from tools.settings import REPO_ROOT
 
 NODE = "localhost"  # the kit's node
@@ -161,16 +161,19 @@ class StandInCsi:
     def _take_lock(self) -> None:
         path = self.kubelet / "plugins" / ".cmb-stand-in-csi.lock"
         lock = open(path, "a")  # noqa: SIM115 - held until stop()
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
+
+        def taken() -> bool:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    lock.close()
-                    raise RuntimeError(f"another test run holds the stand-in CSI drivers ({path}) too long") from None
-                time.sleep(0.5)
+                return False
+            return True
+
+        try:
+            eventually(taken, f"the stand-in CSI drivers' lock {path} (another test run holds it)", LOCK_WAIT)
+        except AssertionError:
+            lock.close()
+            raise
         self._lock = lock
 
     def _api(self) -> Any:
@@ -192,14 +195,12 @@ def _exists(read: Any, name: str) -> bool:
 
 
 def _until(done: Callable[[], bool], seconds: float, what: str, owner: StandInCsi | None = None) -> None:
-    deadline = time.monotonic() + seconds
-    while not done():
-        if owner is not None and owner.proc is not None and owner.proc.poll() is not None:
-            raise RuntimeError(f"the stand-in CSI plugin exited; its log:\n{owner.log()[-2000:]}")
-        if time.monotonic() > deadline:
-            tail = owner.log()[-2000:] if owner else ""
-            raise RuntimeError(f"timed out waiting for {what}\n{tail}")
-        time.sleep(0.2)
+    def checked() -> bool:
+        if owner is not None and owner.proc is not None:
+            assert owner.proc.poll() is None, f"the stand-in CSI plugin exited; its log:\n{owner.log()[-2000:]}"
+        return done()
+
+    eventually(checked, lambda: f"{what}\n{owner.log()[-2000:] if owner else ''}", seconds, pause=0.2)
 
 
 def _die_with_parent() -> None:
