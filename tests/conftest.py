@@ -274,6 +274,17 @@ def network_edge(moto_url: str, registry: str, gcs_url: str, tmp_path_factory) -
     edge.stop()
 
 
+@pytest.fixture
+def kit_certs(cluster: str, testbed: TestBed) -> Path:
+    """The kit's containerd registry-host folder, where the registries' real names are mapped (tests/sim/edge.py)."""
+    from tests.sim.edge import containerd_certs_dir
+
+    certs = containerd_certs_dir(cluster, testbed.env.get("K8S_HOME"))
+    if certs is None:
+        unavailable("the cluster is not the kit's: no containerd hosts.toml folder to map registry hosts in")
+    return certs
+
+
 @pytest.fixture(scope="session")
 def edge_docker(testbed: TestBed, network_edge: Any) -> str:
     """A private dockerd that reaches registries through the network edge (its proxy and CA). DOCKER_HOST."""

@@ -45,7 +45,7 @@ from tests.github_api_server import as_set_up, github_api
 from tests.realcluster import api, build_and_push, create_namespace, delete_namespace, ensure_ingress_class
 from tests.sim import eks, gke
 from tests.sim.alb_controller import AlbController, ensure_alb_class
-from tests.sim.edge import containerd_certs_dir, containerd_mirror
+from tests.sim.edge import containerd_mirror
 from tests.sim.edge_routes import CLOUD_DNS, EKS, GKE, RESOURCE_MANAGER
 from tests.sim.eks_setup import apply_rbac, printed_setup
 from tests.sim.gke_setup import account_for, apply_printed_rbac, grant_printed_iam, printed_script
@@ -154,15 +154,12 @@ def test_a_tag_releases_to_the_simulated_eks_through_staging_then_production(
     registry: str,
     moto_url: str,
     cluster: str,
+    kit_certs: Path,
     testbed: TestBed,
     stand_in_csi: Any,
     workdir: Path,
 ) -> None:
-
     sim = simulated_eks_cluster
-    certs = containerd_certs_dir(cluster, testbed.env.get("K8S_HOME"))
-    if certs is None:
-        unavailable("the cluster is not the kit's: no containerd hosts.toml folder to map ECR's host name in")
     ecr = f"{eks.ACCOUNT}.dkr.ecr.{eks.REGION}.amazonaws.com"
     folder = workdir / "aws"
     folder.mkdir()
@@ -199,7 +196,7 @@ def test_a_tag_releases_to_the_simulated_eks_through_staging_then_production(
         networking = client.NetworkingV1Api(api(cluster))
         with (
             network_edge.routed(EKS, sim.api.url),
-            containerd_mirror(certs, [ecr], registry),
+            containerd_mirror(kit_certs, [ecr], registry),
             AlbController(networking, moto_url, sim.vpc_id, namespace, RELEASE, f"k8s-{namespace}"[:32]) as alb,
         ):
             run = bed.act("push", TAG, bed.variables(RELEASE_CLOUDS="aws"))
@@ -226,15 +223,12 @@ def test_a_tag_releases_to_the_simulated_gke_through_staging_then_production(
     docker_host: str,
     registry: str,
     cluster: str,
+    kit_certs: Path,
     testbed: TestBed,
     stand_in_csi: Any,
     workdir: Path,
 ) -> None:
-
     sim = simulated_gke_cluster
-    certs = containerd_certs_dir(cluster, testbed.env.get("K8S_HOME"))
-    if certs is None:
-        unavailable("the cluster is not the kit's: no containerd hosts.toml folder to map registry hosts in")
     artifact_registry = f"{gke.LOCATION}-docker.pkg.dev"
     recycle_test_volumes(cluster)
     folder = workdir / "gcp"
@@ -283,7 +277,7 @@ def test_a_tag_releases_to_the_simulated_gke_through_staging_then_production(
             network_edge.routed(GKE, sim.api.serve_http()),
             network_edge.routed(CLOUD_DNS, google.serve_http()),
             network_edge.routed(RESOURCE_MANAGER, google.serve_http()),
-            containerd_mirror(certs, [artifact_registry], registry),
+            containerd_mirror(kit_certs, [artifact_registry], registry),
             publishing(cluster, namespace),
         ):
             run = bed.act("push", TAG, bed.variables(RELEASE_CLOUDS="gcp"))

@@ -36,7 +36,7 @@ import pytest
 from tests.envfiles import good_env, write_env
 from tests.fixtures.apps import stage_apps
 from tests.realcluster import RELEASE, build_and_push, core, delete_namespace, ensure_ingress_class
-from tests.sim.edge import containerd_certs_dir, containerd_mirror
+from tests.sim.edge import containerd_mirror
 from tests.sim.edge_routes import CLOUD_DNS, GKE, RESOURCE_MANAGER
 from tests.sim.gke import CLUSTER, CLUSTER_NAME, LOCATION, PROJECT
 from tests.sim.gke_iam import ProjectIam
@@ -44,7 +44,6 @@ from tests.sim.gke_setup import account_for, apply_printed_rbac, grant_printed_i
 from tests.sim.google_apis import CloudDnsProject
 from tests.sim.ingress_status import ADDRESS, publishing
 from tests.sim.litestream import stand_in_context
-from tests.skips import unavailable
 from tests.testbed import recycle_test_volumes
 from tools.cloud import cloud_for
 from tools.cloud.clouddns import CloudDnsZone
@@ -105,14 +104,12 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
     docker_host: str,
     registry: str,
     cluster: str,
+    kit_certs: Path,
     testbed: Any,
     stand_in_csi: Any,
     tmp_path: Path,
 ) -> None:
     sim = simulated_gke_cluster
-    certs = containerd_certs_dir(cluster, testbed.env.get("K8S_HOME"))
-    if certs is None:
-        unavailable("the cluster is not the kit's: no containerd hosts.toml folder to map registry hosts in")
     recycle_test_volumes(cluster)
     namespace = f"cmb-gke-deploy-{os.urandom(3).hex()}"
     account = account_for(namespace)
@@ -161,7 +158,7 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
             network_edge.routed(GKE, sim.api.serve_http()),
             network_edge.routed(CLOUD_DNS, google.serve_http()),
             network_edge.routed(RESOURCE_MANAGER, google.serve_http()),
-            containerd_mirror(certs, [AR_HOST], registry),
+            containerd_mirror(kit_certs, [AR_HOST], registry),
             publishing(cluster, namespace),
         ):
             first = make_deploy_gcp(env_file, tmp_path, env)

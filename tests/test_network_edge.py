@@ -24,7 +24,7 @@ import requests
 from tests.envfiles import good_env, write_env
 from tests.fixtures.apps import NAMES, stage_apps
 from tests.realcluster import core, run_tool
-from tests.sim.edge import MARK, containerd_certs_dir, containerd_mirror
+from tests.sim.edge import MARK, containerd_mirror
 from tests.sim.edge_routes import (
     AR_REGISTRY,
     CLOUD_DNS,
@@ -37,7 +37,6 @@ from tests.sim.edge_routes import (
     RESOURCE_MANAGER,
     part_for,
 )
-from tests.skips import unavailable
 from tests.waiting import eventually
 from tools.cloud import cloud_for
 from tools.settings import load_settings
@@ -153,15 +152,6 @@ def test_gcs_through_storage_googleapis_com(network_edge: Any, gcs_url: str, mon
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(stranger))
     with pytest.raises(Exception, match="invalid_grant"):
         cloud_for(load_settings(environ=settings)).ensure_bucket(bucket)
-
-
-@pytest.fixture
-def kit_certs(cluster: str, testbed: Any) -> Path:
-    """The kit's containerd registry-host folder, where the registries' real names are mapped."""
-    certs = containerd_certs_dir(cluster, testbed.env.get("K8S_HOME"))
-    if certs is None:
-        unavailable("the cluster is not the kit's: no containerd hosts.toml folder to map registry hosts in")
-    return certs
 
 
 def build_push(cloud: str, edge: Any, docker_host: str, folder: Path, monkeypatch: Any, **env: str) -> dict[str, Any]:

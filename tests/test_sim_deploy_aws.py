@@ -41,12 +41,11 @@ from tests.envfiles import good_env, write_env
 from tests.fixtures.apps import stage_apps
 from tests.realcluster import api, build_and_push, create_namespace, delete_namespace
 from tests.sim.alb_controller import AlbController, ensure_alb_class
-from tests.sim.edge import containerd_certs_dir, containerd_mirror
+from tests.sim.edge import containerd_mirror
 from tests.sim.edge_routes import EKS
 from tests.sim.eks import ACCOUNT, CLUSTER, MOTO_KEYS, REGION
 from tests.sim.eks_setup import apply_rbac, printed_setup
 from tests.sim.litestream import stand_in_context
-from tests.skips import unavailable
 from tools.helm import helm_binary
 from tools.settings import REPO_ROOT
 
@@ -88,14 +87,12 @@ def test_make_deploy_aws_runs_whole_on_the_simulated_eks_and_converges(
     registry: str,
     moto_url: str,
     cluster: str,
+    kit_certs: Path,
     testbed: Any,
     stand_in_csi: Any,
     tmp_path: Path,
 ) -> None:
     sim = simulated_eks_cluster
-    certs = containerd_certs_dir(cluster, testbed.env.get("K8S_HOME"))
-    if certs is None:
-        unavailable("the cluster is not the kit's: no containerd hosts.toml folder to map ECR's host name in")
     namespace = create_namespace(cluster, "deploy-aws")
     try:
         # -- the account and the cluster, as their admins prepare them ------------------------------------
@@ -141,7 +138,7 @@ def test_make_deploy_aws_runs_whole_on_the_simulated_eks_and_converges(
         balancer = f"k8s-{namespace}"[:32]
         with (
             network_edge.routed(EKS, sim.api.url),
-            containerd_mirror(certs, [ECR_HOST], registry),
+            containerd_mirror(kit_certs, [ECR_HOST], registry),
             AlbController(networking, moto_url, sim.vpc_id, namespace, "cmbcluster", balancer) as alb,
         ):
             first = make("deploy-aws", *args, env=env)
