@@ -88,7 +88,10 @@ def _bed(
     GitHub API stand-in holding what `make github-setup` creates for the cloud's two environments; no
     KUBECONFIG and no emulator endpoint. Returns the bed (without its workflow variables) and that environment."""
     app = folder / "app"
-    app_sha = application_repository(stage_apps(folder / "staged"), app)
+    staged = stage_apps(folder / "staged")
+    for context in staged.values():  # images of their own: the deploy tests on the same registries build theirs
+        (context / "released-by-act.txt").write_text(f"{cloud}\n")
+    app_sha = application_repository(staged, app)
     environments = as_set_up([protection(cloud, e) for e in ("staging", "production")], [{"type": "User", "id": 1}])
     api = stack.enter_context(github_api(GITHUB_TOKEN, environments))
     env = {
