@@ -30,28 +30,24 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from kubernetes import client
 
 from tests.act_runner import ACT, GITHUB_TOKEN, RELEASE, SOURCE, STEPS, TARGETS, ActRun, Bed, application_repository
-from tests.envfiles import good_env, secret_values, write_env
+from tests.envfiles import secret_values
 from tests.fixtures.apps import stage_apps
 from tests.github_api_server import as_set_up, github_api
-from tests.realcluster import api, build_and_push, create_namespace, delete_namespace, ensure_ingress_class
+from tests.realcluster import api, create_namespace, delete_namespace
 from tests.sim import eks, gke
-from tests.sim.alb_controller import AlbController, ensure_alb_class
+from tests.sim.alb_controller import AlbController
 from tests.sim.edge import containerd_mirror
 from tests.sim.edge_routes import CLOUD_DNS, EKS, GKE, RESOURCE_MANAGER
-from tests.sim.eks_setup import apply_rbac, printed_setup
-from tests.sim.gke_setup import account_for, apply_printed_rbac, grant_printed_iam, printed_script
-from tests.sim.google_apis import CloudDnsProject
+from tests.sim.eks_setup import prepared_account, remove_rbac
+from tests.sim.gke_setup import ARTIFACT_REGISTRY, admin_prepares_namespace, prepared_project
 from tests.sim.ingress_status import publishing
-from tests.sim.litestream import stand_in_context
 from tests.skips import unavailable
 from tests.testbed import TestBed, recycle_test_volumes
 from tools.github_environments import protection
@@ -169,28 +165,9 @@ def test_a_tag_releases_to_the_simulated_eks_through_staging_then_production(
     namespace = create_namespace(cluster, "act-aws")
     stack = contextlib.ExitStack()
     try:
-        zone = f"z{uuid.uuid4().hex[:8]}.example.org"
-        route53 = boto3.client("route53", endpoint_url=moto_url, region_name=eks.REGION, **eks.MOTO_KEYS)
-        route53.create_hosted_zone(Name=zone, CallerReference=uuid.uuid4().hex)
-        reference = f"{registry}/cmbsim-litestream:stand-in"
-        digest = build_and_push({"DOCKER_HOST": edge_docker}, stand_in_context(folder), reference)
-        values = good_env(
-            "aws",
-            CLUSTER_NAME=eks.CLUSTER,
-            NAMESPACE=namespace,
-            BASE_DOMAIN=f"cmb.{zone}",
-            DNS_ZONE=zone,
-            LITESTREAM_IMAGE=f"{reference}@{digest}",
-            DATABASE_SIZE="1Gi",
-            RELEASE_NAME=RELEASE,
-        )
-        values = {k: v for k, v in values.items() if not k.endswith("_CONTEXT")}  # deploy.yml's app checkout
-        (folder / "setup").mkdir()
-        env_file = write_env(folder / "aws.env", values)
-        role_arn, _ = printed_setup(sim, moto_url, folder / "setup", env_file, f"{eks.CLUSTER}-deploy-{namespace}")
-        apply_rbac(sim, env_file, folder / "setup")
-        ensure_alb_class(cluster)
-        bed, env = _bed("aws", folder, stack, network_edge, edge_docker, values)
+        account = prepared_account(sim, moto_url, registry, edge_docker, cluster, namespace, folder)
+        role_arn = account.role_arn
+        bed, env = _bed("aws", folder, stack, network_edge, edge_docker, account.values)
         issued = folder / "issued-credentials.json"
         issued.write_text(json.dumps({role_arn: sim.reviewer.issue(role_arn, SESSION)}))
         issued.chmod(0o600)
@@ -214,8 +191,7 @@ def test_a_tag_releases_to_the_simulated_eks_through_staging_then_production(
     finally:
         stack.close()
         _uninstall(cluster, namespace)
-        if (folder / "setup" / "rbac.yaml").exists():
-            sim.control_plane.kubectl("delete", "--ignore-not-found", "-f", str(folder / "setup" / "rbac.yaml"))
+        remove_rbac(sim, folder)
         delete_namespace(cluster, namespace)
 
 
@@ -232,39 +208,17 @@ def test_a_tag_releases_to_the_simulated_gke_through_staging_then_production(
     workdir: Path,
 ) -> None:
     sim = simulated_gke_cluster
-    artifact_registry = f"{gke.LOCATION}-docker.pkg.dev"
     recycle_test_volumes(cluster)
     folder = workdir / "gcp"
     folder.mkdir()
     namespace = f"cmb-act-gke-{os.urandom(3).hex()}"
-    account = account_for(namespace)
-    cert_manager = f"cert-manager@{gke.PROJECT}.iam.gserviceaccount.com"
-    path = f"{gke.PROJECT}/cmbcluster/litestream-stand-in:0.5.17"
-    digest = build_and_push({"DOCKER_HOST": docker_host}, stand_in_context(folder), f"{registry}/{path}")
-    values = good_env(
-        "gcp",
-        CLUSTER_NAME=gke.CLUSTER,
-        NAMESPACE=namespace,
-        GKE_LOCATION=gke.LOCATION,
-        LITESTREAM_IMAGE=f"{artifact_registry}/{path}@{digest}",
-        DATABASE_SIZE="1Gi",
-        DNS_ZONE="example.org",
-        CERT_MANAGER_SERVICE_ACCOUNT_EMAIL=cert_manager,
-        RELEASE_NAME=RELEASE,
-    )
-    values = {k: v for k, v in values.items() if not k.endswith("_CONTEXT")}
-    google = CloudDnsProject(network_edge.google, sim.iam)
-    google.add_zone("cmb-act-zone", "example.org")
-    sim.iam.bind(f"serviceAccount:{cert_manager}", "roles/dns.admin")
-    script = printed_script(values, folder, account)
-    assert grant_printed_iam(sim, values, script, account) == {"container.clusters.get"}
+    project = prepared_project(sim, network_edge, registry, docker_host, namespace, "cmb-act-zone", folder)
+    account = project.account
     stack = contextlib.ExitStack()
+    stack.callback(project.google.stop)
     try:
-        created = sim.control_plane.kubectl("create", "namespace", namespace)
-        assert created.returncode == 0, created.stderr
-        ensure_ingress_class(cluster)
-        assert apply_printed_rbac(sim, values, script, folder) == f"User:{account}"
-        bed, env = _bed("gcp", folder, stack, network_edge, edge_docker, values)
+        admin_prepares_namespace(sim, cluster, project, folder)
+        bed, env = _bed("gcp", folder, stack, network_edge, edge_docker, project.values)
         keys = folder / "issued-keys.json"
         keys.write_text(json.dumps({account: str(network_edge.google_service_account(account, gke.PROJECT))}))
         env["E2E_GOOGLE_KEYS"] = str(keys)
@@ -278,14 +232,14 @@ def test_a_tag_releases_to_the_simulated_gke_through_staging_then_production(
         }
         with (
             network_edge.routed(GKE, sim.api.serve_http()),
-            network_edge.routed(CLOUD_DNS, google.serve_http()),
-            network_edge.routed(RESOURCE_MANAGER, google.serve_http()),
-            containerd_mirror(kit_certs, [artifact_registry], registry),
+            network_edge.routed(CLOUD_DNS, project.google.serve_http()),
+            network_edge.routed(RESOURCE_MANAGER, project.google.serve_http()),
+            containerd_mirror(kit_certs, [ARTIFACT_REGISTRY], registry),
             publishing(cluster, namespace),
         ):
             run = bed.act("push", TAG, bed.variables(RELEASE_CLOUDS="gcp"))
         assert run.returncode == 0, run.output[-6000:] + "\n" + "\n".join(sim.hooks.log[-10:])
-        assert_release(run, bed, "gcp", f"{artifact_registry}/{gke.PROJECT}", f"impersonating {account} through")
+        assert_release(run, bed, "gcp", f"{ARTIFACT_REGISTRY}/{gke.PROJECT}", f"impersonating {account} through")
         assert any(account in line for line in sim.hooks.log if line.startswith("authenticated ")), sim.hooks.log[-5:]
         print(f"act on the simulated GKE: tag (staging + production) {run.seconds:.1f}s")
     finally:

@@ -33,17 +33,16 @@ from typing import Any
 
 import pytest
 
-from tests.envfiles import good_env, write_env
+from tests.envfiles import write_env
 from tests.fixtures.apps import stage_apps
-from tests.realcluster import RELEASE, build_and_push, core, delete_namespace, ensure_ingress_class
+from tests.realcluster import RELEASE, core, delete_namespace
 from tests.sim.edge import containerd_mirror
 from tests.sim.edge_routes import CLOUD_DNS, GKE, RESOURCE_MANAGER
-from tests.sim.gke import CLUSTER, CLUSTER_NAME, LOCATION, PROJECT
+from tests.sim.gke import CLUSTER, CLUSTER_NAME, PROJECT
 from tests.sim.gke_iam import ProjectIam
-from tests.sim.gke_setup import account_for, apply_printed_rbac, grant_printed_iam, printed_script
+from tests.sim.gke_setup import ARTIFACT_REGISTRY, ZONE_DOMAIN, admin_prepares_namespace, prepared_project
 from tests.sim.google_apis import CloudDnsProject
 from tests.sim.ingress_status import ADDRESS, publishing
-from tests.sim.litestream import stand_in_context
 from tests.testbed import recycle_test_volumes
 from tools.cloud import cloud_for
 from tools.cloud.clouddns import CloudDnsZone
@@ -53,9 +52,7 @@ from tools.helm import helm_binary
 from tools.settings import REPO_ROOT, load_settings
 
 pytestmark = pytest.mark.testbed
-AR_HOST = f"{LOCATION}-docker.pkg.dev"  # good_env("gcp")'s REGION
-ZONE, ZONE_DOMAIN = "cmb-zone", "example.org"  # good_env's BASE_DOMAIN is cmb.example.org
-CERT_MANAGER = f"cert-manager@{PROJECT}.iam.gserviceaccount.com"
+ZONE = "cmb-zone"
 STEPS = ("validate_secrets", "build_push", "make_secrets", "certs", "helm_deploy", "dns", "smoke_test")
 
 
@@ -112,31 +109,19 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
     sim = simulated_gke_cluster
     recycle_test_volumes(cluster)
     namespace = f"cmb-gke-deploy-{os.urandom(3).hex()}"
-    account = account_for(namespace)
     contexts = stage_apps(tmp_path / "apps")
-    # the Litestream stand-in, under its Artifact Registry name (the registry's path behind the edge and the mirror)
-    path = f"{PROJECT}/cmbcluster/litestream-stand-in:0.5.17"
-    digest = build_and_push({"DOCKER_HOST": docker_host}, stand_in_context(tmp_path), f"{registry}/{path}")
-    environ = good_env(
-        "gcp",
-        CLUSTER_NAME=CLUSTER,
-        NAMESPACE=namespace,
-        GKE_LOCATION=LOCATION,
-        LITESTREAM_IMAGE=f"{AR_HOST}/{path}@{digest}",
-        DATABASE_SIZE="1Gi",  # the test bed's volumes (tests/testbed.py) are 2Gi
-        DNS_ZONE=ZONE_DOMAIN,
-        CERT_MANAGER_SERVICE_ACCOUNT_EMAIL=CERT_MANAGER,
+    project = prepared_project(
+        sim,
+        network_edge,
+        registry,
+        docker_host,
+        namespace,
+        ZONE,
+        tmp_path,
         **{f"{n.upper().replace('-', '_')}_CONTEXT": str(p) for n, p in contexts.items()},
     )
+    environ, account, google = project.values, project.account, project.google
     env_file = write_env(tmp_path / "gcp.env", environ)
-
-    # the README's prerequisites with DNS_ZONE: the public managed zone, cert-manager's roles/dns.admin
-    google = CloudDnsProject(network_edge.google, sim.iam)
-    google.add_zone(ZONE, ZONE_DOMAIN)
-    sim.iam.bind(f"serviceAccount:{CERT_MANAGER}", "roles/dns.admin")
-    # the deploy account as printed: its IAM; below, the admin's namespace, IngressClass and `make rbac`
-    script = printed_script(environ, tmp_path, account)
-    assert grant_printed_iam(sim, environ, script, account) == {"container.clusters.get"}
     key_file = network_edge.google_service_account(account, PROJECT)
     # the CI job's environment: the edge's proxy and CA, the key file; no emulator or cluster variable of the bed
     env = {k: v for k, v in os.environ.items() if k not in testbed.env and k != "KUBECONFIG"}
@@ -150,15 +135,12 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
     )
     seen = len(sim.hooks.log)
     try:
-        created = sim.control_plane.kubectl("create", "namespace", namespace)
-        assert created.returncode == 0, created.stderr
-        ensure_ingress_class(cluster)
-        assert apply_printed_rbac(sim, environ, script, tmp_path) == f"User:{account}"
+        admin_prepares_namespace(sim, cluster, project, tmp_path)
         with (
             network_edge.routed(GKE, sim.api.serve_http()),
             network_edge.routed(CLOUD_DNS, google.serve_http()),
             network_edge.routed(RESOURCE_MANAGER, google.serve_http()),
-            containerd_mirror(kit_certs, [AR_HOST], registry),
+            containerd_mirror(kit_certs, [ARTIFACT_REGISTRY], registry),
             publishing(cluster, namespace),
         ):
             first = make_deploy_gcp(env_file, tmp_path, env)
@@ -188,7 +170,7 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
             f"smoke test of release cmbcluster in {namespace} (gcp): healthy",
         ):
             assert line in text, f"{line!r} not in:\n{text[-4000:]}"
-        assert text.count(f"image backend: {AR_HOST}/{PROJECT}/cmbcluster/{CLUSTER}-backend@sha256:") == 1
+        assert text.count(f"image backend: {ARTIFACT_REGISTRY}/{PROJECT}/cmbcluster/{CLUSTER}-backend@sha256:") == 1
         # the records in the zone, each name with its ownership TXT record; preflight read cert-manager's role
         records = google.records(ZONE)
         for name in ("cmb.example.org.", "api.cmb.example.org.", "*.cmb.example.org."):
@@ -202,8 +184,9 @@ def test_make_deploy_gcp_as_the_printed_service_account_runs_whole_and_converges
         log = sim.hooks.log[seen:]
         assert f"authenticated {account}" in log and not any(line.startswith("allowed by IAM") for line in log)
         hosts = {host for host, _, _ in network_edge.proxy.seen}
-        assert {"oauth2.googleapis.com", "container.googleapis.com", "storage.googleapis.com", AR_HOST} <= hosts
-        assert any(h == AR_HOST and m == "PUT" and "/manifests/" in p for h, m, p in network_edge.proxy.seen)
+        google_hosts = {"oauth2.googleapis.com", "container.googleapis.com", "storage.googleapis.com"}
+        assert google_hosts | {ARTIFACT_REGISTRY} <= hosts
+        assert any(h == ARTIFACT_REGISTRY and m == "PUT" and "/manifests/" in p for h, m, p in network_edge.proxy.seen)
 
         # the second run converges: nothing built, no secret rotated, no pod restarted
         assert "3 image(s) ready, 0 built" in again, again[-3000:]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +36,13 @@ import boto3
 import pytest
 from kubernetes import client
 
-from tests.envfiles import good_env, write_env
 from tests.fixtures.apps import stage_apps
-from tests.realcluster import api, build_and_push, create_namespace, delete_namespace
-from tests.sim.alb_controller import AlbController, ensure_alb_class
+from tests.realcluster import api, create_namespace, delete_namespace
+from tests.sim.alb_controller import AlbController
 from tests.sim.edge import containerd_mirror
 from tests.sim.edge_routes import EKS
 from tests.sim.eks import ACCOUNT, CLUSTER, MOTO_KEYS, REGION
-from tests.sim.eks_setup import apply_rbac, printed_setup
-from tests.sim.litestream import stand_in_context
+from tests.sim.eks_setup import prepared_account, remove_rbac
 from tools.helm import helm_binary
 from tools.settings import REPO_ROOT
 
@@ -96,28 +93,20 @@ def test_make_deploy_aws_runs_whole_on_the_simulated_eks_and_converges(
     namespace = create_namespace(cluster, "deploy-aws")
     try:
         # -- the account and the cluster, as their admins prepare them ------------------------------------
-        zone = f"z{uuid.uuid4().hex[:8]}.example.org"
-        route53 = boto3.client("route53", endpoint_url=moto_url, region_name=REGION, **MOTO_KEYS)
-        zone_id = route53.create_hosted_zone(Name=zone, CallerReference=uuid.uuid4().hex)["HostedZone"]["Id"]
-        base = f"cmb.{zone}"
         contexts = stage_apps(tmp_path / "apps")
-        reference = f"{registry}/cmbsim-litestream:stand-in"
-        digest = build_and_push({"DOCKER_HOST": edge_docker}, stand_in_context(tmp_path), reference)
-        values = good_env(
-            "aws",
-            CLUSTER_NAME=CLUSTER,
-            NAMESPACE=namespace,
-            BASE_DOMAIN=base,
-            DNS_ZONE=zone,
-            LITESTREAM_IMAGE=f"{reference}@{digest}",
-            DATABASE_SIZE="1Gi",  # the test bed's volumes hold 2Gi (tests/testbed.py), EBS would make any size
+        account = prepared_account(
+            sim,
+            moto_url,
+            registry,
+            edge_docker,
+            cluster,
+            namespace,
+            tmp_path,
             **{f"{n.upper().replace('-', '_')}_CONTEXT": str(p) for n, p in contexts.items()},
         )
-        env_file = write_env(tmp_path / "aws.env", values)
-        (tmp_path / "setup").mkdir()
-        role_arn, _ = printed_setup(sim, moto_url, tmp_path / "setup", env_file, f"{CLUSTER}-deploy-{namespace}")
-        apply_rbac(sim, env_file, tmp_path / "setup")
-        ensure_alb_class(cluster)
+        env_file, role_arn, zone_id = account.env_file, account.role_arn, account.zone_id
+        base = account.values["BASE_DOMAIN"]
+        route53 = boto3.client("route53", endpoint_url=moto_url, region_name=REGION, **MOTO_KEYS)
 
         # -- the deploy, as the CI job's assumed role, through the network edge only ----------------------
         credentials = sim.reviewer.issue(role_arn, SESSION)
@@ -206,7 +195,5 @@ def test_make_deploy_aws_runs_whole_on_the_simulated_eks_and_converges(
             check=False,
             timeout=300,
         )
-        # and what the admin applied from `make rbac` (its ClusterRole and binding are named per namespace)
-        if (tmp_path / "setup" / "rbac.yaml").exists():
-            sim.control_plane.kubectl("delete", "--ignore-not-found", "-f", str(tmp_path / "setup" / "rbac.yaml"))
+        remove_rbac(sim, tmp_path)
         delete_namespace(cluster, namespace)

@@ -364,9 +364,9 @@ def test_auto_ignores_a_partial_second_provider_with_a_warning(
 
 
 def test_secret_copied_from_an_example_file_is_refused(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    from tools.settings import example_values
+    from tools.settings import REPO_ROOT, read_env_file
 
-    copied = example_values()["aws"]["COGNITO_CLIENT_SECRET"]
+    copied = read_env_file(REPO_ROOT / "env" / "aws.env.example")["COGNITO_CLIENT_SECRET"]
     values = good_env("aws", auth="cognito", COGNITO_CLIENT_SECRET=copied)
     code, _, err = run_cli(capfd, "--env-file", str(write_env(tmp_path / "c.env", values)))
     assert code == 1 and "COGNITO_CLIENT_SECRET:" in err

@@ -559,16 +559,6 @@ def shown_value(value: str, limit: int = 60) -> str:
     return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
-def example_values() -> dict[str, dict[str, str]]:
-    """The example files' values per cloud."""
-    out: dict[str, dict[str, str]] = {}
-    for cloud in CLOUDS:
-        path = REPO_ROOT / "env" / f"{cloud}.env.example"
-        if path.exists():
-            out[cloud] = read_env_file(path)
-    return out
-
-
 def example_secret_values() -> set[str]:
     """The secrets' values in the example files (the rules refuse a secret copied from them). Only their lines are
     parsed: every changing step runs the rules, and parsing every example file whole cost each step ~15 ms."""

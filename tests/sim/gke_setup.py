@@ -11,11 +11,15 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.envfiles import write_env
-from tests.sim.gke import PROJECT
+from tests.envfiles import good_env, write_env
+from tests.realcluster import build_and_push, ensure_ingress_class
+from tests.sim.gke import CLUSTER, LOCATION, PROJECT
+from tests.sim.google_apis import CloudDnsProject
+from tests.sim.litestream import stand_in_context
 from tools.cloud import cloud_for
 from tools.cloud_permissions import gcp_grants
 from tools.settings import REPO_ROOT, load_settings
@@ -63,3 +67,53 @@ def apply_printed_rbac(sim: Any, environ: dict[str, str], script: str, folder: P
     applied = sim.control_plane.kubectl("apply", "-f", str(manifests))
     assert applied.returncode == 0, applied.stderr
     return subject
+
+
+CERT_MANAGER = f"cert-manager@{PROJECT}.iam.gserviceaccount.com"
+ZONE_DOMAIN = "example.org"  # good_env's BASE_DOMAIN is cmb.example.org
+ARTIFACT_REGISTRY = f"{LOCATION}-docker.pkg.dev"  # good_env("gcp")'s REGION
+
+
+@dataclass
+class PreparedProject:
+    values: dict[str, str]  # the deploy's settings
+    account: str  # the printed deploy service account
+    script: str  # what `make cloud-setup CLOUD=gcp` printed for it
+    google: CloudDnsProject  # Cloud DNS and Resource Manager of the project, with the public zone
+
+
+def prepared_project(
+    sim: Any, edge: Any, registry: str, docker_host: str, namespace: str, zone: str, folder: Path, **settings: str
+) -> PreparedProject:
+    """The project for a deploy into `namespace`, as its admin prepares it with DNS_ZONE (the README's
+    prerequisites): the public managed zone `zone`, cert-manager's roles/dns.admin, the Litestream stand-in under its
+    Artifact Registry name (the registry's path behind the edge and the mirror), the settings (good_env's, with
+    `settings` over them), and the printed deploy account's IAM (which holds container.clusters.get alone)."""
+    path = f"{PROJECT}/cmbcluster/litestream-stand-in:0.5.17"
+    digest = build_and_push({"DOCKER_HOST": docker_host}, stand_in_context(folder), f"{registry}/{path}")
+    values = good_env(
+        "gcp",
+        CLUSTER_NAME=CLUSTER,
+        NAMESPACE=namespace,
+        GKE_LOCATION=LOCATION,
+        LITESTREAM_IMAGE=f"{ARTIFACT_REGISTRY}/{path}@{digest}",
+        DATABASE_SIZE="1Gi",  # the test bed's volumes (tests/testbed.py) are 2Gi
+        DNS_ZONE=ZONE_DOMAIN,
+        CERT_MANAGER_SERVICE_ACCOUNT_EMAIL=CERT_MANAGER,
+        **settings,
+    )
+    google = CloudDnsProject(edge.google, sim.iam)
+    google.add_zone(zone, ZONE_DOMAIN)
+    sim.iam.bind(f"serviceAccount:{CERT_MANAGER}", "roles/dns.admin")
+    account = account_for(namespace)
+    script = printed_script(values, folder, account)
+    assert grant_printed_iam(sim, values, script, account) == {"container.clusters.get"}
+    return PreparedProject(values, account, script, google)
+
+
+def admin_prepares_namespace(sim: Any, cluster: str, project: PreparedProject, folder: Path) -> None:
+    """The cluster admin's part: the namespace, the IngressClass and `make rbac` for the printed account."""
+    created = sim.control_plane.kubectl("create", "namespace", project.values["NAMESPACE"])
+    assert created.returncode == 0, created.stderr
+    ensure_ingress_class(cluster)
+    assert apply_printed_rbac(sim, project.values, project.script, folder) == f"User:{project.account}"
